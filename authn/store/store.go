@@ -1,0 +1,75 @@
+// Package store is the leaf storage contract of keygate: a small ordered
+// key-value interface with versions (for compare-and-swap on durable records),
+// TTLs (for short-lived values) and an atomic Consume (for one-time values).
+//
+// Domain packages declare the narrower interfaces they actually use; every
+// backend passes the shared conformance suite in store/storetest, so a
+// PostgreSQL or Redis backend can be added without touching domain code.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends wrap them with %w; callers branch with errors.Is.
+var (
+	// ErrNotFound: the key does not exist (or its TTL has passed).
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: a compare-and-swap lost, the stored version differs from
+	// the expected one (or the key exists when absence was expected).
+	ErrConflict = errors.New("store: version conflict")
+	// ErrLocked: the data directory is in use by another process.
+	ErrLocked = errors.New("store: data directory is in use by another process")
+	// ErrWrongKey: the encryption key does not open this data directory.
+	ErrWrongKey = errors.New("store: encryption key does not match the data directory")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Item is one stored value with its version. Version is never 0 for an
+// existing key and changes on every write, so it can be used for
+// compare-and-swap.
+type Item struct {
+	Key     string
+	Value   []byte
+	Version uint64
+	// ExpiresAt is zero for keys without a TTL.
+	ExpiresAt time.Time
+}
+
+// WriteOptions tune a write.
+type WriteOptions struct {
+	// TTL > 0 makes the key expire; expired keys read as ErrNotFound.
+	TTL time.Duration
+	// Durable asks the backend to make the write survive a crash before it
+	// returns (fsync). Credentials, counters, users and sessions set it;
+	// challenges and rate-limit counters usually do not.
+	Durable bool
+}
+
+// KV is the contract every backend implements.
+type KV interface {
+	// Get returns the item or ErrNotFound.
+	Get(ctx context.Context, key string) (Item, error)
+	// Set writes the value unconditionally and returns the new version.
+	Set(ctx context.Context, key string, value []byte, opt WriteOptions) (uint64, error)
+	// CompareAndSet writes the value only if the stored version equals prev;
+	// prev == 0 means "only if the key does not exist". A mismatch (including
+	// a concurrent writer) returns ErrConflict and writes nothing.
+	CompareAndSet(ctx context.Context, key string, value []byte, prev uint64, opt WriteOptions) (uint64, error)
+	// Delete removes the key; deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// CompareAndDelete removes the key only if its version equals prev,
+	// else ErrConflict (ErrNotFound when it does not exist).
+	CompareAndDelete(ctx context.Context, key string, prev uint64) error
+	// Consume reads and deletes the key in one atomic step: of any number of
+	// concurrent callers exactly one gets the value, the others ErrNotFound.
+	Consume(ctx context.Context, key string) ([]byte, error)
+	// Scan calls fn for every live key with the prefix, in key order.
+	// Returning an error from fn stops the scan and is returned.
+	Scan(ctx context.Context, prefix string, fn func(Item) error) error
+	// Close releases the store.
+	Close() error
+}

@@ -1,0 +1,92 @@
+// Package policy is keygate's pure policy evaluator: the rules admins edit
+// come in, a Decision (allow / challenge with what is missing and why / deny)
+// comes out. It does no I/O. A Policy is compiled once into a fast matcher
+// (*Compiled); callers keep the compiled value behind an atomic pointer and
+// swap it whole when the rules change.
+package policy
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Actions a rule (or the default) can take.
+const (
+	ActionDeny      = "deny"
+	ActionBypass    = "bypass"
+	ActionOneFactor = "one_factor"
+	ActionTwoFactor = "two_factor"
+)
+
+// Second-factor kinds a rule may accept.
+const (
+	FactorPassword = "password" // the first factor; never a second one
+	FactorWebAuthn = "webauthn"
+	FactorTOTP     = "totp"
+	FactorEmail    = "email"
+	FactorRecovery = "recovery"
+)
+
+// Policy is the document admins edit (YAML/JSON).
+type Policy struct {
+	Default string `yaml:"default" json:"default"`
+	Rules   []Rule `yaml:"rules" json:"rules"`
+}
+
+// Rule is one entry of the ordered rule list; the first rule whose every
+// criterion matches decides. Empty criteria match everything.
+type Rule struct {
+	Name     string   `yaml:"name" json:"name"`
+	Hosts    []string `yaml:"hosts,omitempty" json:"hosts,omitempty"`       // exact or "*.example.com"
+	Paths    []string `yaml:"paths,omitempty" json:"paths,omitempty"`       // globs: "/static/*", "/api/**", exact
+	Methods  []string `yaml:"methods,omitempty" json:"methods,omitempty"`   // GET, POST, …
+	Networks []string `yaml:"networks,omitempty" json:"networks,omitempty"` // CIDRs or single IPs
+	Users    []string `yaml:"users,omitempty" json:"users,omitempty"`
+	Groups   []string `yaml:"groups,omitempty" json:"groups,omitempty"`
+	Action   string   `yaml:"action" json:"action"`
+	// Factors lists the acceptable second factors (two_factor only);
+	// empty = any second factor.
+	Factors  []string         `yaml:"factors,omitempty" json:"factors,omitempty"`
+	WebAuthn *WebAuthnOptions `yaml:"webauthn,omitempty" json:"webauthn,omitempty"`
+	// MaxAge: the second factor must be at most this old (step-up).
+	MaxAge Duration `yaml:"max_age,omitempty" json:"max_age,omitempty"`
+	// TrustedDevice: may a remembered device skip the second factor here?
+	// nil = yes.
+	TrustedDevice *bool `yaml:"trusted_device,omitempty" json:"trusted_device,omitempty"`
+}
+
+// WebAuthnOptions narrow which WebAuthn assertions satisfy a rule.
+type WebAuthnOptions struct {
+	Hardware         bool     `yaml:"hardware,omitempty" json:"hardware,omitempty"`
+	UserVerification string   `yaml:"user_verification,omitempty" json:"user_verification,omitempty"` // "", preferred, required, discouraged
+	AAGUIDs          []string `yaml:"aaguids,omitempty" json:"aaguids,omitempty"`
+	Synced           *bool    `yaml:"synced,omitempty" json:"synced,omitempty"` // false = refuse backup-eligible credentials
+}
+
+// Request is what the evaluator needs to know about an HTTP request.
+type Request struct {
+	Host   string // lower case, without port
+	Path   string
+	Method string
+	IP     netip.Addr
+}
+
+// Proof is one factor a session has satisfied.
+type Proof struct {
+	Kind string    // FactorPassword, FactorWebAuthn, …
+	At   time.Time // when it was satisfied
+	// WebAuthn details (zero for other kinds).
+	AAGUID         string
+	Attested       bool // attestation chained to a trusted root at enrolment
+	UserVerified   bool
+	BackupEligible bool
+}
+
+// Subject is who makes the request, as far as the session knows.
+type Subject struct {
+	Authenticated bool // a password (or passkey) sign-in happened
+	User          string
+	Groups        []string
+	Proofs        []Proof
+	TrustedDevice bool // the browser carries a valid remembered-device token
+}
