@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/keygate/keygate/authn"
+)
+
+// Badger lets one process open a data directory, so while keygate serves,
+// the CLI's user commands reach it through a unix socket that only the
+// owner of the data directory may open (mode 0600). The socket speaks small
+// JSON over HTTP so both ends are plain net/http.
+
+// userAdmin is what the `keygate user` commands need. localAdmin works on
+// an open store; socketAdmin asks a running keygate.
+type userAdmin interface {
+	Add(ctx context.Context, nu authn.NewUser) (userView, error)
+	List(ctx context.Context) ([]userView, error)
+	Get(ctx context.Context, name string) (userView, error)
+	SetPassword(ctx context.Context, name, password string) error
+	SetDisabled(ctx context.Context, name string, disabled bool) error
+	Delete(ctx context.Context, name string) error
+}
+
+// localAdmin applies user changes and their consequences: a disabled or
+// deleted user, or a changed password, ends that user's sessions.
+type localAdmin struct {
+	users    *authn.Users
+	sessions *authn.Sessions
+}
+
+// userView is a user as the CLI shows it: never the password hash.
+type userView struct {
+	Username      string    `json:"username"`
+	Email         string    `json:"email"`
+	DisplayName   string    `json:"display_name"`
+	Groups        []string  `json:"groups"`
+	Disabled      bool      `json:"disabled"`
+	EmailVerified bool      `json:"email_verified"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+func viewOf(u authn.User) userView {
+	return userView{Username: u.Username, Email: u.Email, DisplayName: u.DisplayName, Groups: u.Groups,
+		Disabled: u.Disabled, EmailVerified: u.EmailVerified, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+}
+
+func (l localAdmin) Add(ctx context.Context, nu authn.NewUser) (userView, error) {
+	u, err := l.users.Add(ctx, nu)
+	return viewOf(u), err
+}
+
+func (l localAdmin) List(ctx context.Context) ([]userView, error) {
+	us, err := l.users.List(ctx)
+	out := make([]userView, len(us))
+	for i, u := range us {
+		out[i] = viewOf(u)
+	}
+	return out, err
+}
+
+func (l localAdmin) Get(ctx context.Context, name string) (userView, error) {
+	u, err := l.users.Get(ctx, name)
+	return viewOf(u), err
+}
+
+func (l localAdmin) SetPassword(ctx context.Context, name, password string) error {
+	if err := l.users.SetPassword(ctx, name, password); err != nil {
+		return err
+	}
+	_, err := l.sessions.RevokeUser(ctx, name)
+	return err
+}
+
+func (l localAdmin) SetDisabled(ctx context.Context, name string, disabled bool) error {
+	if err := l.users.SetDisabled(ctx, name, disabled); err != nil {
+		return err
+	}
+	if disabled {
+		_, err := l.sessions.RevokeUser(ctx, name)
+		return err
+	}
+	return nil
+}
+
+func (l localAdmin) Delete(ctx context.Context, name string) error {
+	if err := l.users.Delete(ctx, name); err != nil {
+		return err
+	}
+	_, err := l.sessions.RevokeUser(ctx, name)
+	return err
+}
+
+// Wire error codes, so the CLI can tell the same errors apart on both paths.
+const (
+	codeUserExists   = "user_exists"
+	codeUserNotFound = "user_not_found"
+	codeWeakPassword = "weak_password"
+	codeBadRequest   = "bad_request"
+	codeInternal     = "internal"
+)
+
+type wireError struct {
+	Code    string   `json:"error"`
+	Message string   `json:"message"`
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+func toWire(err error) (int, wireError) {
+	var pe *authn.PasswordPolicyError
+	switch {
+	case errors.Is(err, authn.ErrUserExists):
+		return http.StatusConflict, wireError{Code: codeUserExists, Message: err.Error()}
+	case errors.Is(err, authn.ErrUserNotFound):
+		return http.StatusNotFound, wireError{Code: codeUserNotFound, Message: err.Error()}
+	case errors.As(err, &pe):
+		return http.StatusUnprocessableEntity, wireError{Code: codeWeakPassword, Message: err.Error(), Reasons: pe.Reasons}
+	default:
+		var bad badRequestError
+		if errors.As(err, &bad) {
+			return http.StatusBadRequest, wireError{Code: codeBadRequest, Message: err.Error()}
+		}
+		return http.StatusInternalServerError, wireError{Code: codeInternal, Message: err.Error()}
+	}
+}
+
+func fromWire(w wireError) error {
+	switch w.Code {
+	case codeUserExists:
+		return fmt.Errorf("%w (%s)", authn.ErrUserExists, w.Message)
+	case codeUserNotFound:
+		return fmt.Errorf("%w (%s)", authn.ErrUserNotFound, w.Message)
+	case codeWeakPassword:
+		return &authn.PasswordPolicyError{Reasons: w.Reasons}
+	}
+	return fmt.Errorf("keygate answered %s: %s", w.Code, w.Message)
+}
+
+type badRequestError struct{ error }
+
+// adminHandler serves userAdmin over HTTP.
+func adminHandler(ua userAdmin) http.Handler {
+	mux := http.NewServeMux()
+	reply := func(w http.ResponseWriter, v any, err error) {
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil {
+			status, we := toWire(err)
+			w.WriteHeader(status)
+			_ = json.NewEncoder(w).Encode(we)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(v)
+	}
+	decode := func(r *http.Request, v any) error {
+		dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			return badRequestError{fmt.Errorf("decode request: %w", err)}
+		}
+		return nil
+	}
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) { reply(w, "pong", nil) })
+	mux.HandleFunc("POST /users", func(w http.ResponseWriter, r *http.Request) {
+		var nu authn.NewUser
+		if err := decode(r, &nu); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		u, err := ua.Add(r.Context(), nu)
+		reply(w, u, err)
+	})
+	mux.HandleFunc("GET /users", func(w http.ResponseWriter, r *http.Request) {
+		us, err := ua.List(r.Context())
+		reply(w, us, err)
+	})
+	mux.HandleFunc("GET /users/{name}", func(w http.ResponseWriter, r *http.Request) {
+		u, err := ua.Get(r.Context(), r.PathValue("name"))
+		reply(w, u, err)
+	})
+	mux.HandleFunc("PUT /users/{name}/password", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Password string `json:"password"`
+		}
+		if err := decode(r, &body); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		reply(w, struct{}{}, ua.SetPassword(r.Context(), r.PathValue("name"), body.Password))
+	})
+	mux.HandleFunc("PUT /users/{name}/disabled", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Disabled bool `json:"disabled"`
+		}
+		if err := decode(r, &body); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		reply(w, struct{}{}, ua.SetDisabled(r.Context(), r.PathValue("name"), body.Disabled))
+	})
+	mux.HandleFunc("DELETE /users/{name}", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, struct{}{}, ua.Delete(r.Context(), r.PathValue("name")))
+	})
+	return mux
+}
+
+// startAdminSocket listens on path until the returned stop is called.
+func (a *app) startAdminSocket(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	// A socket file left by a process that died is stale: we hold the
+	// store lock, so no live keygate can be using it.
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	srv := &http.Server{Handler: adminHandler(localAdmin{users: a.users, sessions: a.sessions}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		_ = os.Remove(path)
+	}, nil
+}
+
+// socketAdmin is the client side.
+type socketAdmin struct{ hc *http.Client }
+
+func newSocketAdmin(path string) socketAdmin {
+	return socketAdmin{hc: &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}},
+	}}
+}
+
+func (s socketAdmin) do(ctx context.Context, method, p string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://keygate"+p, body)
+	if err != nil {
+		return err
+	}
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var we wireError
+		if err := json.NewDecoder(resp.Body).Decode(&we); err != nil {
+			return fmt.Errorf("admin socket: status %d", resp.StatusCode)
+		}
+		return fromWire(we)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// ping says whether a keygate answers on the socket.
+func (s socketAdmin) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	return s.do(ctx, http.MethodGet, "/ping", nil, nil)
+}
+
+func (s socketAdmin) Add(ctx context.Context, nu authn.NewUser) (userView, error) {
+	var u userView
+	return u, s.do(ctx, http.MethodPost, "/users", nu, &u)
+}
+
+func (s socketAdmin) List(ctx context.Context) ([]userView, error) {
+	var us []userView
+	return us, s.do(ctx, http.MethodGet, "/users", nil, &us)
+}
+
+func (s socketAdmin) Get(ctx context.Context, name string) (userView, error) {
+	var u userView
+	return u, s.do(ctx, http.MethodGet, "/users/"+url.PathEscape(name), nil, &u)
+}
+
+func (s socketAdmin) SetPassword(ctx context.Context, name, password string) error {
+	return s.do(ctx, http.MethodPut, "/users/"+url.PathEscape(name)+"/password", map[string]string{"password": password}, nil)
+}
+
+func (s socketAdmin) SetDisabled(ctx context.Context, name string, disabled bool) error {
+	return s.do(ctx, http.MethodPut, "/users/"+url.PathEscape(name)+"/disabled", map[string]bool{"disabled": disabled}, nil)
+}
+
+func (s socketAdmin) Delete(ctx context.Context, name string) error {
+	return s.do(ctx, http.MethodDelete, "/users/"+url.PathEscape(name), nil, nil)
+}
+
+// Interface guards.
+var (
+	_ userAdmin = localAdmin{}
+	_ userAdmin = socketAdmin{}
+)

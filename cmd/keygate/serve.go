@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func newServeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gateway with the configuration file",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(g.configPath)
+			if err != nil {
+				return err
+			}
+			log := newLogger(cfg, cmd.ErrOrStderr())
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			a, err := openApp(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if err := a.Close(); err != nil {
+					log.Error("close", "err", err)
+				}
+			}()
+			return a.serve(ctx, cfg.Server.Listen, nil)
+		},
+	}
+}
+
+// serve runs the gateway until ctx ends, then drains in-flight requests.
+// ready, when set, is called with the bound address once it accepts.
+func (a *app) serve(ctx context.Context, listen string, ready func(addr string)) error {
+	h, err := a.webServer()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", listen, err)
+	}
+	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !isLoopback(host) {
+		a.log.Warn("serving plain HTTP on a non-loopback address: put a TLS-terminating proxy in front and list it in server.trusted_proxies", "listen", ln.Addr().String())
+	}
+	adminStop, err := a.startAdminSocket(a.cfg.Server.AdminSocket)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer adminStop()
+
+	bg, cancelBG := context.WithCancel(context.Background())
+	defer cancelBG()
+	go a.sessions.Run(bg, 15*time.Second)
+	go a.kv.RunGC(bg, 10*time.Minute)
+
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("keygate is serving", "listen", ln.Addr().String(), "version", version)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down: draining in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,100 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// decodeJSON reads one JSON object, refusing unknown fields, trailing data
+// and oversized bodies with errors people can act on.
+func decodeJSON(c *gin.Context, v any) error {
+	dec := json.NewDecoder(c.Request.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return errf(http.StatusRequestEntityTooLarge, "too_large", "err.too_large", err)
+		}
+		return errf(http.StatusBadRequest, "bad_request", "err.bad_request", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errf(http.StatusBadRequest, "bad_request", "err.bad_request", errors.New("trailing data after the JSON object"))
+	}
+	return nil
+}
+
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Redirect string `json:"rd"`
+}
+
+func (s *Server) apiLogin(c *gin.Context) {
+	var req loginRequest
+	if err := decodeJSON(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	_, st, err := s.signIn(c, req.Username, req.Password, req.Redirect)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	writeJSON(c.Writer, http.StatusOK, st)
+}
+
+type logoutRequest struct {
+	Everywhere bool `json:"everywhere"`
+}
+
+func (s *Server) apiLogout(c *gin.Context) {
+	var req logoutRequest
+	if c.Request.ContentLength != 0 {
+		if err := decodeJSON(c, &req); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	if err := s.signOut(c, req.Everywhere); err != nil {
+		s.fail(c, err)
+		return
+	}
+	writeJSON(c.Writer, http.StatusOK, map[string]string{"status": "signed_out"})
+}
+
+type proofJSON struct {
+	Kind string    `json:"kind"`
+	At   time.Time `json:"at"`
+}
+
+type sessionJSON struct {
+	User      string      `json:"user"`
+	Email     string      `json:"email"`
+	Name      string      `json:"name"`
+	Groups    []string    `json:"groups"`
+	Factors   []proofJSON `json:"factors"`
+	CreatedAt time.Time   `json:"created_at"`
+	ExpiresAt time.Time   `json:"expires_at"`
+}
+
+func (s *Server) apiSession(c *gin.Context) {
+	sess := s.session(c.Request)
+	if sess == nil {
+		s.fail(c, errf(http.StatusUnauthorized, "not_signed_in", "err.not_signed_in", nil))
+		return
+	}
+	out := sessionJSON{User: sess.Username, Email: sess.Email, Name: sess.DisplayName, Groups: sess.Groups,
+		CreatedAt: sess.CreatedAt, ExpiresAt: sess.ExpiresAt, Factors: make([]proofJSON, 0, len(sess.Proofs))}
+	if out.Groups == nil {
+		out.Groups = []string{}
+	}
+	for _, p := range sess.Proofs {
+		out.Factors = append(out.Factors, proofJSON{Kind: p.Kind, At: p.At})
+	}
+	writeJSON(c.Writer, http.StatusOK, out)
+}

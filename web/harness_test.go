@@ -1,0 +1,262 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/store/badgerstore"
+	"github.com/keygate/keygate/policy"
+)
+
+// The harness runs the real parts: Badger on disk, authn users and
+// sessions, the compiled policy, keygate's handler on a loopback listener,
+// and a real upstream HTTP server that records what it received.
+
+const (
+	testUser     = "alice"
+	testPassword = "correct-staple-battery-7"
+)
+
+// recorder is an upstream app that remembers the requests it got.
+type recorder struct {
+	mu   sync.Mutex
+	reqs []*http.Request
+	srv  *httptest.Server
+}
+
+func newRecorder(t *testing.T) *recorder {
+	rec := &recorder{}
+	rec.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.mu.Lock()
+		rec.reqs = append(rec.reqs, r.Clone(context.Background()))
+		rec.mu.Unlock()
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "upstream:"+r.URL.Path)
+	}))
+	t.Cleanup(rec.srv.Close)
+	return rec
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.reqs)
+}
+
+func (r *recorder) last(t *testing.T) *http.Request {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.reqs) == 0 {
+		t.Fatal("the upstream received no request")
+	}
+	return r.reqs[len(r.reqs)-1]
+}
+
+type harnessOptions struct {
+	policyYAML     string
+	trustedProxies []string
+	upstreamURL    string // overrides the recorder (e.g. a dead port)
+	dir            string // reuse a data dir (restart tests)
+}
+
+type harness struct {
+	t        *testing.T
+	dir      string
+	kv       *badgerstore.Store
+	users    *authn.Users
+	sessions *authn.Sessions
+	web      *Server
+	srv      *httptest.Server
+	up       *recorder
+}
+
+const defaultTestPolicy = `
+default: two_factor
+rules:
+  - name: public
+    hosts: [app.example.com]
+    paths: ["/static/*", "/favicon.ico"]
+    action: bypass
+  - name: closed
+    hosts: [app.example.com]
+    paths: ["/closed/**"]
+    action: deny
+  - name: admins-only
+    hosts: [app.example.com]
+    paths: ["/admin/**"]
+    groups: [admins]
+    action: one_factor
+  - name: admin-others
+    hosts: [app.example.com]
+    paths: ["/admin/**"]
+    action: deny
+  - name: app
+    hosts: [app.example.com, "*.apps.example.com"]
+    action: one_factor
+  - name: office-wiki
+    hosts: [wiki.example.com]
+    networks: ["10.0.0.0/8"]
+    action: bypass
+  - name: wiki
+    hosts: [wiki.example.com]
+    action: one_factor
+`
+
+func newHarness(t *testing.T, o harnessOptions) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: o.dir, up: newRecorder(t)}
+	if h.dir == "" {
+		h.dir = t.TempDir()
+	}
+	if o.policyYAML == "" {
+		o.policyYAML = defaultTestPolicy
+	}
+	p, err := policy.Parse([]byte(o.policyYAML))
+	if err != nil {
+		t.Fatalf("parse policy: %v", err)
+	}
+	compiled, err := policy.Compile(p)
+	if err != nil {
+		t.Fatalf("compile policy: %v", err)
+	}
+	holder := &policy.Holder{}
+	holder.Store(compiled)
+
+	h.kv, err = badgerstore.Open(badgerstore.Options{Path: h.dir})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	ctx := context.Background()
+	// Cheap argon2 parameters: the tests exercise the flow, not the cost.
+	hasher := authn.NewHasher(authn.Argon2Params{MemoryKiB: 8 << 10, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 4)
+	h.users = authn.NewUsers(h.kv, hasher, authn.PasswordPolicy{MinLength: 12}, time.Now)
+	h.sessions, err = authn.NewSessions(ctx, h.kv, authn.SessionOptions{IdleTimeout: 30 * time.Minute, Lifetime: 12 * time.Hour, Now: time.Now})
+	if err != nil {
+		t.Fatalf("sessions: %v", err)
+	}
+	if _, err := h.users.Get(ctx, testUser); err != nil {
+		for _, nu := range []authn.NewUser{
+			{Username: testUser, Email: "alice@example.com", DisplayName: "Alice Example", Groups: []string{"admins", "dev"}, Password: testPassword},
+			{Username: "bob", Email: "bob@example.com", DisplayName: "Bob", Password: "bobs-own-passphrase-1"},
+		} {
+			if _, err := h.users.Add(ctx, nu); err != nil {
+				t.Fatalf("add user %s: %v", nu.Username, err)
+			}
+		}
+	}
+	upURL := o.upstreamURL
+	if upURL == "" {
+		upURL = h.up.srv.URL
+	}
+	target, _ := url.Parse(upURL)
+	h.web, err = New(Options{
+		Upstreams: []Upstream{
+			{Host: "app.example.com", URL: target},
+			{Host: "wiki.example.com", URL: target},
+			{Host: "x.apps.example.com", URL: target},
+		},
+		Policy:         holder,
+		Users:          h.users,
+		Sessions:       h.sessions,
+		CookieDomain:   "example.com",
+		TrustedProxies: o.trustedProxies,
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatalf("web.New: %v", err)
+	}
+	h.srv = httptest.NewServer(h.web)
+	t.Cleanup(h.close)
+	return h
+}
+
+// close stops the server and closes the store; safe to call twice.
+func (h *harness) close() {
+	if h.srv != nil {
+		h.srv.Close()
+		h.srv = nil
+	}
+	if h.kv != nil {
+		_ = h.sessions.Flush(context.Background())
+		_ = h.kv.Close()
+		h.kv = nil
+	}
+}
+
+// client returns a browser-like client: a cookie jar, no automatic
+// redirects, and every host name dialled to keygate's listener.
+func (h *harness) client() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	addr := h.srv.Listener.Addr().String()
+	return &http.Client{
+		Jar: jar,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Timeout:       10 * time.Second,
+	}
+}
+
+type reqOpt func(*http.Request)
+
+func withHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Add(k, v) } }
+
+func (h *harness) do(c *http.Client, method, rawURL, body string, opts ...reqOpt) (*http.Response, string) {
+	h.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, rawURL, rd)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/html")
+	for _, o := range opts {
+		o(req)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, rawURL, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// login signs in through the JSON API and returns the decoded answer.
+func (h *harness) login(c *http.Client, user, password, rd string) (*http.Response, map[string]any) {
+	h.t.Helper()
+	b, _ := json.Marshal(map[string]string{"username": user, "password": password, "rd": rd})
+	resp, body := h.do(c, http.MethodPost, "http://app.example.com/.keygate/api/login", string(b),
+		withHeader("Content-Type", "application/json"))
+	var out map[string]any
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		h.t.Fatalf("login answer is not JSON (%d): %q", resp.StatusCode, body)
+	}
+	return resp, out
+}
+
+func sessionCookie(resp *http.Response) *http.Cookie {
+	for _, c := range resp.Cookies() {
+		if c.Name == CookieName {
+			return c
+		}
+	}
+	return nil
+}

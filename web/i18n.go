@@ -1,0 +1,98 @@
+package web
+
+import (
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+
+	"golang.org/x/text/language"
+)
+
+// Catalogs live in i18n/<tag>.json so that a new language is one new file.
+//
+//go:embed i18n/*.json
+var catalogFS embed.FS
+
+// catalog is one language's messages.
+type catalog struct {
+	tag  language.Tag
+	msgs map[string]string
+}
+
+// T returns the message for key; a missing key shows the key itself so that a
+// gap is visible (and caught by the catalog completeness test) rather than
+// silently empty.
+func (c *catalog) T(key string) string {
+	if m, ok := c.msgs[key]; ok {
+		return m
+	}
+	return key
+}
+
+// Tf formats a message with arguments (the catalog holds the %s verbs).
+func (c *catalog) Tf(key string, args ...any) string { return fmt.Sprintf(c.T(key), args...) }
+
+// Lang is the BCP 47 tag used in <html lang>.
+func (c *catalog) Lang() string { return c.tag.String() }
+
+// translator picks a catalog for a request's Accept-Language.
+type translator struct {
+	cats    []*catalog // index 0 is the fallback (English)
+	matcher language.Matcher
+}
+
+func loadTranslator() (*translator, error) {
+	files, err := fs.Glob(catalogFS, "i18n/*.json")
+	if err != nil {
+		return nil, fmt.Errorf("list message catalogs: %w", err)
+	}
+	sort.Slice(files, func(i, j int) bool {
+		// English first: it is the fallback the matcher returns on no match.
+		return strings.HasSuffix(files[i], "/en.json") && !strings.HasSuffix(files[j], "/en.json")
+	})
+	tr := &translator{}
+	tags := make([]language.Tag, 0, len(files))
+	for _, f := range files {
+		raw, err := catalogFS.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", f, err)
+		}
+		c := &catalog{}
+		if err := json.Unmarshal(raw, &c.msgs); err != nil {
+			return nil, fmt.Errorf("parse %s: %w", f, err)
+		}
+		name := strings.TrimSuffix(path.Base(f), ".json")
+		tag, err := language.Parse(name)
+		if err != nil {
+			return nil, fmt.Errorf("catalog %s: %q is not a language tag: %w", f, name, err)
+		}
+		c.tag = tag
+		tr.cats = append(tr.cats, c)
+		tags = append(tags, tag)
+	}
+	if len(tr.cats) == 0 || tr.cats[0].tag != language.English {
+		return nil, fmt.Errorf("the English catalog i18n/en.json is missing")
+	}
+	tr.matcher = language.NewMatcher(tags)
+	return tr, nil
+}
+
+// pick chooses the catalog for an Accept-Language header value.
+func (t *translator) pick(acceptLanguage string) *catalog {
+	if acceptLanguage == "" {
+		return t.cats[0]
+	}
+	prefs, _, err := language.ParseAcceptLanguage(acceptLanguage)
+	if err != nil || len(prefs) == 0 {
+		return t.cats[0]
+	}
+	_, idx, conf := t.matcher.Match(prefs...)
+	if conf == language.No {
+		return t.cats[0]
+	}
+	return t.cats[idx]
+}

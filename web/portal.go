@@ -1,0 +1,259 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/policy"
+)
+
+// Statuses of a sign-in step (the "status" of POST /.keygate/api/login).
+const (
+	stepOK           = "ok"
+	stepSecondFactor = "second_factor_required"
+	stepDenied       = "denied"
+)
+
+// step is where a signed-in person goes next.
+type step struct {
+	Status   string   `json:"status"`
+	Factors  []string `json:"factors,omitempty"`
+	Redirect string   `json:"redirect"`
+}
+
+// signIn checks the password and starts a fresh session. Unknown users,
+// disabled users and wrong passwords get one and the same answer.
+func (s *Server) signIn(c *gin.Context, login, password, rd string) (*authn.Session, step, error) {
+	if strings.TrimSpace(login) == "" || password == "" {
+		return nil, step{}, errf(http.StatusBadRequest, "missing_credentials", "err.missing_credentials", nil)
+	}
+	r := c.Request
+	u, err := s.users.Authenticate(r.Context(), login, password)
+	if errors.Is(err, authn.ErrInvalidCredentials) {
+		return nil, step{}, errf(http.StatusUnauthorized, "invalid_credentials", "err.invalid_credentials", nil)
+	}
+	if err != nil {
+		return nil, step{}, errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("authenticate: %w", err))
+	}
+	// A session the browser already had ends here: a new sign-in never
+	// inherits an ID that someone else may have planted (fixation).
+	if old := s.session(r); old != nil {
+		_ = s.sessions.Revoke(r.Context(), old.ID)
+	}
+	sess, err := s.sessions.Create(r.Context(), u, policy.Proof{Kind: policy.FactorPassword, At: s.now()},
+		authn.Meta{IP: clientAddr(c).String(), UserAgent: r.UserAgent()})
+	if err != nil {
+		return nil, step{}, errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("create session: %w", err))
+	}
+	s.setSessionCookie(c, sess.ID)
+	s.log.Info("sign-in", "user", u.Username, "factor", policy.FactorPassword, "ip", clientAddr(c).String())
+	return sess, s.nextStep(c, sess, rd), nil
+}
+
+// nextStep asks the policy what the redirect target needs from this session.
+func (s *Server) nextStep(c *gin.Context, sess *authn.Session, rd string) step {
+	target := s.redirectOrDefault(rd)
+	d, ok := s.decisionFor(c, sess, target)
+	if !ok {
+		return step{Status: stepOK, Redirect: target}
+	}
+	switch d.Outcome {
+	case policy.Allow:
+		return step{Status: stepOK, Redirect: target}
+	case policy.Challenge:
+		return step{Status: stepSecondFactor, Factors: d.Acceptable, Redirect: portalPrefix + "second-factor?rd=" + url.QueryEscape(target)}
+	default:
+		return step{Status: stepDenied, Redirect: portalPrefix + "denied"}
+	}
+}
+
+// decisionFor evaluates the policy for a GET of target as this session.
+// ok is false for keygate's own pages, which the policy does not cover.
+func (s *Server) decisionFor(c *gin.Context, sess *authn.Session, target string) (policy.Decision, bool) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return policy.Decision{}, false
+	}
+	host := hostOnly(c.Request.Host)
+	if u.Host != "" {
+		host = strings.ToLower(u.Hostname())
+	}
+	p := u.Path
+	if p == "" {
+		p = "/"
+	}
+	if p == "/.keygate" || strings.HasPrefix(p, portalPrefix) {
+		return policy.Decision{}, false
+	}
+	evalPath, ok := policyPath(p)
+	if !ok {
+		return policy.Decision{}, false
+	}
+	req := policy.Request{Host: host, Path: evalPath, Method: http.MethodGet, IP: clientAddr(c)}
+	return s.policy.Load().Evaluate(req, subjectOf(sess), s.now()), true
+}
+
+func (s *Server) setSessionCookie(c *gin.Context, id string) {
+	http.SetCookie(c.Writer, s.cookie(c.Request, id, 0))
+}
+
+func (s *Server) clearSessionCookie(c *gin.Context) {
+	http.SetCookie(c.Writer, s.cookie(c.Request, "", -1))
+}
+
+// cookie builds the session cookie. It is a browser-session cookie (no
+// Expires): the server enforces idle and absolute limits, and a closed
+// browser on a shared computer should not stay signed in.
+func (s *Server) cookie(r *http.Request, value string, maxAge int) *http.Cookie {
+	ck := &http.Cookie{
+		Name: CookieName, Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: s.isHTTPS(r), SameSite: http.SameSiteLaxMode,
+	}
+	// A browser drops a cookie whose Domain does not cover the host it
+	// came from; then fall back to a host-only cookie instead of failing.
+	if d := strings.TrimPrefix(s.cookieDomain, "."); d != "" {
+		if h := hostOnly(r.Host); h == d || strings.HasSuffix(h, "."+d) {
+			ck.Domain = d
+		}
+	}
+	return ck
+}
+
+func (s *Server) page(c *gin.Context) pageData {
+	return pageData{T: s.tr.pick(c.GetHeader("Accept-Language"))}
+}
+
+func (s *Server) loginPage(c *gin.Context) {
+	rd := c.Query("rd")
+	if sess := s.session(c.Request); sess != nil {
+		st := s.nextStep(c, sess, rd)
+		c.Redirect(http.StatusFound, st.Redirect)
+		return
+	}
+	d := s.page(c)
+	d.Title = d.T.T("login.heading")
+	d.Redirect = s.safeRedirect(rd)
+	s.render(c, http.StatusOK, "login", d)
+}
+
+func (s *Server) loginSubmit(c *gin.Context) {
+	login, password, rd := c.PostForm("username"), c.PostForm("password"), c.PostForm("rd")
+	_, st, err := s.signIn(c, login, password, rd)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Status < 500 {
+			// Show the form again, with the message, keeping what the
+			// person typed except the password.
+			d := s.page(c)
+			d.Title = d.T.T("login.heading")
+			d.Error = d.T.T(e.Key)
+			d.Redirect = s.safeRedirect(rd)
+			d.Username = login
+			s.render(c, e.Status, "login", d)
+			return
+		}
+		s.fail(c, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, st.Redirect)
+}
+
+func (s *Server) homePage(c *gin.Context) {
+	sess := s.session(c.Request)
+	if sess == nil {
+		c.Redirect(http.StatusFound, portalPrefix+"login")
+		return
+	}
+	d := s.page(c)
+	d.Title = d.T.T("home.title")
+	d.Session = sess
+	d.Redirect = s.defaultRedirect
+	s.render(c, http.StatusOK, "home", d)
+}
+
+func (s *Server) logoutPage(c *gin.Context) {
+	d := s.page(c)
+	d.Title = d.T.T("logout.title")
+	s.render(c, http.StatusOK, "logout", d)
+}
+
+func (s *Server) logoutSubmit(c *gin.Context) {
+	if err := s.signOut(c, c.PostForm("everywhere") == "1"); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, portalPrefix+"signed-out")
+}
+
+// signOut ends this session, or every session of its user.
+func (s *Server) signOut(c *gin.Context, everywhere bool) error {
+	r := c.Request
+	s.clearSessionCookie(c)
+	sess := s.session(r)
+	if sess == nil {
+		return nil
+	}
+	if everywhere {
+		n, err := s.sessions.RevokeUser(r.Context(), sess.Username)
+		if err != nil {
+			return errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("revoke sessions: %w", err))
+		}
+		s.log.Info("sign-out everywhere", "user", sess.Username, "sessions", n)
+		return nil
+	}
+	if err := s.sessions.Revoke(r.Context(), sess.ID); err != nil {
+		return errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("revoke session: %w", err))
+	}
+	s.log.Info("sign-out", "user", sess.Username)
+	return nil
+}
+
+func (s *Server) signedOutPage(c *gin.Context) {
+	d := s.page(c)
+	d.Title = d.T.T("signedout.title")
+	d.Paragraphs = []string{d.T.T("signedout.text")}
+	d.LinkURL, d.LinkText = portalPrefix+"login", d.T.T("signedout.again")
+	s.render(c, http.StatusOK, "message", d)
+}
+
+func (s *Server) deniedPage(c *gin.Context) {
+	d := s.page(c)
+	d.Title = d.T.T("denied.title")
+	d.Paragraphs = []string{d.T.T("denied.text")}
+	d.LinkURL, d.LinkText = portalPrefix+"logout", d.T.T("denied.other_account")
+	s.render(c, http.StatusForbidden, "message", d)
+}
+
+// secondFactorPage is where a signed-in person lands when the target needs
+// a second factor. Until factors can be enrolled it explains what to do.
+func (s *Server) secondFactorPage(c *gin.Context) {
+	rd := c.Query("rd")
+	sess := s.session(c.Request)
+	if sess == nil {
+		c.Redirect(http.StatusFound, portalPrefix+"login?rd="+url.QueryEscape(s.safeRedirect(rd)))
+		return
+	}
+	target := s.redirectOrDefault(rd)
+	dec, ok := s.decisionFor(c, sess, target)
+	if !ok || dec.Outcome == policy.Allow {
+		c.Redirect(http.StatusFound, target)
+		return
+	}
+	if dec.Outcome == policy.Deny {
+		c.Redirect(http.StatusFound, portalPrefix+"denied")
+		return
+	}
+	d := s.page(c)
+	d.Title = d.T.T("second.title")
+	d.Paragraphs = []string{d.T.T("second.text"), d.T.T("second.todo")}
+	if dec.Reason == policy.ReasonStale && dec.MaxAge > 0 {
+		d.Paragraphs = append([]string{d.T.Tf("second.stale", dec.MaxAge.String())}, d.Paragraphs...)
+	}
+	d.LinkURL, d.LinkText = portalPrefix+"logout", d.T.T("denied.other_account")
+	s.render(c, http.StatusOK, "message", d)
+}

@@ -1,0 +1,186 @@
+package web
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// pages holds one template set per page, each built on the shared layout.
+type pages map[string]*template.Template
+
+func loadPages() (pages, error) {
+	funcs := template.FuncMap{"join": strings.Join}
+	base, err := template.New("").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/logout.html")
+	if err != nil {
+		return nil, fmt.Errorf("parse layout: %w", err)
+	}
+	p := pages{}
+	for _, name := range []string{"login", "home", "logout", "message"} {
+		set, err := base.Clone()
+		if err != nil {
+			return nil, fmt.Errorf("clone layout: %w", err)
+		}
+		if name != "logout" {
+			if _, err := set.ParseFS(templateFS, "templates/"+name+".html"); err != nil {
+				return nil, fmt.Errorf("parse %s: %w", name, err)
+			}
+		}
+		p[name] = set
+	}
+	return p, nil
+}
+
+// pageData is what every template receives.
+type pageData struct {
+	T          *catalog
+	Title      string
+	Error      string
+	Redirect   string
+	Username   string
+	Session    any
+	Paragraphs []string
+	LinkURL    string
+	LinkText   string
+}
+
+// Error is the one error type handlers return: a status, a stable code for
+// API clients, a message key shown to people, and the internal cause for
+// logs only (never rendered).
+type Error struct {
+	Status int
+	Code   string // JSON "error"
+	Key    string // catalog key of the human message
+	Cause  error
+	// Extra fields for JSON answers (e.g. login_url).
+	Extra map[string]any
+}
+
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return e.Code + ": " + e.Cause.Error()
+	}
+	return e.Code
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
+
+func errf(status int, code, key string, cause error) *Error {
+	return &Error{Status: status, Code: code, Key: key, Cause: cause}
+}
+
+// wantsJSON decides between a JSON answer and an HTML page: the API prefix,
+// XHR/fetch clients, and clients that accept JSON but not HTML.
+func wantsJSON(r *http.Request) bool {
+	if strings.HasPrefix(r.URL.Path, apiPrefix) {
+		return true
+	}
+	if r.Header.Get("X-Requested-With") != "" {
+		return true
+	}
+	accept := r.Header.Get("Accept")
+	return strings.Contains(accept, "application/json") && !strings.Contains(accept, "text/html")
+}
+
+// fail renders err for the client: JSON {error, message} or an HTML page. It
+// is the only place that turns errors into responses.
+func (s *Server) fail(c *gin.Context, err error) {
+	c.Abort()
+	s.failHTTP(c.Writer, c.Request, err)
+}
+
+// failHTTP is fail for code that has no Gin context (the proxy's
+// ErrorHandler).
+func (s *Server) failHTTP(w http.ResponseWriter, r *http.Request, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = errf(http.StatusInternalServerError, "internal", "err.internal", err)
+	}
+	if e.Status >= 500 {
+		s.log.Error("request failed", append(logAttrsFor(r), "code", e.Code, "err", e.Cause)...)
+	} else if e.Cause != nil {
+		s.log.Debug("request refused", append(logAttrsFor(r), "code", e.Code, "err", e.Cause)...)
+	}
+	t := s.tr.pick(r.Header.Get("Accept-Language"))
+	msg := t.T(e.Key)
+	if wantsJSON(r) {
+		body := map[string]any{"error": e.Code, "message": msg}
+		for k, v := range e.Extra {
+			body[k] = v
+		}
+		writeJSON(w, e.Status, body)
+		return
+	}
+	title := t.T("err.title")
+	switch e.Status {
+	case http.StatusForbidden:
+		title = t.T("denied.title")
+	case http.StatusBadGateway:
+		title = t.T("upstream.title")
+	}
+	s.renderHTTP(w, e.Status, "message", pageData{T: t, Title: title, Paragraphs: []string{msg}})
+}
+
+// render executes a page into a buffer first so that a template error
+// becomes a clean 500 instead of half a page.
+func (s *Server) render(c *gin.Context, status int, page string, d pageData) {
+	s.renderHTTP(c.Writer, status, page, d)
+}
+
+func (s *Server) renderHTTP(w http.ResponseWriter, status int, page string, d pageData) {
+	var buf bytes.Buffer
+	h := w.Header()
+	if err := s.pages[page].ExecuteTemplate(&buf, "layout", d); err != nil {
+		s.log.Error("render page", "page", page, "err", err)
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte("internal error"))
+		return
+	}
+	portalHeaders(h)
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// writeJSON writes an API answer.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal","message":"internal error"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// portalHeaders are set on every page keygate itself serves.
+func portalHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cache-Control", "no-store")
+}
+
+// logAttrsFor keeps logs free of query strings, which can carry codes.
+func logAttrsFor(r *http.Request) []any {
+	return []any{slog.String("method", r.Method), slog.String("host", r.Host), slog.String("path", r.URL.Path)}
+}

@@ -1,0 +1,210 @@
+// Package web is keygate's HTTP face and the only package that imports Gin:
+// the protecting reverse proxy (the hot path), the portal pages and JSON API
+// under the reserved prefix /.keygate/, and the one error renderer.
+package web
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/policy"
+)
+
+const (
+	portalPrefix = "/.keygate/"
+	apiPrefix    = "/.keygate/api/"
+	// CookieName is the session cookie; part of the external contract.
+	CookieName = "keygate_session"
+	// maxPortalBody bounds what keygate reads from a request to its own
+	// endpoints; sign-in forms and JSON bodies are tiny.
+	maxPortalBody = 64 << 10
+)
+
+// Authenticator checks a first factor. Owned here, implemented by authn.Users.
+type Authenticator interface {
+	Authenticate(ctx context.Context, login, password string) (authn.User, error)
+}
+
+// SessionStore is what the web layer needs from sessions. Lookup is the hot
+// path and must not touch disk. Implemented by authn.Sessions.
+type SessionStore interface {
+	Create(ctx context.Context, u authn.User, p policy.Proof, m authn.Meta) (*authn.Session, error)
+	Lookup(id string) (*authn.Session, bool)
+	Revoke(ctx context.Context, id string) error
+	RevokeUser(ctx context.Context, username string) (int, error)
+}
+
+// Upstream maps a protected host to the app behind it.
+type Upstream struct {
+	Host string   // lower-case host name without port
+	URL  *url.URL // http(s)://host:port[/base]
+}
+
+// Options configure a Server; cmd/keygate fills them from the config file.
+type Options struct {
+	Upstreams []Upstream
+	Policy    *policy.Holder
+	Users     Authenticator
+	Sessions  SessionStore
+	// CookieDomain scopes the session cookie ("" = host-only).
+	CookieDomain string
+	// TrustedProxies (CIDRs or IPs) are the peers whose X-Forwarded-* headers
+	// are believed. Empty = none.
+	TrustedProxies []string
+	// DefaultRedirect is where people go after sign-in without a valid rd.
+	DefaultRedirect string
+	Logger          *slog.Logger
+	Now             func() time.Time
+	// Transport to the upstreams; nil = a tuned http.Transport.
+	Transport http.RoundTripper
+}
+
+// Server is keygate's HTTP handler.
+type Server struct {
+	engine          *gin.Engine
+	upstreams       map[string]*upstream
+	policy          *policy.Holder
+	users           Authenticator
+	sessions        SessionStore
+	cookieDomain    string
+	defaultRedirect string
+	trusted         trustedPeers
+	log             *slog.Logger
+	now             func() time.Time
+	tr              *translator
+	pages           pages
+	cop             *http.CrossOriginProtection
+	buffers         *bufferPool
+}
+
+// New builds the handler. It fails on configuration that cannot work.
+func New(o Options) (*Server, error) {
+	if o.Policy == nil || o.Policy.Load() == nil {
+		return nil, fmt.Errorf("web: no compiled policy")
+	}
+	if o.Users == nil || o.Sessions == nil {
+		return nil, fmt.Errorf("web: users and sessions are required")
+	}
+	s := &Server{
+		policy:          o.Policy,
+		users:           o.Users,
+		sessions:        o.Sessions,
+		cookieDomain:    o.CookieDomain,
+		defaultRedirect: o.DefaultRedirect,
+		log:             o.Logger,
+		now:             o.Now,
+		cop:             http.NewCrossOriginProtection(),
+		buffers:         newBufferPool(),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	var err error
+	if s.trusted, err = parseTrusted(o.TrustedProxies); err != nil {
+		return nil, err
+	}
+	if s.tr, err = loadTranslator(); err != nil {
+		return nil, err
+	}
+	if s.pages, err = loadPages(); err != nil {
+		return nil, err
+	}
+	transport := o.Transport
+	if transport == nil {
+		transport = newTransport()
+	}
+	s.upstreams = make(map[string]*upstream, len(o.Upstreams))
+	for _, u := range o.Upstreams {
+		h := strings.ToLower(u.Host)
+		if _, dup := s.upstreams[h]; dup {
+			return nil, fmt.Errorf("web: upstream host %q listed twice", h)
+		}
+		s.upstreams[h] = s.newUpstream(u.URL, transport)
+	}
+	if s.engine, err = s.routes(o.TrustedProxies); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ServeHTTP makes the Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+
+func (s *Server) routes(trusted []string) (*gin.Engine, error) {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	// Gin believes every peer's X-Forwarded-For by default; only the
+	// configured proxies may tell us the client address.
+	var tp []string
+	if len(trusted) > 0 {
+		tp = trusted
+	}
+	if err := e.SetTrustedProxies(tp); err != nil {
+		return nil, fmt.Errorf("web: trusted proxies: %w", err)
+	}
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.Use(s.recover)
+
+	k := e.Group("/.keygate", s.portalGuard)
+	k.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
+	static, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		return nil, err
+	}
+	k.StaticFS("/static", http.FS(static))
+	k.GET("/", s.homePage)
+	k.GET("/login", s.loginPage)
+	k.POST("/login", s.loginSubmit)
+	k.GET("/logout", s.logoutPage)
+	k.POST("/logout", s.logoutSubmit)
+	k.GET("/signed-out", s.signedOutPage)
+	k.GET("/denied", s.deniedPage)
+	k.GET("/second-factor", s.secondFactorPage)
+
+	api := k.Group("/api")
+	api.POST("/login", s.apiLogin)
+	api.POST("/logout", s.apiLogout)
+	api.GET("/session", s.apiSession)
+
+	e.NoRoute(s.gate)
+	return e, nil
+}
+
+// recover turns a panic into the generic 500 answer without leaking it.
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v) // the proxy aborts a broken stream this way; let net/http handle it
+			}
+			s.log.Error("panic", append(logAttrsFor(c.Request), "panic", v)...)
+			s.fail(c, errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("panic: %v", v)))
+		}
+	}()
+	c.Next()
+}
+
+// portalGuard applies to everything under /.keygate/: bounded bodies,
+// cross-origin state changes refused, security headers.
+func (s *Server) portalGuard(c *gin.Context) {
+	r := c.Request
+	r.Body = http.MaxBytesReader(c.Writer, r.Body, maxPortalBody)
+	if err := s.cop.Check(r); err != nil {
+		s.fail(c, errf(http.StatusForbidden, "cross_origin", "err.cross_origin", err))
+		return
+	}
+	portalHeaders(c.Writer.Header())
+	c.Next()
+}
