@@ -41,7 +41,11 @@ type Item struct {
 
 // WriteOptions tune a write.
 type WriteOptions struct {
-	// TTL > 0 makes the key expire; expired keys read as ErrNotFound.
+	// TTL > 0 makes the key expire; expired keys read as ErrNotFound, are
+	// skipped by Scan and count as absent for CompareAndSet with prev 0.
+	// Every write sets the TTL anew: a write without TTL makes the key
+	// permanent. A key lives at least TTL; backends with a coarse clock may
+	// keep it up to a second longer (Badger stores expiry in seconds).
 	TTL time.Duration
 	// Durable asks the backend to make the write survive a crash before it
 	// returns (fsync). Credentials, counters, users and sessions set it;
@@ -50,6 +54,17 @@ type WriteOptions struct {
 }
 
 // KV is the contract every backend implements.
+//
+// Keys are arbitrary byte strings (binary is fine) and values may be empty.
+// Values passed in may be reused by the caller once a method returns, and
+// values handed out are the caller's own copies. A ctx that is already done
+// makes a method return ctx.Err() without changing anything. Versions are
+// unique per store for its whole life, so a key never gets back a version it
+// had before.
+//
+// Removals (Delete, CompareAndDelete, Consume) are as durable as writes with
+// Durable set: a revoked session or a used one-time code must not come back
+// after a crash.
 type KV interface {
 	// Get returns the item or ErrNotFound.
 	Get(ctx context.Context, key string) (Item, error)
@@ -57,7 +72,8 @@ type KV interface {
 	Set(ctx context.Context, key string, value []byte, opt WriteOptions) (uint64, error)
 	// CompareAndSet writes the value only if the stored version equals prev;
 	// prev == 0 means "only if the key does not exist". A mismatch (including
-	// a concurrent writer) returns ErrConflict and writes nothing.
+	// a concurrent writer, and prev != 0 on a missing key) returns
+	// ErrConflict and writes nothing.
 	CompareAndSet(ctx context.Context, key string, value []byte, prev uint64, opt WriteOptions) (uint64, error)
 	// Delete removes the key; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
@@ -67,9 +83,11 @@ type KV interface {
 	// Consume reads and deletes the key in one atomic step: of any number of
 	// concurrent callers exactly one gets the value, the others ErrNotFound.
 	Consume(ctx context.Context, key string) ([]byte, error)
-	// Scan calls fn for every live key with the prefix, in key order.
-	// Returning an error from fn stops the scan and is returned.
+	// Scan calls fn for every live key with the prefix, in byte order of
+	// the keys. Returning an error from fn stops the scan and is returned.
+	// fn may call the store's other methods.
 	Scan(ctx context.Context, prefix string, fn func(Item) error) error
-	// Close releases the store.
+	// Close releases the store after the calls in flight. It is idempotent;
+	// afterwards every other method returns ErrClosed.
 	Close() error
 }

@@ -1,0 +1,203 @@
+// Package config loads, overrides and validates keygate's one YAML
+// configuration file.
+//
+// The order is fixed: Default() values, then the YAML file (strict: unknown
+// keys and type errors are problems, each with its YAML path and line), then
+// environment variables KEYGATE_<SECTION>_<KEY> (derived from the yaml tags,
+// so a new key gets its variable for free), then derived defaults, then
+// Validate. Every problem is collected and reported together, never only the
+// first, so that `keygate config validate` can show an admin everything to
+// fix in one pass. Secrets are never read from the YAML itself: they come
+// from a *_file key (read lazily by an accessor) or from an environment
+// variable.
+package config
+
+import (
+	"path/filepath"
+	"time"
+
+	"github.com/keygate/keygate/policy"
+)
+
+// Config is the whole configuration. The yaml tags are the user-facing
+// contract documented in examples/keygate.yaml.
+type Config struct {
+	Server    Server        `yaml:"server"`
+	Session   Session       `yaml:"session"`
+	Storage   Storage       `yaml:"storage"`
+	Upstreams []Upstream    `yaml:"upstreams"`
+	WebAuthn  WebAuthn      `yaml:"webauthn"`
+	Email     Email         `yaml:"email"`
+	Admin     Admin         `yaml:"admin"`
+	Passwords Passwords     `yaml:"passwords"`
+	Metrics   Metrics       `yaml:"metrics"`
+	Log       Log           `yaml:"log"`
+	Policy    policy.Policy `yaml:"policy"`
+}
+
+// Server is the HTTP listener and what it trusts.
+type Server struct {
+	// Listen is the host:port of the gateway's HTTP listener.
+	Listen string `yaml:"listen"`
+	// TrustedProxies are CIDRs or single IPs whose X-Forwarded-* and
+	// X-Original-* headers are believed. Empty = nobody's.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// AdminSocket is the unix socket the CLI uses for admin commands.
+	// Empty in Default(); Parse fills it with <storage.path>/keygate.sock so
+	// that it follows a changed storage.path.
+	AdminSocket string `yaml:"admin_socket"`
+	// DefaultRedirect is where people go after sign-in when no rd was given.
+	// Empty = the portal's own page.
+	DefaultRedirect string `yaml:"default_redirect"`
+}
+
+// Session is the session cookie's scope and life.
+type Session struct {
+	// CookieDomain scopes the session cookie; empty = host-only cookie.
+	CookieDomain string `yaml:"cookie_domain"`
+	// IdleTimeout ends a session that saw no request for this long.
+	IdleTimeout policy.Duration `yaml:"idle_timeout"`
+	// Lifetime ends a session this long after sign-in, active or not.
+	Lifetime policy.Duration `yaml:"lifetime"`
+}
+
+// Storage is where Badger keeps its files and how they are encrypted.
+type Storage struct {
+	Path string `yaml:"path"`
+	// EncryptionKeyFile holds the at-rest encryption key (as text).
+	EncryptionKeyFile string `yaml:"encryption_key_file"`
+	// EncryptionKey comes only from KEYGATE_STORAGE_ENCRYPTION_KEY; the
+	// loader refuses it in the YAML file. Use EncryptionKeyMaterial.
+	EncryptionKey Secret `yaml:"encryption_key" keygate:"env-only"`
+}
+
+// Upstream maps one protected host to the app behind it.
+type Upstream struct {
+	// Host is the Host header value (lower case, no port) that selects it.
+	Host string `yaml:"host"`
+	// URL is the upstream's base URL (http or https).
+	URL string `yaml:"url"`
+}
+
+// WebAuthn is the relying party. An empty RPID turns WebAuthn off.
+type WebAuthn struct {
+	// RPID is the parent domain so one key works on every subdomain.
+	RPID   string `yaml:"rp_id"`
+	RPName string `yaml:"rp_name"`
+	// Origins are the exact origins (scheme://host[:port]) browsers report.
+	Origins []string `yaml:"origins"`
+}
+
+// Email is how one-time codes and notices are sent. An empty From turns
+// email off.
+type Email struct {
+	From string `yaml:"from"`
+	SMTP SMTP   `yaml:"smtp"`
+	// Outbox, when set, is a directory mails are written to instead of
+	// being sent (development).
+	Outbox string `yaml:"outbox"`
+}
+
+// SMTP TLS modes.
+const (
+	TLSNone     = "none"
+	TLSStartTLS = "starttls"
+	TLSImplicit = "tls"
+)
+
+// SMTP is the outgoing mail server.
+type SMTP struct {
+	Host         string `yaml:"host"`
+	Port         int    `yaml:"port"`
+	TLS          string `yaml:"tls"`
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	// Password comes only from KEYGATE_EMAIL_SMTP_PASSWORD; the loader
+	// refuses it in the YAML file. Use SMTPPassword.
+	Password Secret `yaml:"password" keygate:"env-only"`
+}
+
+// Admin says who may administer keygate.
+type Admin struct {
+	Groups []string `yaml:"groups"`
+}
+
+// Passwords is the first-factor password policy and hashing cost.
+type Passwords struct {
+	MinLength int      `yaml:"min_length"`
+	Argon2id  Argon2id `yaml:"argon2id"`
+	// MaxConcurrentHashes bounds memory: each hash takes Argon2id.MemoryKiB.
+	MaxConcurrentHashes int `yaml:"max_concurrent_hashes"`
+}
+
+// Argon2id are the password hashing parameters.
+type Argon2id struct {
+	MemoryKiB   int `yaml:"memory_kib"`
+	Iterations  int `yaml:"iterations"`
+	Parallelism int `yaml:"parallelism"`
+}
+
+// Metrics is the Prometheus endpoint.
+type Metrics struct {
+	// Listen is host:port; empty = off.
+	Listen string `yaml:"listen"`
+}
+
+// Log is the log output.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text | json
+}
+
+// Default returns the configuration used for every key the file and the
+// environment leave unset.
+func Default() Config {
+	return Config{
+		Server: Server{Listen: "127.0.0.1:9091"},
+		Session: Session{
+			IdleTimeout: policy.Duration(30 * time.Minute),
+			Lifetime:    policy.Duration(12 * time.Hour),
+		},
+		Storage: Storage{Path: "./keygate-data"},
+		Email: Email{
+			SMTP: SMTP{Host: "127.0.0.1", Port: 1025, TLS: TLSNone},
+		},
+		Admin: Admin{Groups: []string{"admins"}},
+		Passwords: Passwords{
+			MinLength: 12,
+			// 64 MiB, t=2, p=2: above OWASP's floor (19 MiB, t=2, p=1)
+			// while a login stays well under a second on a small server.
+			Argon2id:            Argon2id{MemoryKiB: 65536, Iterations: 2, Parallelism: 2},
+			MaxConcurrentHashes: 4,
+		},
+		Log:    Log{Level: "info", Format: "text"},
+		Policy: policy.Policy{Default: policy.ActionTwoFactor},
+	}
+}
+
+// defaultAdminSocket is the admin socket when server.admin_socket is empty.
+func defaultAdminSocket(storagePath string) string {
+	return filepath.Join(storagePath, "keygate.sock")
+}
+
+// Secret is a string that never prints: a Config dumped to a log, to YAML
+// or to JSON shows "[redacted]" instead of the value.
+type Secret string
+
+const redacted = "[redacted]"
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString keeps %#v from printing the value.
+func (s Secret) GoString() string { return `config.Secret("` + s.String() + `")` }
+
+// MarshalYAML redacts the value.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// MarshalJSON redacts the value.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + s.String() + `"`), nil }
