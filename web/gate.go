@@ -79,13 +79,23 @@ func policyPath(p string) (string, bool) {
 	return p, true
 }
 
-// session returns the live session named by the cookie, or nil.
-func (s *Server) session(r *http.Request) *authn.Session {
+// cookieID is the session ID the browser sent, or "".
+func cookieID(r *http.Request) string {
 	ck, err := r.Cookie(CookieName)
-	if err != nil || ck.Value == "" {
+	if err != nil {
+		return ""
+	}
+	return ck.Value
+}
+
+// session returns the live session named by the cookie, or nil. (Sessions
+// from Lookup carry no ID; use cookieID to act on the session.)
+func (s *Server) session(r *http.Request) *authn.Session {
+	id := cookieID(r)
+	if id == "" {
 		return nil
 	}
-	sess, ok := s.sessions.Lookup(ck.Value)
+	sess, ok := s.sessions.Lookup(id)
 	if !ok {
 		return nil
 	}

@@ -187,7 +187,7 @@ func TestPolicyOutcomesThroughTheProxy(t *testing.T) {
 	alice := h.client()
 	h.login(alice, testUser, testPassword, "")
 	bob := h.client()
-	h.login(bob, "bob", "bobs-own-passphrase-1", "")
+	h.login(bob, "bob", "violet-harbour-lantern-9", "")
 	anon := h.client()
 
 	cases := []struct {

@@ -150,7 +150,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if _, err := h.users.Get(ctx, testUser); err != nil {
 		for _, nu := range []authn.NewUser{
 			{Username: testUser, Email: "alice@example.com", DisplayName: "Alice Example", Groups: []string{"admins", "dev"}, Password: testPassword},
-			{Username: "bob", Email: "bob@example.com", DisplayName: "Bob", Password: "bobs-own-passphrase-1"},
+			{Username: "bob", Email: "bob@example.com", DisplayName: "Bob", Password: "violet-harbour-lantern-9"},
 		} {
 			if _, err := h.users.Add(ctx, nu); err != nil {
 				t.Fatalf("add user %s: %v", nu.Username, err)
@@ -215,6 +215,8 @@ func (h *harness) client() *http.Client {
 type reqOpt func(*http.Request)
 
 func withHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Add(k, v) } }
+
+func setHeader(k, v string) reqOpt { return func(r *http.Request) { r.Header.Set(k, v) } }
 
 func (h *harness) do(c *http.Client, method, rawURL, body string, opts ...reqOpt) (*http.Response, string) {
 	h.t.Helper()

@@ -42,8 +42,8 @@ func (s *Server) signIn(c *gin.Context, login, password, rd string) (*authn.Sess
 	}
 	// A session the browser already had ends here: a new sign-in never
 	// inherits an ID that someone else may have planted (fixation).
-	if old := s.session(r); old != nil {
-		_ = s.sessions.Revoke(r.Context(), old.ID)
+	if old := cookieID(r); old != "" {
+		_ = s.sessions.Revoke(r.Context(), old)
 	}
 	sess, err := s.sessions.Create(r.Context(), u, policy.Proof{Kind: policy.FactorPassword, At: s.now()},
 		authn.Meta{IP: clientAddr(c).String(), UserAgent: r.UserAgent()})
@@ -206,7 +206,7 @@ func (s *Server) signOut(c *gin.Context, everywhere bool) error {
 		s.log.Info("sign-out everywhere", "user", sess.Username, "sessions", n)
 		return nil
 	}
-	if err := s.sessions.Revoke(r.Context(), sess.ID); err != nil {
+	if err := s.sessions.Revoke(r.Context(), cookieID(r)); err != nil {
 		return errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("revoke session: %w", err))
 	}
 	s.log.Info("sign-out", "user", sess.Username)

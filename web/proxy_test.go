@@ -30,7 +30,7 @@ func TestUpstreamDownGives502WithoutInternals(t *testing.T) {
 	if !strings.Contains(body, "is not answering") || strings.Contains(body, ln.Addr().String()) || strings.Contains(body, "connection refused") {
 		t.Fatalf("502 page leaks or lacks the message: %q", body)
 	}
-	resp, body = h.do(h.client(), http.MethodGet, "http://app.example.com/x", "", withHeader("Accept", "application/json"))
+	resp, body = h.do(h.client(), http.MethodGet, "http://app.example.com/x", "", setHeader("Accept", "application/json"))
 	var out map[string]any
 	if err := json.Unmarshal([]byte(body), &out); err != nil || resp.StatusCode != 502 || out["error"] != "upstream_unavailable" {
 		t.Fatalf("JSON 502: %d %q", resp.StatusCode, body)

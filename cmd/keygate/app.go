@@ -55,15 +55,10 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 // openApp opens the store and builds the domain services. The caller owns
 // Close.
 func openApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, error) {
-	_, keyText, err := cfg.EncryptionKeyMaterial()
+	// LoadKey names the source (file or environment) in its errors.
+	key, err := badgerstore.LoadKey(cfg.Storage.EncryptionKeyFile, string(cfg.Storage.EncryptionKey))
 	if err != nil {
-		return nil, err
-	}
-	var key []byte
-	if keyText != "" {
-		if key, err = badgerstore.LoadKey("", keyText); err != nil {
-			return nil, fmt.Errorf("storage encryption key: %w", err)
-		}
+		return nil, fmt.Errorf("storage encryption key: %w", err)
 	}
 	kv, err := badgerstore.Open(badgerstore.Options{Path: cfg.Storage.Path, EncryptionKey: key, Logger: log})
 	if err != nil {

@@ -55,7 +55,7 @@ func (a *app) serve(ctx context.Context, listen string, ready func(addr string))
 	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !isLoopback(host) {
 		a.log.Warn("serving plain HTTP on a non-loopback address: put a TLS-terminating proxy in front and list it in server.trusted_proxies", "listen", ln.Addr().String())
 	}
-	adminStop, err := a.startAdminSocket(a.cfg.Server.AdminSocket)
+	adminStop, err := a.startAdminSocket(a.cfg.AdminSocketPath())
 	if err != nil {
 		_ = ln.Close()
 		return err

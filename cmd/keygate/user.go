@@ -24,7 +24,7 @@ func withAdmin(ctx context.Context, g *globals, fn func(userAdmin) error) error 
 	if err != nil {
 		return err
 	}
-	sock := cfg.Server.AdminSocket
+	sock := cfg.AdminSocketPath()
 	if sock != "" {
 		if _, err := os.Stat(sock); err == nil {
 			sa := newSocketAdmin(sock)
