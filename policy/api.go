@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -28,8 +29,70 @@ const (
 	ReasonDenied              // a deny rule or default
 )
 
+// String gives the outcome's JSON/text name: allow, challenge or deny.
+func (o Outcome) String() string {
+	switch o {
+	case Allow:
+		return "allow"
+	case Challenge:
+		return "challenge"
+	case Deny:
+		return "deny"
+	}
+	return fmt.Sprintf("outcome(%d)", uint8(o))
+}
+
+// MarshalText writes the outcome by name so that JSON stays readable.
+func (o Outcome) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+// UnmarshalText reads a name written by MarshalText.
+func (o *Outcome) UnmarshalText(b []byte) error {
+	for _, v := range []Outcome{Allow, Challenge, Deny} {
+		if v.String() == string(b) {
+			*o = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown outcome %q", b)
+}
+
+// String gives the reason's JSON/text name ("sign_in", "second_factor", …);
+// the portal and API clients switch on these names.
+func (r Reason) String() string {
+	switch r {
+	case ReasonNone:
+		return "none"
+	case ReasonSignIn:
+		return "sign_in"
+	case ReasonSecondFactor:
+		return "second_factor"
+	case ReasonStale:
+		return "stale"
+	case ReasonWebAuthn:
+		return "webauthn"
+	case ReasonDenied:
+		return "denied"
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// MarshalText writes the reason by name.
+func (r Reason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText reads a name written by MarshalText.
+func (r *Reason) UnmarshalText(b []byte) error {
+	for v := ReasonNone; v <= ReasonDenied; v++ {
+		if v.String() == string(b) {
+			*r = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown reason %q", b)
+}
+
 // Decision is the result of Evaluate. It is a plain value so that Evaluate
-// does not allocate.
+// does not allocate. Acceptable is shared with the compiled policy: treat it
+// as read-only.
 type Decision struct {
 	Outcome   Outcome
 	Reason    Reason
@@ -41,8 +104,43 @@ type Decision struct {
 	Acceptable []string
 	// MaxAge of the matched rule (0 = none).
 	MaxAge time.Duration
-	// TrustedDevice: whether a remembered device may skip the second factor.
+	// TrustedDevice: whether a remembered device may skip the second factor
+	// on this rule (the rule allows it and sets no max_age).
 	TrustedDevice bool
+}
+
+// decisionJSON is Decision on the wire: max_age as "15m0s" rather than
+// nanoseconds, snake_case keys like the rest of the API.
+type decisionJSON struct {
+	Outcome       Outcome  `json:"outcome"`
+	Reason        Reason   `json:"reason"`
+	RuleIndex     int      `json:"rule_index"`
+	RuleName      string   `json:"rule_name"`
+	Action        string   `json:"action"`
+	Acceptable    []string `json:"acceptable,omitempty"`
+	MaxAge        Duration `json:"max_age,omitempty"`
+	TrustedDevice bool     `json:"trusted_device"`
+}
+
+// MarshalJSON writes the decision with readable names and durations.
+func (d Decision) MarshalJSON() ([]byte, error) {
+	return json.Marshal(decisionJSON{
+		Outcome: d.Outcome, Reason: d.Reason, RuleIndex: d.RuleIndex, RuleName: d.RuleName,
+		Action: d.Action, Acceptable: d.Acceptable, MaxAge: Duration(d.MaxAge), TrustedDevice: d.TrustedDevice,
+	})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (d *Decision) UnmarshalJSON(b []byte) error {
+	var w decisionJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*d = Decision{
+		Outcome: w.Outcome, Reason: w.Reason, RuleIndex: w.RuleIndex, RuleName: w.RuleName,
+		Action: w.Action, Acceptable: w.Acceptable, MaxAge: w.MaxAge.D(), TrustedDevice: w.TrustedDevice,
+	}
+	return nil
 }
 
 // FieldError is one problem in a policy document; Path is relative to the

@@ -19,13 +19,18 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // MarshalYAML writes the duration as text ("15m0s").
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
 
-// UnmarshalYAML reads "15m" style text.
+// UnmarshalYAML reads "15m" style text. Problems come back as a
+// *yaml.TypeError carrying the line: yaml.v3 then keeps decoding and reports
+// them with the other problems, where a plain error would stop it and lose
+// the line.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("want a duration such as 15m: %w", err)
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a duration such as 15m", n.Line)}}
 	}
-	return d.parse(s)
+	if err := d.parse(n.Value); err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	return nil
 }
 
 // MarshalJSON writes the duration as text.

@@ -34,7 +34,20 @@ type Policy struct {
 }
 
 // Rule is one entry of the ordered rule list; the first rule whose every
-// criterion matches decides. Empty criteria match everything.
+// criterion matches decides. Empty criteria match everything; within one
+// criterion any listed value will do.
+//
+//   - Hosts: exact names (case-insensitive, IP literals allowed) or
+//     "*.example.com", which covers every name below example.com at any
+//     depth but not example.com itself.
+//   - Paths: "/favicon.ico" exactly; "*" within one segment ("/static/*");
+//     "**" as a whole segment for zero or more segments ("/api/**" is /api
+//     and everything under it, "/**/*.js" any .js file). Case-sensitive.
+//   - Methods: HTTP methods (written in any case, matched exactly).
+//   - Networks: CIDRs or single addresses, IPv4 or IPv6.
+//   - Users, Groups: the signed-in user is listed, or one of their groups
+//     is. For a subject not yet signed in such a rule cannot be decided and
+//     the answer is "sign in first".
 type Rule struct {
 	Name     string   `yaml:"name" json:"name"`
 	Hosts    []string `yaml:"hosts,omitempty" json:"hosts,omitempty"`       // exact or "*.example.com"
@@ -55,7 +68,10 @@ type Rule struct {
 	TrustedDevice *bool `yaml:"trusted_device,omitempty" json:"trusted_device,omitempty"`
 }
 
-// WebAuthnOptions narrow which WebAuthn assertions satisfy a rule.
+// WebAuthnOptions narrow which WebAuthn assertions satisfy a rule; they bind
+// WebAuthn proofs only, so a rule that also accepts totp still takes a TOTP
+// code. Hardware and AAGUIDs rely on attestation verified at enrolment
+// (Proof.Attested), never on what the browser claims.
 type WebAuthnOptions struct {
 	Hardware         bool     `yaml:"hardware,omitempty" json:"hardware,omitempty"`
 	UserVerification string   `yaml:"user_verification,omitempty" json:"user_verification,omitempty"` // "", preferred, required, discouraged
@@ -64,29 +80,36 @@ type WebAuthnOptions struct {
 }
 
 // Request is what the evaluator needs to know about an HTTP request.
+//
+// Host should be lower case without port; the evaluator still folds case,
+// drops one trailing dot and IPv6 brackets, without allocating. Path must be
+// the path the upstream will act on, without query, already free of "." and
+// ".." segments (web.policyPath does this): a glob cannot tell that
+// "/static/../admin" is really /admin. An empty Path counts as "/". IP may
+// be IPv4-mapped IPv6; it is unmapped before matching networks.
 type Request struct {
-	Host   string // lower case, without port
-	Path   string
-	Method string
-	IP     netip.Addr
+	Host   string     `json:"host"`
+	Path   string     `json:"path"`
+	Method string     `json:"method"`
+	IP     netip.Addr `json:"ip"`
 }
 
 // Proof is one factor a session has satisfied.
 type Proof struct {
-	Kind string    // FactorPassword, FactorWebAuthn, …
-	At   time.Time // when it was satisfied
+	Kind string    `json:"kind"` // FactorPassword, FactorWebAuthn, …
+	At   time.Time `json:"at"`   // when it was satisfied
 	// WebAuthn details (zero for other kinds).
-	AAGUID         string
-	Attested       bool // attestation chained to a trusted root at enrolment
-	UserVerified   bool
-	BackupEligible bool
+	AAGUID         string `json:"aaguid,omitempty"`
+	Attested       bool   `json:"attested,omitempty"` // attestation chained to a trusted root at enrolment
+	UserVerified   bool   `json:"user_verified,omitempty"`
+	BackupEligible bool   `json:"backup_eligible,omitempty"`
 }
 
 // Subject is who makes the request, as far as the session knows.
 type Subject struct {
-	Authenticated bool // a password (or passkey) sign-in happened
-	User          string
-	Groups        []string
-	Proofs        []Proof
-	TrustedDevice bool // the browser carries a valid remembered-device token
+	Authenticated bool     `json:"authenticated"` // a password (or passkey) sign-in happened
+	User          string   `json:"user,omitempty"`
+	Groups        []string `json:"groups,omitempty"`
+	Proofs        []Proof  `json:"proofs,omitempty"`
+	TrustedDevice bool     `json:"trusted_device,omitempty"` // the browser carries a valid remembered-device token
 }

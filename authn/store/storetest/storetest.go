@@ -390,7 +390,7 @@ func increment(ctx context.Context, kv store.KV, key string, maxTries int) error
 	for range maxTries {
 		it, err := kv.Get(ctx, key)
 		if err != nil {
-			return fmt.Errorf("Get: %w", err)
+			return fmt.Errorf("get: %w", err)
 		}
 		n, err := strconv.Atoi(string(it.Value))
 		if err != nil {
