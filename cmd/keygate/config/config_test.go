@@ -255,7 +255,7 @@ func TestDefaultsApplied(t *testing.T) {
 	if d.Server.Listen != "127.0.0.1:9091" || d.Session.IdleTimeout.D() != 30*time.Minute ||
 		d.Session.Lifetime.D() != 12*time.Hour || d.Storage.Path != "./keygate-data" ||
 		d.Email.SMTP.Port != 1025 || d.Email.SMTP.TLS != TLSNone || !slices.Equal(d.Admin.Groups, []string{"admins"}) ||
-		d.Passwords.MinLength != 12 || d.Passwords.Argon2id != (Argon2id{65536, 2, 2}) || d.Passwords.MaxConcurrentHashes != 4 ||
+		d.Passwords.MinLength != 12 || d.Passwords.Argon2id != (Argon2id{65536, 1, 2}) || d.Passwords.MaxConcurrentHashes != 4 ||
 		d.Metrics.Listen != "" || d.Log != (Log{"info", "text"}) || d.Policy.Default != policy.ActionTwoFactor {
 		t.Errorf("Default() = %+v", d)
 	}
@@ -266,7 +266,7 @@ func TestDefaultsApplied(t *testing.T) {
 
 func TestPartialSectionKeepsOtherDefaults(t *testing.T) {
 	c := mustParse(t, "passwords:\n  argon2id:\n    memory_kib: 131072\nstorage:\n  path: /var/lib/keygate\n", nil)
-	if c.Passwords.Argon2id != (Argon2id{MemoryKiB: 131072, Iterations: 2, Parallelism: 2}) || c.Passwords.MinLength != 12 {
+	if c.Passwords.Argon2id != (Argon2id{MemoryKiB: 131072, Iterations: 1, Parallelism: 2}) || c.Passwords.MinLength != 12 {
 		t.Errorf("passwords = %+v", c.Passwords)
 	}
 	if c.Server.AdminSocket != "/var/lib/keygate/keygate.sock" {
