@@ -176,6 +176,17 @@ func signIn(t *testing.T, base, user, password string) *http.Cookie {
 	return nil
 }
 
+func signInStatus(t *testing.T, base, user, password string) int {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"username": user, "password": password})
+	resp, err := http.Post(base+"/.keygate/api/login", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 func getWithCookie(t *testing.T, url string, ck *http.Cookie) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
@@ -227,7 +238,44 @@ func TestDemoLifecycle(t *testing.T) {
 	if rc == 0 || !strings.Contains(errOut, "password refused") {
 		t.Fatalf("weak password accepted: rc=%d %q", rc, errOut)
 	}
-	signIn(t, d.base, "bob", "another-long-passphrase")
+	bobCookie := signIn(t, d.base, "bob", "another-long-passphrase")
+	if code, _ := getWithCookie(t, d.base+"/", bobCookie); code != 200 {
+		t.Fatalf("bob signed in: %d", code)
+	}
+	// The socket is the owner's only.
+	if fi, err := os.Stat(filepath.Join(data, "keygate.sock")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin socket: %v mode %v", err, fi.Mode())
+	}
+	// Disabling ends the running gateway's sessions of that user at once.
+	if _, errOut, rc := run(t, "", "user", "disable", "bob", "--config", cfg); rc != 0 {
+		t.Fatalf("disable: %s", errOut)
+	}
+	if code, _ := getWithCookie(t, d.base+"/", bobCookie); code != http.StatusFound {
+		t.Fatalf("disabled user's session still works: %d", code)
+	}
+	if code := signInStatus(t, d.base, "bob", "another-long-passphrase"); code != http.StatusUnauthorized {
+		t.Fatalf("disabled user signed in: %d", code)
+	}
+	if _, errOut, rc := run(t, "", "user", "enable", "bob", "--config", cfg); rc != 0 {
+		t.Fatalf("enable: %s", errOut)
+	}
+	if _, errOut, rc := run(t, "a-brand-new-passphrase\n", "user", "passwd", "bob", "--password-stdin", "--config", cfg); rc != 0 {
+		t.Fatalf("passwd: %s", errOut)
+	}
+	if code := signInStatus(t, d.base, "bob", "another-long-passphrase"); code != http.StatusUnauthorized {
+		t.Fatalf("old password still works: %d", code)
+	}
+	signIn(t, d.base, "bob", "a-brand-new-passphrase")
+	if _, errOut, rc := run(t, "", "user", "delete", "bob", "--config", cfg); rc != 0 {
+		t.Fatalf("delete: %s", errOut)
+	}
+	if code := signInStatus(t, d.base, "bob", "a-brand-new-passphrase"); code != http.StatusUnauthorized {
+		t.Fatalf("deleted user signed in: %d", code)
+	}
+	if _, errOut, rc := run(t, "", "user", "show", "bob", "--config", cfg); rc == 0 || !strings.Contains(errOut, "not found") {
+		t.Fatalf("show deleted user: rc=%d %q", rc, errOut)
+	}
+	run(t, "another-long-passphrase\n", "user", "add", "bob", "--email", "bob@example.com", "--password-stdin", "--config", cfg)
 
 	// A second keygate on the same data directory fails clearly.
 	_, errOut, rc = run(t, "", "demo", "--listen", "127.0.0.1:0", "--data", data)
