@@ -29,8 +29,13 @@ lint: ## go vet + staticcheck + gofmt
 bench: ## micro-benchmarks of the hot path pieces
 	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./authn/ ./web/
 
+FUZZ_TARGETS := ./policy/:FuzzCompileEvaluate ./policy/:FuzzGlob ./web/:FuzzSafeRedirect ./web/:FuzzPolicyPath ./authn/:FuzzParsePHC
+
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
-	$(GO) test -run '^$$' -fuzz FuzzCompileEvaluate -fuzztime $${FUZZTIME:-30s} ./policy/
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$fn ($$pkg)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $${FUZZTIME:-30s} $$pkg; \
+	done
 
 clean: ## remove build output (keeps demo data)
 	rm -rf bin

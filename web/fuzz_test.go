@@ -1,0 +1,68 @@
+package web
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// FuzzSafeRedirect checks the property that matters, whatever the input:
+// an accepted redirect is a same-host path or an http(s) URL of a protected
+// host, and never something a browser could read as another host.
+func FuzzSafeRedirect(f *testing.F) {
+	for _, seed := range []string{
+		"/", "/a?b=c", "//evil", "/\\evil", "https://app.example.com/x", "https://evil.example/",
+		"javascript:alert(1)", "http://app.example.com@evil/", "http:/\\evil", " https://app.example.com/",
+		"https://app.example.com:443/", "HTTPS://APP.EXAMPLE.COM/", "/%2F%2Fevil", "https://[::1]/",
+	} {
+		f.Add(seed)
+	}
+	s := &Server{upstreams: map[string]*upstream{"app.example.com": {}}}
+	f.Fuzz(func(t *testing.T, rd string) {
+		got := s.safeRedirect(rd)
+		if got == "" {
+			return
+		}
+		if strings.ContainsAny(got, "\\\t\r\n") {
+			t.Fatalf("accepted %q with a backslash or control character", got)
+		}
+		if strings.HasPrefix(got, "/") {
+			if strings.HasPrefix(got, "//") {
+				t.Fatalf("accepted scheme-relative %q", got)
+			}
+			return
+		}
+		u, err := url.Parse(got)
+		if err != nil {
+			t.Fatalf("accepted unparsable %q", got)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || strings.ToLower(u.Hostname()) != "app.example.com" {
+			t.Fatalf("accepted %q (scheme %q, host %q)", got, u.Scheme, u.Hostname())
+		}
+	})
+}
+
+// FuzzPolicyPath: whatever path comes in, an accepted one has no dot
+// segments, so a bypass glob can never be walked out of.
+func FuzzPolicyPath(f *testing.F) {
+	for _, seed := range []string{"/", "/a/../b", "/./a", "//a//b/", "/a/..", "a", "/static/.../x"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		got, ok := policyPath(p)
+		if !ok {
+			return
+		}
+		if !strings.HasPrefix(got, "/") {
+			t.Fatalf("%q → %q does not start with /", p, got)
+		}
+		for seg := range strings.SplitSeq(got, "/") {
+			if seg == "." || seg == ".." {
+				t.Fatalf("%q → %q keeps a dot segment", p, got)
+			}
+		}
+		if strings.Contains(got, "//") {
+			t.Fatalf("%q → %q keeps an empty segment", p, got)
+		}
+	})
+}
