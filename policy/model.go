@@ -64,7 +64,9 @@ type Rule struct {
 	// MaxAge: the second factor must be at most this old (step-up).
 	MaxAge Duration `yaml:"max_age,omitempty" json:"max_age,omitempty"`
 	// TrustedDevice: may a remembered device skip the second factor here?
-	// nil = yes.
+	// nil = yes on rules that accept any second factor, no on rules that
+	// narrow factors or webauthn options (the device may have been trusted
+	// after a weaker factor). Never with max_age.
 	TrustedDevice *bool `yaml:"trusted_device,omitempty" json:"trusted_device,omitempty"`
 }
 

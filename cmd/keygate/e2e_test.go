@@ -356,6 +356,10 @@ func TestPolicyCommands(t *testing.T) {
 	if rc != 0 || !strings.Contains(out, "valid") {
 		t.Fatalf("policy check good: rc=%d %q", rc, out)
 	}
+	out, errOut, rc = run(t, "", "policy", "check", filepath.Join("..", "..", "examples", "keygate.yaml"))
+	if rc != 0 || !strings.Contains(out, "valid") {
+		t.Fatalf("policy check of a whole config: rc=%d %q %q", rc, out, errOut)
+	}
 	out, _, rc = run(t, "", "policy", "explain", "--policy", good, "--user", "alice", "--groups", "admins", "GET", "https://admin.example.com/x")
 	if rc != 0 || !strings.Contains(out, "admin") {
 		t.Fatalf("explain: rc=%d %q", rc, out)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/keygate/keygate/policy"
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 )
 
 func newConfigCmd(g *globals) *cobra.Command {
@@ -42,6 +43,18 @@ func newPolicyCmd(g *globals) *cobra.Command {
 			raw, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
+			}
+			// A whole configuration file is checked as one (its problems
+			// then carry "policy." paths); anything else is a policy document.
+			var top map[string]any
+			if yaml.Unmarshal(raw, &top) == nil && top["policy"] != nil {
+				cfg, err := loadConfig(args[0])
+				if err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), err)
+					return exitError{code: 1}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s is valid: %d rule(s), default %s\n", args[0], len(cfg.Policy.Rules), cfg.Policy.Default)
+				return nil
 			}
 			p, err := policy.Parse(raw)
 			if err == nil {
