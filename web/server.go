@@ -177,6 +177,7 @@ func (s *Server) routes(trusted []string) (*gin.Engine, error) {
 	api.POST("/login", s.apiLogin)
 	api.POST("/logout", s.apiLogout)
 	api.GET("/session", s.apiSession)
+	api.GET("/authz", s.authz)
 
 	e.NoRoute(s.gate)
 	return e, nil

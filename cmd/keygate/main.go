@@ -53,6 +53,8 @@ func newRootCmd() *cobra.Command {
 		newUserCmd(g),
 		newPolicyCmd(g),
 		newConfigCmd(g),
+		newBackupCmd(g),
+		newRestoreCmd(g),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",
