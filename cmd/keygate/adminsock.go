@@ -234,7 +234,13 @@ func (a *app) startAdminSocket(path string) (func(), error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
-	srv := &http.Server{Handler: adminHandler(localAdmin{users: a.users, sessions: a.sessions}), ReadHeaderTimeout: 5 * time.Second}
+	users := adminHandler(localAdmin{users: a.users, sessions: a.sessions})
+	mux := http.NewServeMux()
+	for _, p := range []string{"/users", "/users/", "/ping"} {
+		mux.Handle(p, users)
+	}
+	a.adminOps(mux)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
