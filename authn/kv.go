@@ -7,11 +7,14 @@ import (
 )
 
 // KV is the part of store.KV that authn uses. Users and sessions are durable
-// records updated by compare-and-swap, so Set and Consume are not needed.
+// records updated by compare-and-swap; one-time values (enrolment links,
+// trusted-device tokens) are consumed or written with a TTL.
 // Errors follow the store contract: store.ErrNotFound and store.ErrConflict.
 type KV interface {
 	Get(ctx context.Context, key string) (store.Item, error)
 	CompareAndSet(ctx context.Context, key string, value []byte, prev uint64, opt store.WriteOptions) (uint64, error)
+	Set(ctx context.Context, key string, value []byte, opt store.WriteOptions) (uint64, error)
+	Consume(ctx context.Context, key string) ([]byte, error)
 	Delete(ctx context.Context, key string) error
 	CompareAndDelete(ctx context.Context, key string, prev uint64) error
 	Scan(ctx context.Context, prefix string, fn func(store.Item) error) error
@@ -23,6 +26,8 @@ const (
 	userPrefix    = "user/"
 	emailPrefix   = "user_email/"
 	sessionPrefix = "session/"
+	linkPrefix    = "enroll_link/"
+	devicePrefix  = "device/"
 )
 
 // maxCASRetries bounds read-modify-write loops that lost a compare-and-swap.

@@ -190,6 +190,7 @@ type sessionRecord struct {
 type proofRecord struct {
 	Kind           string    `json:"kind"`
 	At             time.Time `json:"at"`
+	Ref            string    `json:"ref,omitempty"`
 	AAGUID         string    `json:"aaguid,omitempty"`
 	Attested       bool      `json:"attested,omitempty"`
 	UserVerified   bool      `json:"uv,omitempty"`
@@ -487,12 +488,37 @@ func (s *Sessions) RevokeHandle(ctx context.Context, username, handle string) er
 // sessions it ended. Memory is cleared first, so the sessions are dead even
 // if deleting a record fails (the error says so).
 func (s *Sessions) RevokeUser(ctx context.Context, username string) (int, error) {
+	return s.revokeWhere(ctx, username, nil)
+}
+
+// RevokeRef ends the sessions of username that carry a proof with this Ref
+// (a removed credential, a revoked trusted device): what it vouched for
+// must not outlive it.
+func (s *Sessions) RevokeRef(ctx context.Context, username, ref string) (int, error) {
+	if ref == "" {
+		return 0, nil
+	}
+	return s.revokeWhere(ctx, username, func(sess *Session) bool {
+		for _, p := range sess.Proofs {
+			if p.Ref == ref {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// revokeWhere ends the sessions of username that match (nil = all).
+func (s *Sessions) revokeWhere(ctx context.Context, username string, match func(*Session) bool) (int, error) {
 	username = strings.ToLower(username)
 	now := s.now().UnixNano()
 	s.mu.Lock()
 	var keys []skey
 	n := 0
 	for _, e := range s.byUser[username] {
+		if match != nil && !match(e.sess.Load()) {
+			continue
+		}
 		if s.live(e, now) {
 			n++
 		}
@@ -848,7 +874,7 @@ func encodeSession(s *Session) []byte {
 		CreatedAt: s.CreatedAt, LastSeen: s.LastSeen, ExpiresAt: s.ExpiresAt,
 	}
 	for i, p := range s.Proofs {
-		r.Proofs[i] = proofRecord{Kind: p.Kind, At: p.At, AAGUID: p.AAGUID, Attested: p.Attested,
+		r.Proofs[i] = proofRecord{Kind: p.Kind, At: p.At, Ref: p.Ref, AAGUID: p.AAGUID, Attested: p.Attested,
 			UserVerified: p.UserVerified, BackupEligible: p.BackupEligible}
 	}
 	b, err := json.Marshal(r)
@@ -873,7 +899,7 @@ func decodeSession(b []byte) (*Session, error) {
 		CreatedAt: r.CreatedAt, LastSeen: r.LastSeen, ExpiresAt: r.ExpiresAt,
 	}
 	for i, p := range r.Proofs {
-		s.Proofs[i] = policy.Proof{Kind: p.Kind, At: p.At, AAGUID: p.AAGUID, Attested: p.Attested,
+		s.Proofs[i] = policy.Proof{Kind: p.Kind, At: p.At, Ref: p.Ref, AAGUID: p.AAGUID, Attested: p.Attested,
 			UserVerified: p.UserVerified, BackupEligible: p.BackupEligible}
 	}
 	return s, nil

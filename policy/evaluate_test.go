@@ -543,3 +543,27 @@ func TestSourceIsACopy(t *testing.T) {
 		t.Fatalf("decision changed: %+v", d)
 	}
 }
+
+func TestRequiresSecondFactor(t *testing.T) {
+	for _, tc := range []struct {
+		doc  string
+		want bool
+	}{
+		{"default: one_factor\n", false},
+		{"default: two_factor\n", true},
+		{"default: bypass\nrules:\n  - {name: a, paths: [/x], action: two_factor}\n", true},
+		{"default: deny\nrules:\n  - {name: a, paths: [/x], action: one_factor}\n", false},
+	} {
+		p, err := Parse([]byte(tc.doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := Compile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.RequiresSecondFactor(); got != tc.want {
+			t.Errorf("%q: %v, want %v", tc.doc, got, tc.want)
+		}
+	}
+}

@@ -13,3 +13,20 @@ func (h *Holder) Load() *Compiled { return h.p.Load() }
 
 // Store puts c in force for every later Load.
 func (h *Holder) Store(c *Compiled) { h.p.Store(c) }
+
+// RequiresSecondFactor says whether any rule, or the default, asks for a
+// second factor: then a person may not remove their last one.
+func (c *Compiled) RequiresSecondFactor() bool {
+	if c == nil {
+		return true
+	}
+	if c.def.action == actTwoFactor {
+		return true
+	}
+	for i := range c.rules {
+		if c.rules[i].action == actTwoFactor {
+			return true
+		}
+	}
+	return false
+}

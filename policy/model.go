@@ -100,6 +100,9 @@ type Request struct {
 type Proof struct {
 	Kind string    `json:"kind"` // FactorPassword, FactorWebAuthn, …
 	At   time.Time `json:"at"`   // when it was satisfied
+	// Ref names what proved it: a credential ID, a trusted-device ID. It
+	// lets a revoked credential or device end the sessions it vouched for.
+	Ref string `json:"ref,omitempty"`
 	// WebAuthn details (zero for other kinds).
 	AAGUID         string `json:"aaguid,omitempty"`
 	Attested       bool   `json:"attested,omitempty"` // attestation chained to a trusted root at enrolment

@@ -106,7 +106,13 @@ func subjectOf(sess *authn.Session) policy.Subject {
 	if sess == nil {
 		return policy.Subject{}
 	}
-	return policy.Subject{Authenticated: true, User: sess.Username, Groups: sess.Groups, Proofs: sess.Proofs}
+	subj := policy.Subject{Authenticated: true, User: sess.Username, Groups: sess.Groups, Proofs: sess.Proofs}
+	for i := range sess.Proofs {
+		if sess.Proofs[i].Kind == authn.ProofDevice {
+			subj.TrustedDevice = true
+		}
+	}
+	return subj
 }
 
 // forward sends an allowed request upstream with identity headers we vouch
@@ -130,16 +136,25 @@ func (s *Server) forward(c *gin.Context, up *upstream, sess *authn.Session, clie
 	up.proxy.ServeHTTP(c.Writer, r)
 }
 
+// factorList names the factors of a session for Remote-Factors: the
+// password and second factors, once each, not keygate's own markers.
 func factorList(ps []policy.Proof) string {
-	switch len(ps) {
-	case 0:
-		return ""
-	case 1:
-		return ps[0].Kind
+	if len(ps) == 1 {
+		return ps[0].Kind // the common case, without building a string
 	}
 	var b strings.Builder
 	for i, p := range ps {
-		if i > 0 {
+		if p.Kind != policy.FactorPassword && !authn.IsSecondFactor(p.Kind) {
+			continue
+		}
+		seen := false
+		for _, q := range ps[:i] {
+			seen = seen || q.Kind == p.Kind
+		}
+		if seen {
+			continue
+		}
+		if b.Len() > 0 {
 			b.WriteByte(',')
 		}
 		b.WriteString(p.Kind)

@@ -50,6 +50,15 @@ func (s *Server) signIn(c *gin.Context, login, password, rd string) (*authn.Sess
 	if err != nil {
 		return nil, step{}, errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("create session: %w", err))
 	}
+	if s.mfa != nil {
+		// A remembered device lets this session skip the second factor
+		// where the rule allows it; the token is checked once, here.
+		if ck, err := r.Cookie(deviceCookie); err == nil {
+			if sess, err = s.mfa.UseDevice(r.Context(), sess, ck.Value, clientAddr(c).String()); err != nil {
+				return nil, step{}, errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("remembered device: %w", err))
+			}
+		}
+	}
 	s.setSessionCookie(c, sess.ID)
 	s.log.Info("sign-in", "user", u.Username, "factor", policy.FactorPassword, "ip", clientAddr(c).String())
 	return sess, s.nextStep(c, sess, rd), nil
@@ -138,6 +147,7 @@ func (s *Server) loginPage(c *gin.Context) {
 	d := s.page(c)
 	d.Title = d.T.T("login.heading")
 	d.Redirect = s.safeRedirect(rd)
+	d.Passkeys = s.mfa != nil && s.mfa.PasskeysEnabled()
 	s.render(c, http.StatusOK, "login", d)
 }
 
@@ -227,33 +237,4 @@ func (s *Server) deniedPage(c *gin.Context) {
 	d.Paragraphs = []string{d.T.T("denied.text")}
 	d.LinkURL, d.LinkText = portalPrefix+"logout", d.T.T("denied.other_account")
 	s.render(c, http.StatusForbidden, "message", d)
-}
-
-// secondFactorPage is where a signed-in person lands when the target needs
-// a second factor. Until factors can be enrolled it explains what to do.
-func (s *Server) secondFactorPage(c *gin.Context) {
-	rd := c.Query("rd")
-	sess := s.session(c.Request)
-	if sess == nil {
-		c.Redirect(http.StatusFound, portalPrefix+"login?rd="+url.QueryEscape(s.safeRedirect(rd)))
-		return
-	}
-	target := s.redirectOrDefault(rd)
-	dec, ok := s.decisionFor(c, sess, target)
-	if !ok || dec.Outcome == policy.Allow {
-		c.Redirect(http.StatusFound, target)
-		return
-	}
-	if dec.Outcome == policy.Deny {
-		c.Redirect(http.StatusFound, portalPrefix+"denied")
-		return
-	}
-	d := s.page(c)
-	d.Title = d.T.T("second.title")
-	d.Paragraphs = []string{d.T.T("second.text"), d.T.T("second.todo")}
-	if dec.Reason == policy.ReasonStale && dec.MaxAge > 0 {
-		d.Paragraphs = append([]string{d.T.Tf("second.stale", dec.MaxAge.String())}, d.Paragraphs...)
-	}
-	d.LinkURL, d.LinkText = portalPrefix+"logout", d.T.T("denied.other_account")
-	s.render(c, http.StatusOK, "message", d)
 }

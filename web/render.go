@@ -12,6 +12,9 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/factors"
+	"github.com/keygate/keygate/factors/emailcode"
 )
 
 //go:embed templates/*.html
@@ -30,7 +33,7 @@ func loadPages() (pages, error) {
 		return nil, fmt.Errorf("parse layout: %w", err)
 	}
 	p := pages{}
-	for _, name := range []string{"login", "home", "logout", "message"} {
+	for _, name := range []string{"login", "home", "logout", "message", "chooser", "code", "webauthn", "settings", "totp_enroll", "recovery_codes", "enroll"} {
 		set, err := base.Clone()
 		if err != nil {
 			return nil, fmt.Errorf("clone layout: %w", err)
@@ -56,6 +59,32 @@ type pageData struct {
 	Paragraphs []string
 	LinkURL    string
 	LinkText   string
+	Notice     string
+	Passkeys   bool // offer "sign in with a passkey"
+
+	// Second factor pages.
+	Kind         string
+	RedirectQ    string // Redirect, query-escaped for links
+	Methods      []authn.Method
+	Lost         bool
+	Remember     bool // offer "remember this device"
+	RememberDays int
+	Pending      *emailcode.Pending
+	ResendIn     int // seconds until a new email code may be sent
+
+	// Security page.
+	State           authn.EnrollState
+	Credentials     []factors.Credential
+	Devices         []authn.Device
+	User            *authn.User
+	EmailEnrollment bool
+	EnrollID        string
+	Secret          string
+	OTPURL          string
+	QR              template.URL
+	Codes           []string
+	Download        template.URL
+	Token           string
 }
 
 // Error is the one error type handlers return: a status, a stable code for
@@ -65,6 +94,7 @@ type Error struct {
 	Status int
 	Code   string // JSON "error"
 	Key    string // catalog key of the human message
+	Args   []any  // values for the message's verbs (e.g. seconds left)
 	Cause  error
 	// Extra fields for JSON answers (e.g. login_url).
 	Extra map[string]any
@@ -117,6 +147,9 @@ func (s *Server) failHTTP(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	t := s.tr.pick(r.Header.Get("Accept-Language"))
 	msg := t.T(e.Key)
+	if len(e.Args) > 0 {
+		msg = t.Tf(e.Key, e.Args...)
+	}
 	if wantsJSON(r) {
 		body := map[string]any{"error": e.Code, "message": msg}
 		for k, v := range e.Extra {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/factors/emailcode"
 	"github.com/keygate/keygate/policy"
 )
 
@@ -65,6 +66,15 @@ type Options struct {
 	Now             func() time.Time
 	// Transport to the upstreams; nil = a tuned http.Transport.
 	Transport http.RoundTripper
+	// MFA runs the second factors; nil = none (two_factor rules then say
+	// that no second factor is enrolled).
+	MFA *authn.MFA
+	// RememberDevice: how long "remember this device" lasts (0 = the
+	// option is not offered).
+	RememberDevice time.Duration
+	// EmailEnrollment: a code to the verified address may stand in for an
+	// admin's enrolment link for the first factor.
+	EmailEnrollment bool
 }
 
 // Server is keygate's HTTP handler.
@@ -83,6 +93,9 @@ type Server struct {
 	pages           pages
 	cop             *http.CrossOriginProtection
 	buffers         *bufferPool
+	mfa             *authn.MFA
+	rememberDevice  time.Duration
+	emailEnrollment bool
 }
 
 // New builds the handler. It fails on configuration that cannot work.
@@ -103,6 +116,9 @@ func New(o Options) (*Server, error) {
 		now:             o.Now,
 		cop:             http.NewCrossOriginProtection(),
 		buffers:         newBufferPool(),
+		mfa:             o.MFA,
+		rememberDevice:  o.RememberDevice,
+		emailEnrollment: o.EmailEnrollment,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -179,8 +195,50 @@ func (s *Server) routes(trusted []string) (*gin.Engine, error) {
 	api.GET("/session", s.apiSession)
 	api.GET("/authz", s.authz)
 
+	if s.mfa != nil {
+		s.factorRoutes(k, api)
+	}
 	e.NoRoute(s.gate)
 	return e, nil
+}
+
+// factorRoutes are the second-factor pages and API.
+func (s *Server) factorRoutes(k, api *gin.RouterGroup) {
+	k.GET("/second-factor/:kind", s.factorPage)
+	k.POST("/second-factor/:kind", s.factorSubmit)
+	k.POST("/second-factor/email/send", s.emailSend)
+	k.GET("/settings", s.settingsPage)
+	k.POST("/settings/totp", s.totpEnrollBegin)
+	k.POST("/settings/totp/confirm", s.totpEnrollFinish)
+	k.POST("/settings/recovery", s.recoveryGenerate)
+	k.POST("/settings/factors/:id/rename", s.credentialRename)
+	k.POST("/settings/factors/:id/remove", s.credentialRemove)
+	k.POST("/settings/devices/:id/forget", s.deviceForget)
+	k.POST("/settings/email/send", s.emailCodeFor(emailcode.PurposeVerifyAddress))
+	k.POST("/settings/email/verify", s.emailCodeVerify(emailcode.PurposeVerifyAddress))
+	k.POST("/settings/enroll-code/send", s.emailCodeFor(emailcode.PurposeEnroll))
+	k.POST("/settings/enroll-code/verify", s.emailCodeVerify(emailcode.PurposeEnroll))
+	k.GET("/enroll/:token", s.enrollLinkPage)
+	k.POST("/enroll", s.enrollLinkRedeem)
+
+	f := api.Group("/factors")
+	f.GET("", s.apiFactors)
+	f.PATCH("/:id", s.apiFactorRename)
+	f.DELETE("/:id", s.apiFactorRemove)
+	f.POST("/totp/verify", s.apiVerifyCode(policy.FactorTOTP))
+	f.POST("/email/verify", s.apiVerifyCode(policy.FactorEmail))
+	f.POST("/recovery/verify", s.apiVerifyCode(policy.FactorRecovery))
+	f.POST("/email/send", s.apiEmailSend)
+	f.POST("/webauthn/login/begin", s.apiWebAuthnLoginBegin)
+	f.POST("/webauthn/login/finish", s.apiWebAuthnLoginFinish)
+	f.POST("/webauthn/passkey/begin", s.apiPasskeyBegin)
+	f.POST("/webauthn/passkey/finish", s.apiPasskeyFinish)
+	f.POST("/webauthn/enroll/begin", s.apiWebAuthnEnrollBegin)
+	f.POST("/webauthn/enroll/finish", s.apiWebAuthnEnrollFinish)
+	f.POST("/totp/enroll/begin", s.apiTOTPEnrollBegin)
+	f.POST("/totp/enroll/finish", s.apiTOTPEnrollFinish)
+	f.POST("/recovery/generate", s.apiRecoveryGenerate)
+	api.POST("/enroll-link", s.apiEnrollLink)
 }
 
 // recover turns a panic into the generic 500 answer without leaking it.

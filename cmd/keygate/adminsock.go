@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/factors"
 )
 
 // Badger lets one process open a data directory, so while keygate serves,
@@ -31,6 +33,15 @@ type userAdmin interface {
 	SetPassword(ctx context.Context, name, password string) error
 	SetDisabled(ctx context.Context, name string, disabled bool) error
 	Delete(ctx context.Context, name string) error
+	Factors(ctx context.Context, name string) ([]factors.Credential, error)
+	ResetFactors(ctx context.Context, name, by string) (int, error)
+	EnrollLink(ctx context.Context, name string, ttl time.Duration) (enrollLink, error)
+}
+
+// enrollLink is an admin's one-time enrolment link.
+type enrollLink struct {
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // localAdmin applies user changes and their consequences: a disabled or
@@ -38,6 +49,36 @@ type userAdmin interface {
 type localAdmin struct {
 	users    *authn.Users
 	sessions *authn.Sessions
+	mfa      *authn.MFA
+	baseURL  string // where enrolment links point
+	log      *slog.Logger
+}
+
+func (a *app) localAdmin() localAdmin {
+	return localAdmin{users: a.users, sessions: a.sessions, mfa: a.mfa, baseURL: a.portalBase(), log: a.log}
+}
+
+func (l localAdmin) Factors(ctx context.Context, name string) ([]factors.Credential, error) {
+	if _, err := l.users.Get(ctx, name); err != nil {
+		return nil, err
+	}
+	return l.mfa.Credentials(ctx, name)
+}
+
+func (l localAdmin) ResetFactors(ctx context.Context, name, by string) (int, error) {
+	n, err := l.mfa.ResetFactors(ctx, name)
+	if err == nil {
+		l.log.Warn("admin reset the second factors of a user", "user", name, "by", by, "credentials", n)
+	}
+	return n, err
+}
+
+func (l localAdmin) EnrollLink(ctx context.Context, name string, ttl time.Duration) (enrollLink, error) {
+	token, exp, err := l.mfa.IssueEnrollLink(ctx, name, ttl)
+	if err != nil {
+		return enrollLink{}, err
+	}
+	return enrollLink{URL: l.baseURL + "/.keygate/enroll/" + token, ExpiresAt: exp}, nil
 }
 
 // userView is a user as the CLI shows it: never the password hash.
@@ -212,6 +253,37 @@ func adminHandler(ua userAdmin) http.Handler {
 	mux.HandleFunc("DELETE /users/{name}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, struct{}{}, ua.Delete(r.Context(), r.PathValue("name")))
 	})
+	mux.HandleFunc("GET /users/{name}/factors", func(w http.ResponseWriter, r *http.Request) {
+		cs, err := ua.Factors(r.Context(), r.PathValue("name"))
+		reply(w, cs, err)
+	})
+	mux.HandleFunc("POST /users/{name}/reset-factors", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			By string `json:"by"`
+		}
+		if err := decode(r, &body); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		n, err := ua.ResetFactors(r.Context(), r.PathValue("name"), body.By)
+		reply(w, map[string]int{"removed": n}, err)
+	})
+	mux.HandleFunc("POST /users/{name}/enroll-link", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			TTL string `json:"ttl"`
+		}
+		if err := decode(r, &body); err != nil {
+			reply(w, nil, err)
+			return
+		}
+		ttl, err := time.ParseDuration(body.TTL)
+		if err != nil {
+			reply(w, nil, badRequestError{fmt.Errorf("ttl: %w", err)})
+			return
+		}
+		l, err := ua.EnrollLink(r.Context(), r.PathValue("name"), ttl)
+		reply(w, l, err)
+	})
 	return mux
 }
 
@@ -234,7 +306,7 @@ func (a *app) startAdminSocket(path string) (func(), error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
-	users := adminHandler(localAdmin{users: a.users, sessions: a.sessions})
+	users := adminHandler(a.localAdmin())
 	mux := http.NewServeMux()
 	for _, p := range []string{"/users", "/users/", "/ping"} {
 		mux.Handle(p, users)
@@ -326,6 +398,24 @@ func (s socketAdmin) SetDisabled(ctx context.Context, name string, disabled bool
 
 func (s socketAdmin) Delete(ctx context.Context, name string) error {
 	return s.do(ctx, http.MethodDelete, "/users/"+url.PathEscape(name), nil, nil)
+}
+
+func (s socketAdmin) Factors(ctx context.Context, name string) ([]factors.Credential, error) {
+	var cs []factors.Credential
+	return cs, s.do(ctx, http.MethodGet, "/users/"+url.PathEscape(name)+"/factors", nil, &cs)
+}
+
+func (s socketAdmin) ResetFactors(ctx context.Context, name, by string) (int, error) {
+	var out struct {
+		Removed int `json:"removed"`
+	}
+	err := s.do(ctx, http.MethodPost, "/users/"+url.PathEscape(name)+"/reset-factors", map[string]string{"by": by}, &out)
+	return out.Removed, err
+}
+
+func (s socketAdmin) EnrollLink(ctx context.Context, name string, ttl time.Duration) (enrollLink, error) {
+	var l enrollLink
+	return l, s.do(ctx, http.MethodPost, "/users/"+url.PathEscape(name)+"/enroll-link", map[string]string{"ttl": ttl.String()}, &l)
 }
 
 // Interface guards.

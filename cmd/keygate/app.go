@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +13,15 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/store"
 	"github.com/keygate/keygate/authn/store/badgerstore"
 	"github.com/keygate/keygate/cmd/keygate/config"
+	"github.com/keygate/keygate/factors"
+	"github.com/keygate/keygate/factors/emailcode"
+	"github.com/keygate/keygate/factors/emailcode/delivery"
+	"github.com/keygate/keygate/factors/recovery"
+	"github.com/keygate/keygate/factors/totp"
+	fwa "github.com/keygate/keygate/factors/webauthn"
 	"github.com/keygate/keygate/policy"
 	"github.com/keygate/keygate/web"
 )
@@ -26,6 +34,10 @@ type app struct {
 	users    *authn.Users
 	sessions *authn.Sessions
 	policy   *policy.Holder
+	mfa      *authn.MFA
+	links    *authn.EnrollLinks
+	devices  *authn.Devices
+	outbox   *delivery.Outbox // set when email goes to a directory (demo)
 }
 
 // loadConfig reads and validates the configuration file, printing every
@@ -84,7 +96,136 @@ func openApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, e
 		_ = kv.Close()
 		return nil, fmt.Errorf("load sessions: %w", err)
 	}
+	if err := a.wireFactors(ctx, key); err != nil {
+		_ = kv.Close()
+		return nil, err
+	}
 	return a, nil
+}
+
+// wireFactors builds the second factors the configuration turns on.
+func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
+	cfg := a.cfg
+	master, err := a.secretsKey(ctx, storageKey)
+	if err != nil {
+		return err
+	}
+	secrets := func(purpose string) (*factors.Secrets, error) { return factors.NewSecrets(master, purpose) }
+	a.links = authn.NewEnrollLinks(a.kv, time.Now)
+	a.devices = authn.NewDevices(a.kv, time.Now)
+	o := authn.MFAOptions{
+		Links: a.links, Devices: a.devices,
+		EmailEnrollment:    cfg.Email.Enrollment && cfg.Email.From != "",
+		PasskeyIsTwoFactor: cfg.WebAuthn.PasskeyTwoFactor,
+		RequireSecondFactor: func() bool {
+			return a.policy.Load().RequiresSecondFactor()
+		},
+	}
+	totpSecrets, err := secrets("totp")
+	if err != nil {
+		return err
+	}
+	t := cfg.TOTP
+	if o.TOTP, err = totp.New(a.kv, totp.Options{Issuer: t.Issuer, Algorithm: t.Algorithm, Digits: t.Digits,
+		Period: uint(t.Period), Skew: uint(t.Skew), Secrets: totpSecrets}); err != nil {
+		return fmt.Errorf("totp: %w", err)
+	}
+	recSecrets, err := secrets("recovery")
+	if err != nil {
+		return err
+	}
+	if o.Recovery, err = recovery.New(a.kv, recovery.Options{Secrets: recSecrets}); err != nil {
+		return fmt.Errorf("recovery codes: %w", err)
+	}
+	if cfg.Email.From != "" {
+		sender, err := a.mailSender()
+		if err != nil {
+			return err
+		}
+		mailSecrets, err := secrets("email")
+		if err != nil {
+			return err
+		}
+		o.Notices = authn.NewNotices(sender, "keygate", a.log, time.Now)
+		e := cfg.Email.Code
+		if o.Email, err = emailcode.New(a.kv, sender, emailcode.Options{Length: e.Length, TTL: e.TTL.D(), MaxTries: e.MaxTries,
+			Cooldown: e.Cooldown.D(), HourlyCap: e.HourlyCap, Secrets: mailSecrets}); err != nil {
+			return fmt.Errorf("email codes: %w", err)
+		}
+	}
+	if w := cfg.WebAuthn; w.RPID != "" {
+		if o.WebAuthn, err = fwa.New(a.kv, fwa.Options{RPID: w.RPID, RPName: w.RPName, Origins: w.Origins, Logger: a.log,
+			Trust: fwa.TrustOptions{MDSBlobFile: w.MDSBlobFile, MDSRootFile: w.MDSRootFile, RootCertFiles: w.RootCertFiles}}); err != nil {
+			return fmt.Errorf("webauthn: %w", err)
+		}
+	}
+	a.mfa = authn.NewMFA(a.users, a.sessions, o)
+	return nil
+}
+
+// portalBase is the origin links to the portal use: the first WebAuthn
+// origin (the public address people use), else the first protected host.
+func (a *app) portalBase() string {
+	if len(a.cfg.WebAuthn.Origins) > 0 {
+		return a.cfg.WebAuthn.Origins[0]
+	}
+	if len(a.cfg.Upstreams) > 0 {
+		return "https://" + a.cfg.Upstreams[0].Host
+	}
+	return ""
+}
+
+// mailSender is SMTP, or a directory when email.outbox is set.
+func (a *app) mailSender() (emailcode.Sender, error) {
+	cfg := a.cfg
+	if cfg.Email.Outbox != "" {
+		ob, err := delivery.NewOutbox(cfg.Email.Outbox, cfg.Email.From)
+		if err != nil {
+			return nil, fmt.Errorf("email outbox: %w", err)
+		}
+		a.outbox = ob
+		return ob, nil
+	}
+	_, password, err := cfg.SMTPPassword()
+	if err != nil {
+		return nil, err
+	}
+	sm := cfg.Email.SMTP
+	s, err := delivery.NewSMTP(delivery.SMTPOptions{From: cfg.Email.From, Host: sm.Host, Port: sm.Port, TLS: sm.TLS,
+		Username: sm.Username, Password: password, Logger: a.log})
+	if err != nil {
+		return nil, fmt.Errorf("smtp: %w", err)
+	}
+	return s, nil
+}
+
+// secretsKey is the master key factor secrets are sealed with: the storage
+// encryption key. Without one, a random key kept in the store itself is
+// used — which protects nothing at rest, so keygate says so.
+func (a *app) secretsKey(ctx context.Context, storageKey []byte) ([]byte, error) {
+	if len(storageKey) >= 32 {
+		return storageKey, nil
+	}
+	a.log.Warn("storage is not encrypted: set storage.encryption_key_file (or KEYGATE_STORAGE_ENCRYPTION_KEY); TOTP secrets and code hashes are then only as safe as the data directory")
+	const key = "meta/secrets-key"
+	it, err := a.kv.Get(ctx, key)
+	if err == nil && len(it.Value) == 32 {
+		return it.Value, nil
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("secrets key: %w", err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if _, err := a.kv.CompareAndSet(ctx, key, b, 0, store.WriteOptions{Durable: true}); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return a.secretsKey(ctx, storageKey)
+		}
+		return nil, fmt.Errorf("secrets key: %w", err)
+	}
+	return b, nil
 }
 
 // webServer builds the HTTP handler from the app.
@@ -106,6 +247,9 @@ func (a *app) webServer() (*web.Server, error) {
 		TrustedProxies:  a.cfg.Server.TrustedProxies,
 		DefaultRedirect: a.cfg.Server.DefaultRedirect,
 		Logger:          a.log,
+		MFA:             a.mfa,
+		RememberDevice:  time.Duration(a.cfg.Session.RememberDeviceDays) * 24 * time.Hour,
+		EmailEnrollment: a.cfg.Email.Enrollment && a.cfg.Email.From != "",
 	})
 }
 

@@ -58,7 +58,7 @@ func demoConfig(listen, data, upstreamURL string) config.Config {
 	_, port, _ := net.SplitHostPort(listen)
 	origin := "http://localhost:" + port
 	cfg.Upstreams = []config.Upstream{{Host: "localhost", URL: upstreamURL}}
-	cfg.WebAuthn = config.WebAuthn{RPID: "localhost", RPName: "keygate demo", Origins: []string{origin}}
+	cfg.WebAuthn.RPID, cfg.WebAuthn.RPName, cfg.WebAuthn.Origins = "localhost", "keygate demo", []string{origin}
 	cfg.Email.From = "keygate demo <keygate@localhost>"
 	cfg.Email.Outbox = filepath.Join(data, "outbox")
 	cfg.Policy = policy.Policy{

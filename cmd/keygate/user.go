@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/store"
@@ -41,7 +42,7 @@ func withAdmin(ctx context.Context, g *globals, fn func(userAdmin) error) error 
 		return err
 	}
 	defer a.Close()
-	return fn(localAdmin{users: a.users, sessions: a.sessions})
+	return fn(a.localAdmin())
 }
 
 // readPassword takes the password from stdin (--password-stdin, for
@@ -215,7 +216,63 @@ func newUserCmd(g *globals) *cobra.Command {
 		},
 	}
 
-	cmd.AddCommand(add, list, show, passwd,
+	var linkTTL time.Duration
+	link := &cobra.Command{
+		Use: "enroll-link NAME [--ttl 72h]", Short: "Issue a one-time link to enrol a first second factor", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withAdmin(cmd.Context(), g, func(ua userAdmin) error {
+				l, err := ua.EnrollLink(cmd.Context(), args[0], linkTTL)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\n(works once, until %s; give it to %s only)\n", l.URL, l.ExpiresAt.Format("2006-01-02 15:04 MST"), args[0])
+				return nil
+			})
+		},
+	}
+	link.Flags().DurationVar(&linkTTL, "ttl", authn.DefaultEnrollLinkTTL, "how long the link works")
+
+	factorsCmd := &cobra.Command{
+		Use: "factors NAME", Short: "List a user's second factors", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withAdmin(cmd.Context(), g, func(ua userAdmin) error {
+				cs, err := ua.Factors(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tKIND\tMODEL\tCREATED\tLAST USED")
+				for _, c := range cs {
+					last := "never"
+					if !c.LastUsedAt.IsZero() {
+						last = c.LastUsedAt.Format("2006-01-02 15:04")
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Kind, c.Detail, c.CreatedAt.Format("2006-01-02 15:04"), last)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+
+	reset := &cobra.Command{
+		Use: "reset-factors NAME", Short: "Remove a user's second factors, remembered devices and sessions", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			by := os.Getenv("SUDO_USER")
+			if by == "" {
+				by = os.Getenv("USER")
+			}
+			return withAdmin(cmd.Context(), g, func(ua userAdmin) error {
+				n, err := ua.ResetFactors(cmd.Context(), args[0], by)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %d second factor(s) of %s; their sessions and remembered devices ended\nissue an enrolment link: keygate user enroll-link %s\n", n, args[0], args[0])
+				return nil
+			})
+		},
+	}
+
+	cmd.AddCommand(link, factorsCmd, reset, add, list, show, passwd,
 		setDisabled("disable NAME", "Disable a user (ends their sessions)", true, "disabled; their sessions ended"),
 		setDisabled("enable NAME", "Enable a disabled user", false, "enabled"),
 		del)

@@ -27,6 +27,7 @@ type Config struct {
 	Storage   Storage       `yaml:"storage"`
 	Upstreams []Upstream    `yaml:"upstreams"`
 	WebAuthn  WebAuthn      `yaml:"webauthn"`
+	TOTP      TOTP          `yaml:"totp"`
 	Email     Email         `yaml:"email"`
 	Admin     Admin         `yaml:"admin"`
 	Passwords Passwords     `yaml:"passwords"`
@@ -59,6 +60,10 @@ type Session struct {
 	IdleTimeout policy.Duration `yaml:"idle_timeout"`
 	// Lifetime ends a session this long after sign-in, active or not.
 	Lifetime policy.Duration `yaml:"lifetime"`
+	// RememberDeviceDays: how long "remember this device" lasts; 0 turns
+	// the option off. Rules decide where a remembered device may skip
+	// the second factor.
+	RememberDeviceDays int `yaml:"remember_device_days"`
 }
 
 // Storage is where Badger keeps its files and how they are encrypted.
@@ -86,6 +91,35 @@ type WebAuthn struct {
 	RPName string `yaml:"rp_name"`
 	// Origins are the exact origins (scheme://host[:port]) browsers report.
 	Origins []string `yaml:"origins"`
+	// PasskeyTwoFactor: a passkey sign-in with user verification satisfies
+	// two_factor on its own (NIST AAL2); false = it counts as one factor.
+	PasskeyTwoFactor bool `yaml:"passkey_two_factor"`
+	// MDSBlobFile is an offline FIDO Metadata Service (MDS3) blob; with it
+	// (or RootCertFiles) attestation is checked against trust anchors.
+	MDSBlobFile string `yaml:"mds_blob_file"`
+	// MDSRootFile is the PEM root the blob must be signed under; empty =
+	// the FIDO Alliance's production MDS root.
+	MDSRootFile string `yaml:"mds_root_file"`
+	// RootCertFiles are PEM files of attestation roots to trust.
+	RootCertFiles []string `yaml:"root_cert_files"`
+}
+
+// TOTP is the authenticator-app factor.
+type TOTP struct {
+	Issuer    string `yaml:"issuer"`
+	Algorithm string `yaml:"algorithm"`
+	Digits    int    `yaml:"digits"`
+	Period    int    `yaml:"period"`
+	Skew      int    `yaml:"skew"`
+}
+
+// EmailCode tunes the one-time codes by email.
+type EmailCode struct {
+	Length    int             `yaml:"length"`
+	TTL       policy.Duration `yaml:"ttl"`
+	MaxTries  int             `yaml:"max_tries"`
+	Cooldown  policy.Duration `yaml:"cooldown"`
+	HourlyCap int             `yaml:"hourly_cap"`
 }
 
 // Email is how one-time codes and notices are sent. An empty From turns
@@ -96,6 +130,11 @@ type Email struct {
 	// Outbox, when set, is a directory mails are written to instead of
 	// being sent (development).
 	Outbox string `yaml:"outbox"`
+	// Code tunes the one-time codes.
+	Code EmailCode `yaml:"code"`
+	// Enrollment lets a code to the verified address stand in for an
+	// admin's enrolment link when enrolling the first second factor.
+	Enrollment bool `yaml:"enrollment"`
 }
 
 // SMTP TLS modes.
@@ -155,12 +194,17 @@ func Default() Config {
 	return Config{
 		Server: Server{Listen: "127.0.0.1:9091"},
 		Session: Session{
-			IdleTimeout: policy.Duration(30 * time.Minute),
-			Lifetime:    policy.Duration(12 * time.Hour),
+			IdleTimeout:        policy.Duration(30 * time.Minute),
+			Lifetime:           policy.Duration(12 * time.Hour),
+			RememberDeviceDays: 30,
 		},
-		Storage: Storage{Path: "./keygate-data"},
+		WebAuthn: WebAuthn{PasskeyTwoFactor: true},
+		TOTP:     TOTP{Issuer: "keygate", Algorithm: "SHA1", Digits: 6, Period: 30, Skew: 1},
+		Storage:  Storage{Path: "./keygate-data"},
 		Email: Email{
-			SMTP: SMTP{Host: "127.0.0.1", Port: 1025, TLS: TLSNone},
+			SMTP:       SMTP{Host: "127.0.0.1", Port: 1025, TLS: TLSNone},
+			Code:       EmailCode{Length: 6, TTL: policy.Duration(10 * time.Minute), MaxTries: 5, Cooldown: policy.Duration(time.Minute), HourlyCap: 5},
+			Enrollment: true,
 		},
 		Admin: Admin{Groups: []string{"admins"}},
 		Passwords: Passwords{

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/keygate/keygate/policy"
 )
@@ -48,6 +49,7 @@ func (c *Config) Validate() error {
 	c.validateStorage(&ps)
 	c.validateUpstreams(&ps)
 	c.validateWebAuthn(&ps)
+	c.validateFactors(&ps)
 	c.validateEmail(&ps)
 	c.validateAdmin(&ps)
 	c.validatePasswords(&ps)
@@ -55,6 +57,58 @@ func (c *Config) Validate() error {
 	c.validateLog(&ps)
 	c.validatePolicy(&ps)
 	return ps.err()
+}
+
+// validateFactors checks the second factors' tuning.
+func (c *Config) validateFactors(ps *Problems) {
+	if d := c.Session.RememberDeviceDays; d < 0 || d > 365 {
+		ps.add("session.remember_device_days", "%d must be between 0 (off) and 365", d)
+	}
+	for i, f := range c.WebAuthn.RootCertFiles {
+		if _, err := os.Stat(f); err != nil {
+			ps.add(fmt.Sprintf("webauthn.root_cert_files[%d]", i), "cannot be read: %v", err)
+		}
+	}
+	for path, f := range map[string]string{"webauthn.mds_blob_file": c.WebAuthn.MDSBlobFile, "webauthn.mds_root_file": c.WebAuthn.MDSRootFile} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			ps.add(path, "cannot be read: %v", err)
+		}
+	}
+	t := c.TOTP
+	if t.Issuer == "" {
+		ps.add("totp.issuer", "required: the name authenticator apps show (such as Example)")
+	}
+	if !slices.Contains([]string{"SHA1", "SHA256", "SHA512"}, t.Algorithm) {
+		ps.add("totp.algorithm", "%q is not SHA1, SHA256 or SHA512 (most apps only support SHA1)", t.Algorithm)
+	}
+	if t.Digits != 6 && t.Digits != 8 {
+		ps.add("totp.digits", "%d must be 6 or 8", t.Digits)
+	}
+	if t.Period < 15 || t.Period > 120 {
+		ps.add("totp.period", "%d must be between 15 and 120 seconds (apps use 30)", t.Period)
+	}
+	if t.Skew < 1 || t.Skew > 3 {
+		ps.add("totp.skew", "%d must be between 1 and 3 steps (phones' clocks drift)", t.Skew)
+	}
+	e := c.Email.Code
+	if e.Length < 6 || e.Length > 10 {
+		ps.add("email.code.length", "%d must be between 6 and 10 digits", e.Length)
+	}
+	if e.TTL.D() < time.Minute || e.TTL.D() > time.Hour {
+		ps.add("email.code.ttl", "%s must be between 1m and 1h", e.TTL)
+	}
+	if e.MaxTries < 1 || e.MaxTries > 10 {
+		ps.add("email.code.max_tries", "%d must be between 1 and 10", e.MaxTries)
+	}
+	if e.Cooldown.D() < 0 || e.Cooldown.D() > 10*time.Minute || e.Cooldown.D() >= e.TTL.D() {
+		ps.add("email.code.cooldown", "%s must be between 0s and 10m and shorter than email.code.ttl", e.Cooldown)
+	}
+	if e.HourlyCap < 1 {
+		ps.add("email.code.hourly_cap", "%d must be at least 1", e.HourlyCap)
+	}
 }
 
 func (c *Config) validateServer(ps *Problems) {

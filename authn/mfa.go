@@ -1,0 +1,772 @@
+package authn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/keygate/keygate/factors"
+	"github.com/keygate/keygate/factors/emailcode"
+	"github.com/keygate/keygate/factors/totp"
+	fwa "github.com/keygate/keygate/factors/webauthn"
+	"github.com/keygate/keygate/policy"
+)
+
+// Proof kinds that live on sessions next to the factors of the policy
+// package. They are not second factors: the policy ignores them (except
+// the trusted device, which it reads from Subject.TrustedDevice) and the
+// identity headers do not list them.
+const (
+	// ProofEnrollment: the person proved, beyond the password, that they
+	// may enrol a first second factor (an admin's link, a code by email).
+	ProofEnrollment = "enrollment"
+	// ProofDevice: the session began on a remembered device.
+	ProofDevice = "device"
+)
+
+// IsSecondFactor says whether a proof kind is a second factor.
+func IsSecondFactor(kind string) bool {
+	switch kind {
+	case policy.FactorWebAuthn, policy.FactorTOTP, policy.FactorEmail, policy.FactorRecovery:
+		return true
+	}
+	return false
+}
+
+// Errors of the second-factor flows where callers branch; each has a
+// message the portal can show.
+var (
+	ErrWrongCode          = errors.New("authn: the code is not correct")
+	ErrCodeUsed           = errors.New("authn: the code was already used")
+	ErrCodeExpired        = errors.New("authn: the code has expired")
+	ErrCodeDead           = errors.New("authn: too many wrong tries for this code")
+	ErrNoCodeSent         = errors.New("authn: no code was sent")
+	ErrElevationRequired  = errors.New("authn: confirm it is you with a second factor first")
+	ErrLastFactor         = errors.New("authn: this is your last second factor and the policy requires one")
+	ErrFactorUnavailable  = errors.New("authn: this factor is not available")
+	ErrEmailNotVerified   = errors.New("authn: the email address is not verified")
+	ErrAssertionRefused   = errors.New("authn: the security key's answer was refused")
+	ErrSessionUnavailable = errors.New("authn: no such session")
+)
+
+// The factor capabilities authn drives; the factor packages implement them.
+type (
+	TOTPFactor interface {
+		factors.Registry
+		BeginEnroll(ctx context.Context, user, accountName string) (totp.Enrollment, error)
+		FinishEnroll(ctx context.Context, user, enrollID, code, name string) (factors.Credential, error)
+		Verify(ctx context.Context, user, code string) (string, bool, error)
+	}
+	RecoveryFactor interface {
+		factors.Registry
+		Generate(ctx context.Context, user string) ([]string, error)
+		Verify(ctx context.Context, user, code string) (bool, int, error)
+		Remaining(ctx context.Context, user string) (int, error)
+	}
+	EmailFactor interface {
+		Send(ctx context.Context, user, address, lang string, p emailcode.Purpose) (emailcode.Sent, error)
+		Verify(ctx context.Context, user string, p emailcode.Purpose, code string) (bool, error)
+		Pending(ctx context.Context, user string, p emailcode.Purpose) (emailcode.Pending, bool, error)
+	}
+	WebAuthnFactor interface {
+		factors.Registry
+		BeginRegistration(ctx context.Context, u fwa.User, kind fwa.AuthenticatorKind) (json.RawMessage, string, error)
+		FinishRegistration(ctx context.Context, u fwa.User, ceremonyID string, response []byte, name string) (factors.Credential, error)
+		BeginLogin(ctx context.Context, username string) (json.RawMessage, string, error)
+		FinishLogin(ctx context.Context, username, ceremonyID string, response []byte) (fwa.Assertion, error)
+		BeginPasskey(ctx context.Context) (json.RawMessage, string, error)
+		FinishPasskey(ctx context.Context, ceremonyID string, response []byte) (string, fwa.Assertion, error)
+	}
+)
+
+// MFAOptions wire the second factors; a nil factor is switched off.
+type MFAOptions struct {
+	TOTP     TOTPFactor
+	Recovery RecoveryFactor
+	Email    EmailFactor
+	WebAuthn WebAuthnFactor
+	Devices  *Devices
+	Links    *EnrollLinks
+	// ElevationWindow: adding or removing a factor needs a second factor
+	// at most this old (default 5 minutes).
+	ElevationWindow time.Duration
+	// EnrollGrantWindow: how long an enrolment link or code lets the
+	// session enrol (default 15 minutes).
+	EnrollGrantWindow time.Duration
+	// EmailEnrollment lets a code to the verified address stand in for an
+	// admin's link when enrolling the first factor.
+	EmailEnrollment bool
+	// PasskeyIsTwoFactor: a passkey sign-in with user verification
+	// satisfies two_factor on its own (NIST AAL2 multi-factor
+	// cryptographic authenticator). Otherwise it counts as one factor.
+	PasskeyIsTwoFactor bool
+	// RequireSecondFactor reports whether the policy demands a second
+	// factor anywhere, so the last one may not be removed.
+	RequireSecondFactor func() bool
+	// Notices mails the person about security events (nil = none).
+	Notices *Notices
+	Now     func() time.Time
+}
+
+// MFA runs the second-factor flows on sessions: it checks a proof with the
+// factor, then records it on the session (rotating its ID). It is the one
+// place every verifier passes, so regulation and audit hook in here.
+type MFA struct {
+	users    *Users
+	sessions *Sessions
+	o        MFAOptions
+}
+
+// NewMFA wires the flows.
+func NewMFA(users *Users, sessions *Sessions, o MFAOptions) *MFA {
+	if o.ElevationWindow <= 0 {
+		o.ElevationWindow = 5 * time.Minute
+	}
+	if o.EnrollGrantWindow <= 0 {
+		o.EnrollGrantWindow = 15 * time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.RequireSecondFactor == nil {
+		o.RequireSecondFactor = func() bool { return true }
+	}
+	return &MFA{users: users, sessions: sessions, o: o}
+}
+
+// Method is a way this user can give a second factor now.
+type Method struct {
+	Kind   string `json:"kind"`
+	Detail string `json:"detail,omitempty"` // masked address, "3 codes left"
+}
+
+// Methods lists the second factors username can use, in the order the
+// chooser offers them.
+func (m *MFA) Methods(ctx context.Context, username string) ([]Method, error) {
+	u, err := m.users.Get(ctx, username)
+	if err != nil {
+		return nil, err
+	}
+	var out []Method
+	if m.o.WebAuthn != nil {
+		if cs, err := m.o.WebAuthn.List(ctx, u.Username); err != nil {
+			return nil, err
+		} else if len(cs) > 0 {
+			out = append(out, Method{Kind: policy.FactorWebAuthn})
+		}
+	}
+	if m.o.TOTP != nil {
+		if cs, err := m.o.TOTP.List(ctx, u.Username); err != nil {
+			return nil, err
+		} else if len(cs) > 0 {
+			out = append(out, Method{Kind: policy.FactorTOTP})
+		}
+	}
+	if m.o.Email != nil && u.EmailVerified && u.Email != "" {
+		out = append(out, Method{Kind: policy.FactorEmail, Detail: emailcode.Mask(u.Email)})
+	}
+	if m.o.Recovery != nil {
+		n, err := m.o.Recovery.Remaining(ctx, u.Username)
+		if err != nil && !errors.Is(err, factors.ErrNotEnrolled) {
+			return nil, err
+		}
+		if n > 0 {
+			out = append(out, Method{Kind: policy.FactorRecovery, Detail: fmt.Sprintf("%d", n)})
+		}
+	}
+	return out, nil
+}
+
+// Credentials lists every enrolled credential of username.
+func (m *MFA) Credentials(ctx context.Context, username string) ([]factors.Credential, error) {
+	var out []factors.Credential
+	for _, r := range m.registries() {
+		cs, err := r.List(ctx, username)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", r.Kind(), err)
+		}
+		out = append(out, cs...)
+	}
+	return out, nil
+}
+
+func (m *MFA) registries() []factors.Registry {
+	var rs []factors.Registry
+	if m.o.WebAuthn != nil {
+		rs = append(rs, m.o.WebAuthn)
+	}
+	if m.o.TOTP != nil {
+		rs = append(rs, m.o.TOTP)
+	}
+	if m.o.Recovery != nil {
+		rs = append(rs, m.o.Recovery)
+	}
+	return rs
+}
+
+// sessionUser resolves the session of id and its user (fresh from the
+// store: a disabled user is refused here).
+func (m *MFA) sessionUser(ctx context.Context, id string) (*Session, User, error) {
+	sess, ok := m.sessions.Lookup(id)
+	if !ok {
+		return nil, User{}, ErrSessionUnavailable
+	}
+	u, err := m.users.Get(ctx, sess.Username)
+	if errors.Is(err, ErrUserNotFound) {
+		return nil, User{}, ErrSessionUnavailable
+	}
+	if err != nil {
+		return nil, User{}, err
+	}
+	if u.Disabled {
+		return nil, User{}, ErrSessionUnavailable
+	}
+	return sess, u, nil
+}
+
+func (m *MFA) prove(ctx context.Context, id string, p policy.Proof) (*Session, error) {
+	p.At = m.o.Now().UTC()
+	return m.sessions.AddProof(ctx, id, p)
+}
+
+// VerifyTOTP checks an authenticator-app code for the session's user.
+func (m *MFA) VerifyTOTP(ctx context.Context, id, code string) (*Session, error) {
+	if m.o.TOTP == nil {
+		return nil, ErrFactorUnavailable
+	}
+	_, u, err := m.sessionUser(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	cred, ok, err := m.o.TOTP.Verify(ctx, u.Username, code)
+	switch {
+	case errors.Is(err, factors.ErrReplayed):
+		return nil, ErrCodeUsed
+	case err != nil:
+		return nil, err
+	case !ok:
+		return nil, ErrWrongCode
+	}
+	return m.prove(ctx, id, policy.Proof{Kind: policy.FactorTOTP, Ref: cred})
+}
+
+// VerifyRecovery checks a recovery code; remaining says how many are left.
+// Using one emails the person (in lang), who may have lost a device — or
+// may not be the one signing in.
+func (m *MFA) VerifyRecovery(ctx context.Context, id, code, lang, ip string) (*Session, int, error) {
+	if m.o.Recovery == nil {
+		return nil, 0, ErrFactorUnavailable
+	}
+	_, u, err := m.sessionUser(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	ok, left, err := m.o.Recovery.Verify(ctx, u.Username, code)
+	switch {
+	case errors.Is(err, factors.ErrReplayed):
+		return nil, 0, ErrCodeUsed
+	case err != nil:
+		return nil, 0, err
+	case !ok:
+		return nil, 0, ErrWrongCode
+	}
+	s, err := m.prove(ctx, id, policy.Proof{Kind: policy.FactorRecovery, Ref: policy.FactorRecovery})
+	if err == nil {
+		m.o.Notices.RecoveryUsed(ctx, u, lang, ip, left)
+	}
+	return s, left, err
+}
+
+// SendEmailCode mails a sign-in code to the session user's verified
+// address.
+func (m *MFA) SendEmailCode(ctx context.Context, id, lang string, purpose emailcode.Purpose) (emailcode.Sent, error) {
+	if m.o.Email == nil {
+		return emailcode.Sent{}, ErrFactorUnavailable
+	}
+	_, u, err := m.sessionUser(ctx, id)
+	if err != nil {
+		return emailcode.Sent{}, err
+	}
+	if u.Email == "" || (!u.EmailVerified && purpose != emailcode.PurposeVerifyAddress) {
+		return emailcode.Sent{}, ErrEmailNotVerified
+	}
+	return m.o.Email.Send(ctx, u.Username, u.Email, lang, purpose)
+}
+
+// PendingEmailCode tells the page where the last code went and when a new
+// one may be sent.
+func (m *MFA) PendingEmailCode(ctx context.Context, id string, purpose emailcode.Purpose) (emailcode.Pending, bool, error) {
+	if m.o.Email == nil {
+		return emailcode.Pending{}, false, ErrFactorUnavailable
+	}
+	_, u, err := m.sessionUser(ctx, id)
+	if err != nil {
+		return emailcode.Pending{}, false, err
+	}
+	return m.o.Email.Pending(ctx, u.Username, purpose)
+}
+
+func emailErr(err error) error {
+	switch {
+	case errors.Is(err, factors.ErrExpired):
+		return ErrCodeExpired
+	case errors.Is(err, emailcode.ErrTooManyTries):
+		return ErrCodeDead
+	case errors.Is(err, emailcode.ErrNoCode), errors.Is(err, factors.ErrReplayed):
+		return ErrNoCodeSent
+	}
+	return err
+}
+
+// VerifyEmailCode checks a code sent for purpose and records what it
+// proves: a second factor (sign-in), an enrolment grant, or the address.
+func (m *MFA) VerifyEmailCode(ctx context.Context, id string, purpose emailcode.Purpose, code string) (*Session, error) {
+	if m.o.Email == nil {
+		return nil, ErrFactorUnavailable
+	}
+	_, u, err := m.sessionUser(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ok, err := m.o.Email.Verify(ctx, u.Username, purpose, code)
+	if err != nil {
+		return nil, emailErr(err)
+	}
+	if !ok {
+		return nil, ErrWrongCode
+	}
+	switch purpose {
+	case emailcode.PurposeSignIn:
+		if !u.EmailVerified {
+			return nil, ErrEmailNotVerified
+		}
+		return m.prove(ctx, id, policy.Proof{Kind: policy.FactorEmail, Ref: policy.FactorEmail})
+	case emailcode.PurposeEnroll:
+		return m.prove(ctx, id, policy.Proof{Kind: ProofEnrollment, Ref: "email"})
+	case emailcode.PurposeVerifyAddress:
+		if _, err := m.users.Update(ctx, u.Username, func(x *User) error {
+			if x.Email != u.Email {
+				return ErrEmailNotVerified // the address changed meanwhile
+			}
+			x.EmailVerified = true
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		return m.sessions.Rotate(ctx, id)
+	}
+	return nil, fmt.Errorf("authn: unknown code purpose %q", purpose)
+}
+
+// BeginWebAuthnLogin starts a security-key assertion for the session user.
+func (m *MFA) BeginWebAuthnLogin(ctx context.Context, id string) (json.RawMessage, string, error) {
+	if m.o.WebAuthn == nil {
+		return nil, "", ErrFactorUnavailable
+	}
+	_, u, err := m.sessionUser(ctx, id)
+	if err != nil {
+		return nil, "", err
+	}
+	return m.o.WebAuthn.BeginLogin(ctx, u.Username)
+}
+
+func webauthnProof(a fwa.Assertion) policy.Proof {
+	return policy.Proof{Kind: policy.FactorWebAuthn, Ref: a.CredentialID, AAGUID: a.AAGUID, Attested: a.Attested,
+		UserVerified: a.UserVerified, BackupEligible: a.BackupEligible}
+}
+
+// FinishWebAuthnLogin verifies the assertion and records what it proved.
+func (m *MFA) FinishWebAuthnLogin(ctx context.Context, id, ceremony string, response []byte) (*Session, error) {
+	if m.o.WebAuthn == nil {
+		return nil, ErrFactorUnavailable
+	}
+	_, u, err := m.sessionUser(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	a, err := m.o.WebAuthn.FinishLogin(ctx, u.Username, ceremony, response)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAssertionRefused, err)
+	}
+	return m.prove(ctx, id, webauthnProof(a))
+}
+
+// BeginPasskey starts a username-less passkey sign-in.
+func (m *MFA) BeginPasskey(ctx context.Context) (json.RawMessage, string, error) {
+	if m.o.WebAuthn == nil {
+		return nil, "", ErrFactorUnavailable
+	}
+	return m.o.WebAuthn.BeginPasskey(ctx)
+}
+
+// FinishPasskey verifies a passkey assertion and starts a session. With
+// user verification and PasskeyIsTwoFactor it carries both factors;
+// otherwise it counts as the first factor only.
+func (m *MFA) FinishPasskey(ctx context.Context, ceremony string, response []byte, meta Meta) (*Session, error) {
+	if m.o.WebAuthn == nil {
+		return nil, ErrFactorUnavailable
+	}
+	name, a, err := m.o.WebAuthn.FinishPasskey(ctx, ceremony, response)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAssertionRefused, err)
+	}
+	u, err := m.users.Get(ctx, name)
+	if err != nil || u.Disabled {
+		return nil, ErrAssertionRefused
+	}
+	now := m.o.Now().UTC()
+	sess, err := m.sessions.Create(ctx, u, policy.Proof{Kind: policy.FactorPassword, At: now, Ref: "passkey"}, meta)
+	if err != nil {
+		return nil, err
+	}
+	if a.UserVerified && m.o.PasskeyIsTwoFactor {
+		return m.prove(ctx, sess.ID, webauthnProof(a))
+	}
+	return sess, nil
+}
+
+// RedeemEnrollLink turns an admin's enrolment link into an enrolment
+// grant on the session (the link's user must be the session's user).
+func (m *MFA) RedeemEnrollLink(ctx context.Context, id, token string) (*Session, error) {
+	if m.o.Links == nil {
+		return nil, ErrLinkInvalid
+	}
+	sess, _, err := m.sessionUser(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.o.Links.Redeem(ctx, sess.Username, token); err != nil {
+		return nil, err
+	}
+	return m.prove(ctx, id, policy.Proof{Kind: ProofEnrollment, Ref: "link"})
+}
+
+// EnrollState says what the session may do on the security page.
+type EnrollState struct {
+	HasFactors bool // the user has at least one second factor
+	Elevated   bool // a second factor (or enrolment grant) is fresh enough
+}
+
+// State reports HasFactors and Elevated for the session.
+func (m *MFA) State(ctx context.Context, sess *Session) (EnrollState, error) {
+	creds, err := m.Credentials(ctx, sess.Username)
+	if err != nil {
+		return EnrollState{}, err
+	}
+	st := EnrollState{HasFactors: len(creds) > 0}
+	now := m.o.Now()
+	for _, p := range sess.Proofs {
+		switch {
+		case IsSecondFactor(p.Kind) && now.Sub(p.At) <= m.o.ElevationWindow:
+			st.Elevated = true
+		case p.Kind == ProofEnrollment && now.Sub(p.At) <= m.o.EnrollGrantWindow:
+			st.Elevated = true
+		}
+	}
+	return st, nil
+}
+
+// mayChange refuses security changes without a fresh proof beyond the
+// password. A password alone never enrols or removes a factor.
+func (m *MFA) mayChange(ctx context.Context, id string) (*Session, User, error) {
+	sess, u, err := m.sessionUser(ctx, id)
+	if err != nil {
+		return nil, User{}, err
+	}
+	st, err := m.State(ctx, sess)
+	if err != nil {
+		return nil, User{}, err
+	}
+	if !st.Elevated {
+		return nil, User{}, ErrElevationRequired
+	}
+	return sess, u, nil
+}
+
+// BeginTOTPEnroll starts adding an authenticator app.
+func (m *MFA) BeginTOTPEnroll(ctx context.Context, id string) (totp.Enrollment, error) {
+	if m.o.TOTP == nil {
+		return totp.Enrollment{}, ErrFactorUnavailable
+	}
+	_, u, err := m.mayChange(ctx, id)
+	if err != nil {
+		return totp.Enrollment{}, err
+	}
+	account := u.Email
+	if account == "" {
+		account = u.Username
+	}
+	return m.o.TOTP.BeginEnroll(ctx, u.Username, account)
+}
+
+// FinishTOTPEnroll confirms the app with one current code and saves it.
+// The confirming code also counts as a fresh second factor.
+func (m *MFA) FinishTOTPEnroll(ctx context.Context, id, enrollID, code, name string) (factors.Credential, *Session, error) {
+	if m.o.TOTP == nil {
+		return factors.Credential{}, nil, ErrFactorUnavailable
+	}
+	_, u, err := m.mayChange(ctx, id)
+	if err != nil {
+		return factors.Credential{}, nil, err
+	}
+	cred, err := m.o.TOTP.FinishEnroll(ctx, u.Username, enrollID, code, name)
+	if errors.Is(err, totp.ErrInvalidCode) {
+		return factors.Credential{}, nil, ErrWrongCode
+	}
+	if err != nil {
+		return factors.Credential{}, nil, err
+	}
+	sess, err := m.afterChange(ctx, id, u.Username, policy.Proof{Kind: policy.FactorTOTP, Ref: cred.ID})
+	return cred, sess, err
+}
+
+// BeginWebAuthnEnroll starts adding a security key or this device.
+func (m *MFA) BeginWebAuthnEnroll(ctx context.Context, id string, kind fwa.AuthenticatorKind) (json.RawMessage, string, error) {
+	if m.o.WebAuthn == nil {
+		return nil, "", ErrFactorUnavailable
+	}
+	_, u, err := m.mayChange(ctx, id)
+	if err != nil {
+		return nil, "", err
+	}
+	return m.o.WebAuthn.BeginRegistration(ctx, fwa.User{Username: u.Username, DisplayName: displayName(u)}, kind)
+}
+
+// FinishWebAuthnEnroll saves the new credential.
+func (m *MFA) FinishWebAuthnEnroll(ctx context.Context, id, ceremony string, response []byte, name string) (factors.Credential, *Session, error) {
+	if m.o.WebAuthn == nil {
+		return factors.Credential{}, nil, ErrFactorUnavailable
+	}
+	_, u, err := m.mayChange(ctx, id)
+	if err != nil {
+		return factors.Credential{}, nil, err
+	}
+	cred, err := m.o.WebAuthn.FinishRegistration(ctx, fwa.User{Username: u.Username, DisplayName: displayName(u)}, ceremony, response, name)
+	if err != nil {
+		return factors.Credential{}, nil, err
+	}
+	sess, err := m.afterChange(ctx, id, u.Username, policy.Proof{})
+	return cred, sess, err
+}
+
+// GenerateRecovery makes a new set of recovery codes (the old set dies).
+func (m *MFA) GenerateRecovery(ctx context.Context, id string) ([]string, *Session, error) {
+	if m.o.Recovery == nil {
+		return nil, nil, ErrFactorUnavailable
+	}
+	_, u, err := m.mayChange(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	codes, err := m.o.Recovery.Generate(ctx, u.Username)
+	if err != nil {
+		return nil, nil, err
+	}
+	sess, err := m.afterChange(ctx, id, u.Username, policy.Proof{})
+	return codes, sess, err
+}
+
+// RenameCredential renames one of the session user's credentials.
+func (m *MFA) RenameCredential(ctx context.Context, id, credID, name string) error {
+	_, u, err := m.mayChange(ctx, id)
+	if err != nil {
+		return err
+	}
+	r, err := m.owner(ctx, u.Username, credID)
+	if err != nil {
+		return err
+	}
+	return r.Rename(ctx, u.Username, credID, name)
+}
+
+// RemoveCredential removes one of the session user's credentials, unless
+// it is the last second factor while the policy requires one. Sessions that
+// it vouched for end, except this one.
+func (m *MFA) RemoveCredential(ctx context.Context, id, credID string) (*Session, error) {
+	_, u, err := m.mayChange(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	r, err := m.owner(ctx, u.Username, credID)
+	if err != nil {
+		return nil, err
+	}
+	if m.o.RequireSecondFactor() {
+		creds, err := m.Credentials(ctx, u.Username)
+		if err != nil {
+			return nil, err
+		}
+		others := slices.IndexFunc(creds, func(c factors.Credential) bool { return c.ID != credID && c.Kind != policy.FactorRecovery }) >= 0
+		emailFactor := m.o.Email != nil && u.EmailVerified
+		if !others && !emailFactor {
+			return nil, ErrLastFactor
+		}
+	}
+	if err := r.Remove(ctx, u.Username, credID); err != nil {
+		return nil, err
+	}
+	sess, err := m.afterChange(ctx, id, u.Username, policy.Proof{})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.sessions.RevokeRef(ctx, u.Username, credID); err != nil {
+		return nil, err
+	}
+	return sess, nil
+}
+
+func (m *MFA) owner(ctx context.Context, username, credID string) (factors.Registry, error) {
+	for _, r := range m.registries() {
+		cs, err := r.List(ctx, username)
+		if err != nil {
+			return nil, err
+		}
+		if slices.ContainsFunc(cs, func(c factors.Credential) bool { return c.ID == credID }) {
+			return r, nil
+		}
+	}
+	return nil, factors.ErrNotFound
+}
+
+// afterChange follows every change of a user's factors: remembered devices
+// are forgotten (they were trusted under the old set) and the session ID
+// rotates (privilege changed); p, when set, is recorded as a fresh proof.
+func (m *MFA) afterChange(ctx context.Context, id, username string, p policy.Proof) (*Session, error) {
+	if m.o.Devices != nil {
+		if _, err := m.o.Devices.RevokeAll(ctx, username); err != nil {
+			return nil, err
+		}
+	}
+	if p.Kind != "" {
+		return m.prove(ctx, id, p)
+	}
+	return m.sessions.Rotate(ctx, id)
+}
+
+func displayName(u User) string {
+	if u.DisplayName != "" {
+		return u.DisplayName
+	}
+	return u.Username
+}
+
+// TrustDevice remembers the session's browser for ttl ("remember this
+// device"); only right after a second factor.
+func (m *MFA) TrustDevice(ctx context.Context, id, userAgent, ip string, ttl time.Duration) (string, Device, error) {
+	if m.o.Devices == nil {
+		return "", Device{}, ErrFactorUnavailable
+	}
+	sess, u, err := m.sessionUser(ctx, id)
+	if err != nil {
+		return "", Device{}, err
+	}
+	fresh := slices.ContainsFunc(sess.Proofs, func(p policy.Proof) bool {
+		return IsSecondFactor(p.Kind) && m.o.Now().Sub(p.At) <= m.o.ElevationWindow
+	})
+	if !fresh {
+		return "", Device{}, ErrElevationRequired
+	}
+	return m.o.Devices.Trust(ctx, u.Username, userAgent, ip, ttl)
+}
+
+// UseDevice marks a fresh session as started on a remembered device when
+// token is one of its user's live devices. It returns the session
+// unchanged otherwise.
+func (m *MFA) UseDevice(ctx context.Context, sess *Session, token, ip string) (*Session, error) {
+	if m.o.Devices == nil || token == "" {
+		return sess, nil
+	}
+	dev, ok := m.o.Devices.Check(ctx, sess.Username, token, ip)
+	if !ok {
+		return sess, nil
+	}
+	return m.prove(ctx, sess.ID, policy.Proof{Kind: ProofDevice, Ref: dev.ID})
+}
+
+// Devices lists the user's remembered devices.
+func (m *MFA) Devices(ctx context.Context, username string) ([]Device, error) {
+	if m.o.Devices == nil {
+		return nil, nil
+	}
+	return m.o.Devices.List(ctx, username)
+}
+
+// ForgetDevice revokes one remembered device (deviceID "" = all) and ends
+// the sessions that began on it.
+func (m *MFA) ForgetDevice(ctx context.Context, id, deviceID string) error {
+	if m.o.Devices == nil {
+		return ErrFactorUnavailable
+	}
+	sess, _, err := m.sessionUser(ctx, id)
+	if err != nil {
+		return err
+	}
+	ids := []string{deviceID}
+	if deviceID == "" {
+		devs, err := m.o.Devices.List(ctx, sess.Username)
+		if err != nil {
+			return err
+		}
+		ids = ids[:0]
+		for _, d := range devs {
+			ids = append(ids, d.ID)
+		}
+	}
+	for _, dev := range ids {
+		if err := m.o.Devices.Revoke(ctx, sess.Username, dev); err != nil && (deviceID != "" || !errors.Is(err, ErrDeviceNotFound)) {
+			return err
+		}
+		if _, err := m.sessions.RevokeRef(ctx, sess.Username, dev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// User returns the current record of username.
+func (m *MFA) User(ctx context.Context, username string) (User, error) {
+	return m.users.Get(ctx, username)
+}
+
+// PasskeysEnabled says whether passkey sign-in is offered.
+func (m *MFA) PasskeysEnabled() bool { return m.o.WebAuthn != nil }
+
+// ResetFactors removes every second factor of username, forgets their
+// remembered devices and ends their sessions (an admin's reset when a
+// person lost everything). It returns how many credentials it removed.
+func (m *MFA) ResetFactors(ctx context.Context, username string) (int, error) {
+	if _, err := m.users.Get(ctx, username); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range m.registries() {
+		k, err := r.RemoveAll(ctx, username)
+		if err != nil {
+			return n, fmt.Errorf("remove %s: %w", r.Kind(), err)
+		}
+		n += k
+	}
+	if m.o.Devices != nil {
+		if _, err := m.o.Devices.RevokeAll(ctx, username); err != nil {
+			return n, err
+		}
+	}
+	if _, err := m.sessions.RevokeUser(ctx, username); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+// IssueEnrollLink creates an admin's one-time enrolment link token.
+func (m *MFA) IssueEnrollLink(ctx context.Context, username string, ttl time.Duration) (string, time.Time, error) {
+	if m.o.Links == nil {
+		return "", time.Time{}, ErrFactorUnavailable
+	}
+	if _, err := m.users.Get(ctx, username); err != nil {
+		return "", time.Time{}, err
+	}
+	return m.o.Links.Issue(ctx, username, ttl)
+}

@@ -1,0 +1,112 @@
+package emailcode
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	htmltemplate "html/template"
+	"strings"
+	texttemplate "text/template"
+)
+
+// The mail templates: one phrase file per language (subject, intro,
+// validity, warning; each may switch on the purpose) and one layout per
+// body type shared by all languages, so a translator touches one file and
+// the HTML stays the same everywhere. The HTML layout is parsed with
+// html/template, so the data (code, product name) is escaped for its
+// context.
+//
+//go:embed templates/*.tmpl templates/layout.*
+var templateFS embed.FS
+
+// languages are the ones with a phrase file; the first is the fallback.
+var languages = [...]string{"en", "ru"}
+
+// mailData is what the templates see.
+type mailData struct {
+	Lang    string
+	Product string
+	Code    string
+	Minutes int
+	Purpose Purpose
+}
+
+type langTemplates struct {
+	text *texttemplate.Template // "subject" and "text"
+	html *htmltemplate.Template // "html"
+}
+
+type templates struct {
+	byLang map[string]langTemplates
+}
+
+var templateFuncs = map[string]any{
+	// plural picks a Russian (Slavic) plural form for n: one (1, 21, …),
+	// few (2–4, 22–24, …) or many (0, 5–20, 25, …).
+	"plural": func(n int, one, few, many string) string {
+		switch n10, n100 := n%10, n%100; {
+		case n10 == 1 && n100 != 11:
+			return one
+		case n10 >= 2 && n10 <= 4 && (n100 < 12 || n100 > 14):
+			return few
+		}
+		return many
+	},
+}
+
+// parseTemplates parses every language once per Factor (no package-level
+// template state). An error here is a bug in an embedded file.
+func parseTemplates() (*templates, error) {
+	t := &templates{byLang: make(map[string]langTemplates, len(languages))}
+	for _, lang := range languages {
+		phrases := "templates/" + lang + ".tmpl"
+		txt, err := texttemplate.New(lang).Funcs(templateFuncs).Option("missingkey=error").
+			ParseFS(templateFS, "templates/layout.txt", phrases)
+		if err != nil {
+			return nil, fmt.Errorf("emailcode: templates %s: %w", lang, err)
+		}
+		html, err := htmltemplate.New(lang).Funcs(templateFuncs).Option("missingkey=error").
+			ParseFS(templateFS, "templates/layout.html", phrases)
+		if err != nil {
+			return nil, fmt.Errorf("emailcode: templates %s: %w", lang, err)
+		}
+		t.byLang[lang] = langTemplates{text: txt, html: html}
+	}
+	return t, nil
+}
+
+// render builds the subject and both bodies in lang ("ru", "ru-RU" → ru;
+// anything unknown → en). To is left for the caller.
+func (t *templates) render(lang string, d mailData) (Message, error) {
+	d.Lang = pickLang(lang)
+	lt := t.byLang[d.Lang]
+	var subj, text, html bytes.Buffer
+	if err := lt.text.ExecuteTemplate(&subj, "subject", d); err != nil {
+		return Message{}, fmt.Errorf("emailcode: render subject: %w", err)
+	}
+	if err := lt.text.ExecuteTemplate(&text, "text", d); err != nil {
+		return Message{}, fmt.Errorf("emailcode: render text: %w", err)
+	}
+	if err := lt.html.ExecuteTemplate(&html, "html", d); err != nil {
+		return Message{}, fmt.Errorf("emailcode: render html: %w", err)
+	}
+	return Message{
+		// One line, whatever the template's layout: a subject is a header.
+		Subject: strings.Join(strings.Fields(subj.String()), " "),
+		Text:    strings.TrimSpace(text.String()) + "\n",
+		HTML:    html.String(),
+	}, nil
+}
+
+// pickLang maps a language tag to one we have: its primary subtag when
+// known, English otherwise.
+func pickLang(tag string) string {
+	primary, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(tag)), "-")
+	primary, _, _ = strings.Cut(primary, "_")
+	for _, l := range languages {
+		if primary == l {
+			return l
+		}
+	}
+	return languages[0]
+}

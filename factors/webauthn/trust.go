@@ -1,0 +1,251 @@
+package webauthn
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/go-webauthn/webauthn/metadata"
+	"github.com/go-webauthn/webauthn/metadata/providers/memory"
+	"github.com/go-webauthn/webauthn/protocol"
+	gwa "github.com/go-webauthn/webauthn/webauthn"
+	"github.com/google/uuid"
+)
+
+// trust decides whether an attestation chains to the anchors we were given.
+//
+// Registration never fails for lack of trust: go-webauthn verifies the
+// attestation statement itself (the signature over authData and the client
+// data hash, and the format's certificate rules) without a metadata
+// provider, and we then ask, separately, whether that statement's
+// certificate path reaches one of our anchors. The answer is recorded as
+// Attested, and the policy ("hardware: true") decides what it is worth.
+//
+// An attestation counts only if all of these hold:
+//   - the AAGUID is not zero (FIDO U2F keys and "none" attestations carry a
+//     zero one, which names no model);
+//   - the attestation type conveys a certificate path (basic_full, attca,
+//     anonca), not self attestation (the credential key signing for
+//     itself) and not none;
+//   - go-webauthn's metadata validation passes for that path against a
+//     metadata entry: the MDS blob's entry for the AAGUID (with its status
+//     reports, attestation types and root certificates), or else, for an
+//     AAGUID the blob does not list, an entry made of RootCertFiles.
+type trust struct {
+	mds   metadata.Provider // nil: no MDS blob
+	roots metadata.Provider // nil: no RootCertFiles
+}
+
+// verdict is the outcome of assessing one attestation.
+type verdict struct {
+	attested bool
+	model    string // MDS description of an attested model
+	why      string // for the log
+}
+
+// loadTrust reads the anchors. Nothing is ever fetched over the network.
+//
+// The blob is decoded and its JWT signature checked with go-webauthn's
+// metadata.Decoder and served by a metadata/providers/memory provider —
+// exactly what metadata/providers/cached does with a local file and
+// WithUpdate(false), minus the download: cached fetches the blob from the
+// FIDO URL whenever the file is missing, which an offline gateway must not
+// do (and which would pull net/http into a factor).
+func loadTrust(opt TrustOptions, now func() time.Time, log *slog.Logger) (*trust, error) {
+	if opt.MDSBlobFile == "" && len(opt.RootCertFiles) == 0 {
+		if opt.MDSRootFile != "" {
+			return nil, errors.New("webauthn: trust: an MDS root without an MDS blob")
+		}
+		return nil, nil
+	}
+	t := &trust{}
+	if opt.MDSBlobFile != "" {
+		p, err := loadMDS(opt, now, log)
+		if err != nil {
+			return nil, err
+		}
+		t.mds = p
+	}
+	if len(opt.RootCertFiles) > 0 {
+		var roots []*x509.Certificate
+		for _, file := range opt.RootCertFiles {
+			certs, err := readPEMCerts(file)
+			if err != nil {
+				return nil, fmt.Errorf("webauthn: trust: %w", err)
+			}
+			roots = append(roots, certs...)
+		}
+		t.roots = &rootsProvider{entry: &metadata.Entry{MetadataStatement: metadata.Statement{
+			AttestationTypes:            metadata.AuthenticatorAttestationTypes{metadata.BasicFull, metadata.AttCA, metadata.AnonCA},
+			AttestationRootCertificates: roots,
+		}}}
+	}
+	return t, nil
+}
+
+func loadMDS(opt TrustOptions, now func() time.Time, log *slog.Logger) (metadata.Provider, error) {
+	decOpts := []metadata.DecoderOption{metadata.WithIgnoreEntryParsingErrors()}
+	if opt.MDSRootFile != "" {
+		certs, err := readPEMCerts(opt.MDSRootFile)
+		if err != nil {
+			return nil, fmt.Errorf("webauthn: trust: MDS root: %w", err)
+		}
+		if len(certs) != 1 {
+			return nil, fmt.Errorf("webauthn: trust: MDS root file %s: want exactly one certificate, found %d", opt.MDSRootFile, len(certs))
+		}
+		decOpts = append(decOpts, metadata.WithRootCertificate(base64.StdEncoding.EncodeToString(certs[0].Raw)))
+	}
+	dec, err := metadata.NewDecoder(decOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("webauthn: trust: %w", err)
+	}
+	blob, err := os.ReadFile(opt.MDSBlobFile)
+	if err != nil {
+		return nil, fmt.Errorf("webauthn: trust: MDS blob: %w", err)
+	}
+	payload, err := dec.DecodeBytes(blob)
+	if err != nil {
+		return nil, fmt.Errorf("webauthn: trust: MDS blob %s does not verify: %w", opt.MDSBlobFile, err)
+	}
+	md, err := dec.Parse(payload)
+	if err != nil {
+		return nil, fmt.Errorf("webauthn: trust: MDS blob %s: %w", opt.MDSBlobFile, err)
+	}
+	if len(md.Unparsed) > 0 {
+		log.Warn("webauthn: MDS blob entries skipped (unparseable)", slog.Int("skipped", len(md.Unparsed)))
+	}
+	if now().After(md.Parsed.NextUpdate) {
+		// Still used: a stale blob is better than none, and keygate never
+		// downloads. The operator should fetch a fresh one.
+		log.Warn("webauthn: MDS blob is past its nextUpdate; download a fresh one",
+			slog.String("file", opt.MDSBlobFile), slog.Time("next_update", md.Parsed.NextUpdate))
+	}
+	p, err := memory.New(
+		memory.WithMetadata(md.ToMap()),
+		memory.WithValidateEntry(true),
+		memory.WithValidateEntryPermitZeroAAGUID(false),
+		memory.WithValidateTrustAnchor(true),
+		memory.WithValidateStatus(true),
+		memory.WithValidateAttestationTypes(true),
+		// The extended checks that compare the attestation with what the
+		// statement says the model can produce. Extension outputs are not
+		// checked: real metadata often omits extensions keys do emit.
+		memory.WithValidateAAGUID(true),
+		memory.WithValidateAttestationFormats(true),
+		memory.WithValidateAlgorithms(true),
+		memory.WithValidateBackupEligibility(true),
+		memory.WithValidateUserVerification(true),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("webauthn: trust: %w", err)
+	}
+	return p, nil
+}
+
+// assess re-verifies a freshly created credential's attestation (the
+// stored raw attestation object, through go-webauthn's Credential.Verify)
+// against the MDS entry for its AAGUID or the configured roots. Works on
+// stored credentials as well, so it can be re-run with a newer blob.
+func (t *trust) assess(ctx context.Context, c *gwa.Credential) verdict {
+	if t == nil {
+		return verdict{why: "no trust anchors configured"}
+	}
+	aaguid, err := uuid.FromBytes(c.Authenticator.AAGUID)
+	if err != nil || aaguid == uuid.Nil {
+		return verdict{why: "zero AAGUID: no model to vouch for"}
+	}
+	switch metadata.AuthenticatorAttestationType(c.AttestationType) {
+	case metadata.BasicFull, metadata.AttCA, metadata.AnonCA:
+	default:
+		return verdict{why: "attestation type " + c.AttestationType + " has no certificate path"}
+	}
+	var (
+		provider metadata.Provider
+		model    string
+	)
+	if t.mds != nil {
+		entry, err := t.mds.GetEntry(ctx, aaguid)
+		if err != nil {
+			return verdict{why: "metadata lookup: " + err.Error()}
+		}
+		if entry != nil {
+			provider, model = t.mds, entry.MetadataStatement.Description
+		}
+	}
+	if provider == nil && t.roots != nil {
+		provider = t.roots
+	}
+	if provider == nil {
+		return verdict{why: "AAGUID not in the metadata and no other roots configured"}
+	}
+	cred := *c
+	if err := cred.Verify(provider, protocol.AttestationPolicy{}, protocol.SignaturePolicy{}); err != nil {
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			return verdict{why: pe.Details + " " + pe.DevInfo}
+		}
+		return verdict{why: err.Error()}
+	}
+	return verdict{attested: true, model: model, why: "attestation chains to a trust anchor"}
+}
+
+// rootsProvider is a metadata provider with one entry for every non-zero
+// AAGUID: the configured root certificates, for certificate-path
+// attestation types. It lets go-webauthn's own trust-path check (the same
+// one the MDS entries go through) verify against plain PEM roots.
+type rootsProvider struct {
+	entry *metadata.Entry
+}
+
+func (p *rootsProvider) GetEntry(_ context.Context, aaguid uuid.UUID) (*metadata.Entry, error) {
+	if aaguid == uuid.Nil {
+		return nil, nil
+	}
+	return p.entry, nil
+}
+
+func (p *rootsProvider) GetValidateEntry(context.Context) bool                 { return true }
+func (p *rootsProvider) GetValidateEntryPermitZeroAAGUID(context.Context) bool { return false }
+func (p *rootsProvider) GetValidateTrustAnchor(context.Context) bool           { return true }
+func (p *rootsProvider) GetValidateStatus(context.Context) bool                { return false }
+func (p *rootsProvider) GetValidateAttestationTypes(context.Context) bool      { return true }
+func (p *rootsProvider) ValidateStatusReports(context.Context, []metadata.StatusReport) error {
+	return nil
+}
+
+// readPEMCerts reads every CERTIFICATE block of a PEM file (at least one).
+func readPEMCerts(file string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var certs []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("%s: no PEM certificate", file)
+	}
+	return certs, nil
+}
+
+// Interface guards.
+var _ metadata.Provider = (*rootsProvider)(nil)

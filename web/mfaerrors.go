@@ -1,0 +1,84 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/factors"
+	"github.com/keygate/keygate/factors/emailcode"
+	fwa "github.com/keygate/keygate/factors/webauthn"
+)
+
+// mfaError turns what the second-factor flows return into the one error
+// type the renderer knows: a status, a stable code, a message people can
+// act on. Unknown errors stay internal (500, cause logged, not shown).
+func mfaError(err error) *Error {
+	var cd *emailcode.CooldownError
+	var ve *fwa.VerifyError
+	switch {
+	case errors.As(err, &cd):
+		secs := int(math.Ceil(cd.Remaining.Seconds()))
+		e := errf(http.StatusTooManyRequests, "cooldown", "err.cooldown", err)
+		e.Args = []any{secs}
+		e.Extra = map[string]any{"retry_after": secs}
+		return e
+	case errors.Is(err, emailcode.ErrHourlyCap):
+		return errf(http.StatusTooManyRequests, "too_many_codes", "err.too_many_codes", err)
+	case errors.Is(err, emailcode.ErrDelivery):
+		return errf(http.StatusBadGateway, "email_failed", "err.email_failed", err)
+	case errors.Is(err, authn.ErrWrongCode):
+		return errf(http.StatusUnauthorized, "wrong_code", "err.wrong_code", nil)
+	case errors.Is(err, authn.ErrCodeUsed):
+		return errf(http.StatusUnauthorized, "code_used", "err.code_used", nil)
+	case errors.Is(err, authn.ErrCodeExpired):
+		return errf(http.StatusUnauthorized, "code_expired", "err.code_expired", nil)
+	case errors.Is(err, authn.ErrCodeDead):
+		return errf(http.StatusUnauthorized, "code_locked", "err.code_locked", nil)
+	case errors.Is(err, authn.ErrNoCodeSent):
+		return errf(http.StatusBadRequest, "no_code", "err.no_code", nil)
+	case errors.Is(err, authn.ErrElevationRequired):
+		return errf(http.StatusForbidden, "elevation_required", "err.elevation_required", nil)
+	case errors.Is(err, authn.ErrLastFactor):
+		return errf(http.StatusConflict, "last_factor", "err.last_factor", nil)
+	case errors.Is(err, authn.ErrEmailNotVerified):
+		return errf(http.StatusConflict, "email_not_verified", "err.email_not_verified", nil)
+	case errors.Is(err, authn.ErrFactorUnavailable):
+		return errf(http.StatusNotFound, "factor_unavailable", "err.factor_unavailable", nil)
+	case errors.Is(err, authn.ErrSessionUnavailable):
+		return errf(http.StatusUnauthorized, "not_signed_in", "err.not_signed_in", nil)
+	case errors.Is(err, authn.ErrLinkInvalid):
+		return errf(http.StatusBadRequest, "link_invalid", "err.link_invalid", nil)
+	case errors.Is(err, factors.ErrNameTaken):
+		return errf(http.StatusConflict, "name_taken", "err.name_taken", nil)
+	case errors.Is(err, factors.ErrInvalidName):
+		return errf(http.StatusBadRequest, "invalid_name", "err.invalid_name", nil)
+	case errors.Is(err, factors.ErrNotFound), errors.Is(err, authn.ErrDeviceNotFound):
+		return errf(http.StatusNotFound, "not_found", "err.no_such_credential", nil)
+	case errors.Is(err, factors.ErrNotSupported):
+		return errf(http.StatusBadRequest, "not_supported", "err.not_supported", nil)
+	case errors.Is(err, fwa.ErrCeremony):
+		return errf(http.StatusBadRequest, "ceremony_expired", "err.ceremony_expired", err)
+	case errors.Is(err, fwa.ErrCloneWarning):
+		return errf(http.StatusUnauthorized, "key_cloned", "err.key_cloned", err)
+	case errors.As(err, &ve):
+		switch ve.Reason {
+		case "already_registered":
+			return errf(http.StatusConflict, "already_registered", "err.already_registered", err)
+		case "not_allowed":
+			return errf(http.StatusForbidden, "key_not_allowed", "err.key_not_allowed", err)
+		case "malformed":
+			return errf(http.StatusBadRequest, "bad_request", "err.bad_request", err)
+		}
+		return errf(http.StatusUnauthorized, "assertion_refused", "err.assertion_refused", err)
+	case errors.Is(err, authn.ErrAssertionRefused):
+		return errf(http.StatusUnauthorized, "assertion_refused", "err.assertion_refused", err)
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("second factor: %w", err))
+}

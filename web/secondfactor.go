@@ -1,0 +1,288 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/factors/emailcode"
+	"github.com/keygate/keygate/policy"
+)
+
+const (
+	// deviceCookie holds a remembered device's token.
+	deviceCookie = "keygate_device"
+	// lastFactorCookie remembers the kind last used on this browser so
+	// the chooser can offer it first. Not secret.
+	lastFactorCookie = "keygate_factor"
+)
+
+// factorKinds in the order the chooser shows them.
+var factorKinds = []string{policy.FactorWebAuthn, policy.FactorTOTP, policy.FactorEmail, policy.FactorRecovery}
+
+// challengeFor works out what the target asks of this session: the
+// acceptable factors, whether a remembered device may be offered, and
+// whether the target is keygate's own page (then any factor elevates).
+type challengeInfo struct {
+	target     string
+	acceptable []string
+	trusted    bool // the rule lets a device be remembered
+	portal     bool // the target is a keygate page (elevation)
+	done       bool // nothing more is needed
+	denied     bool
+}
+
+func (s *Server) challengeFor(c *gin.Context, sess *authn.Session, rd string) challengeInfo {
+	ci := challengeInfo{target: s.redirectOrDefault(rd)}
+	d, ok := s.decisionFor(c, sess, ci.target)
+	if !ok {
+		ci.portal, ci.acceptable, ci.trusted = true, factorKinds, false
+		return ci
+	}
+	switch d.Outcome {
+	case policy.Allow:
+		ci.done = true
+	case policy.Deny:
+		ci.denied = true
+	default:
+		ci.acceptable, ci.trusted = d.Acceptable, d.TrustedDevice && s.rememberDevice > 0
+	}
+	return ci
+}
+
+// methodsFor lists what this user can use here, in chooser order, and the
+// detail to show with each (masked address, codes left).
+func (s *Server) methodsFor(ctx context.Context, username string, acceptable []string) ([]authn.Method, error) {
+	all, err := s.mfa.Methods(ctx, username)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, m := range all {
+		if slices.Contains(acceptable, m.Kind) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// secondFactorPage is the chooser: every factor the user has and the rule
+// accepts, the last used first. With none it explains what to do.
+func (s *Server) secondFactorPage(c *gin.Context) {
+	rd := c.Query("rd")
+	sess := s.session(c.Request)
+	if sess == nil {
+		c.Redirect(http.StatusFound, portalPrefix+"login?rd="+url.QueryEscape(s.safeRedirect(rd)))
+		return
+	}
+	ci := s.challengeFor(c, sess, rd)
+	switch {
+	case ci.done:
+		c.Redirect(http.StatusFound, ci.target)
+		return
+	case ci.denied:
+		c.Redirect(http.StatusFound, portalPrefix+"denied")
+		return
+	}
+	var methods []authn.Method
+	if s.mfa != nil {
+		var err error
+		if methods, err = s.methodsFor(c.Request.Context(), sess.Username, ci.acceptable); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	d := s.page(c)
+	d.Redirect = ci.target
+	if len(methods) == 0 {
+		d.Title = d.T.T("second.title")
+		d.Paragraphs = []string{d.T.T("second.text"), d.T.T("second.todo")}
+		if s.mfa != nil {
+			d.LinkURL, d.LinkText = portalPrefix+"settings", d.T.T("settings.title")
+		}
+		s.render(c, http.StatusOK, "message", d)
+		return
+	}
+	// The last method used on this browser goes first; with "lost"
+	// set the chooser shows only what works without the usual device.
+	if ck, err := c.Cookie(lastFactorCookie); err == nil {
+		if i := slices.IndexFunc(methods, func(m authn.Method) bool { return m.Kind == ck }); i > 0 {
+			m := methods[i]
+			methods = append([]authn.Method{m}, slices.Delete(methods, i, i+1)...)
+		}
+	}
+	lost := c.Query("lost") == "1"
+	if lost {
+		methods = slices.DeleteFunc(methods, func(m authn.Method) bool {
+			return m.Kind != policy.FactorEmail && m.Kind != policy.FactorRecovery
+		})
+	}
+	d.Title = d.T.T("chooser.title")
+	if lost {
+		d.Title = d.T.T("chooser.lost_title")
+	}
+	d.Methods = methods
+	d.Lost = lost
+	d.RedirectQ = url.QueryEscape(ci.target)
+	s.render(c, http.StatusOK, "chooser", d)
+}
+
+// factorPage renders the page of one method: a code form, or the security
+// key button.
+func (s *Server) factorPage(c *gin.Context) {
+	kind := c.Param("kind")
+	if !slices.Contains(factorKinds, kind) {
+		s.fail(c, errf(http.StatusNotFound, "not_found", "err.not_found", nil))
+		return
+	}
+	sess := s.session(c.Request)
+	rd := c.Query("rd")
+	if sess == nil {
+		c.Redirect(http.StatusFound, portalPrefix+"login?rd="+url.QueryEscape(s.safeRedirect(rd)))
+		return
+	}
+	s.renderFactor(c, sess, kind, rd, nil, http.StatusOK)
+}
+
+func (s *Server) renderFactor(c *gin.Context, sess *authn.Session, kind, rd string, pageErr *Error, status int) {
+	ci := s.challengeFor(c, sess, rd)
+	if ci.done && pageErr == nil {
+		c.Redirect(http.StatusFound, ci.target)
+		return
+	}
+	d := s.page(c)
+	d.Kind = kind
+	d.Redirect = ci.target
+	d.RedirectQ = url.QueryEscape(ci.target)
+	d.Remember = ci.trusted
+	d.RememberDays = int(s.rememberDevice / (24 * time.Hour))
+	d.Title = d.T.T("factor." + kind + ".title")
+	if pageErr != nil {
+		d.Error = d.T.T(pageErr.Key)
+		if len(pageErr.Args) > 0 {
+			d.Error = d.T.Tf(pageErr.Key, pageErr.Args...)
+		}
+	}
+	if kind == policy.FactorEmail {
+		p, ok, err := s.mfa.PendingEmailCode(c.Request.Context(), cookieID(c.Request), emailcode.PurposeSignIn)
+		if err != nil && !errors.Is(err, authn.ErrFactorUnavailable) {
+			s.fail(c, mfaError(err))
+			return
+		}
+		if ok {
+			d.Pending = &p
+			if wait := time.Until(p.ResendAt); wait > 0 {
+				d.ResendIn = int(wait.Seconds() + 0.999)
+			}
+		}
+	}
+	page := "code"
+	if kind == policy.FactorWebAuthn {
+		page = "webauthn"
+	}
+	s.render(c, status, page, d)
+}
+
+// factorSubmit checks a code posted by the no-JS forms.
+func (s *Server) factorSubmit(c *gin.Context) {
+	kind := c.Param("kind")
+	sess := s.session(c.Request)
+	rd := c.PostForm("rd")
+	if sess == nil {
+		c.Redirect(http.StatusSeeOther, portalPrefix+"login?rd="+url.QueryEscape(s.safeRedirect(rd)))
+		return
+	}
+	next, err := s.verifyCode(c, kind, c.PostForm("code"))
+	if err != nil {
+		e := mfaError(err)
+		if e.Status >= 500 {
+			s.fail(c, e)
+			return
+		}
+		s.renderFactor(c, sess, kind, rd, e, e.Status)
+		return
+	}
+	st := s.afterSecondFactor(c, next, kind, rd, c.PostForm("remember") == "1")
+	c.Redirect(http.StatusSeeOther, st.Redirect)
+}
+
+// verifyCode runs the verifier of a code factor.
+func (s *Server) verifyCode(c *gin.Context, kind, code string) (*authn.Session, error) {
+	ctx, id := c.Request.Context(), cookieID(c.Request)
+	code = strings.TrimSpace(code)
+	if code == "" {
+		return nil, errf(http.StatusBadRequest, "missing_code", "err.missing_code", nil)
+	}
+	switch kind {
+	case policy.FactorTOTP:
+		return s.mfa.VerifyTOTP(ctx, id, code)
+	case policy.FactorEmail:
+		return s.mfa.VerifyEmailCode(ctx, id, emailcode.PurposeSignIn, code)
+	case policy.FactorRecovery:
+		t := s.tr.pick(c.GetHeader("Accept-Language"))
+		sess, _, err := s.mfa.VerifyRecovery(ctx, id, code, langOf(t), clientAddr(c).String())
+		return sess, err
+	}
+	return nil, errf(http.StatusNotFound, "not_found", "err.not_found", nil)
+}
+
+// afterSecondFactor sets the rotated session cookie, remembers the method
+// (and the device when asked and allowed) and says where to go next.
+func (s *Server) afterSecondFactor(c *gin.Context, sess *authn.Session, kind, rd string, remember bool) step {
+	s.setSessionCookie(c, sess.ID)
+	http.SetCookie(c.Writer, s.plainCookie(c.Request, lastFactorCookie, kind, 365*24*3600))
+	ci := s.challengeFor(c, sess, rd)
+	if remember && s.rememberDevice > 0 && (ci.trusted || ci.done) {
+		token, _, err := s.mfa.TrustDevice(c.Request.Context(), sess.ID, c.Request.UserAgent(), clientAddr(c).String(), s.rememberDevice)
+		if err == nil {
+			ck := s.plainCookie(c.Request, deviceCookie, token, int(s.rememberDevice.Seconds()))
+			ck.HttpOnly = true
+			http.SetCookie(c.Writer, ck)
+		} else {
+			s.log.Warn("remember device", "user", sess.Username, "err", err)
+		}
+	}
+	s.log.Info("second factor", "user", sess.Username, "factor", kind, "ip", clientAddr(c).String())
+	return s.nextStep(c, sess, rd)
+}
+
+// plainCookie is a long-lived cookie with the session cookie's scope.
+func (s *Server) plainCookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
+	ck := s.cookie(r, value, maxAge)
+	ck.Name = name
+	return ck
+}
+
+// emailSend mails a sign-in code (form POST).
+func (s *Server) emailSend(c *gin.Context) {
+	sess := s.session(c.Request)
+	rd := c.PostForm("rd")
+	if sess == nil {
+		c.Redirect(http.StatusSeeOther, portalPrefix+"login?rd="+url.QueryEscape(s.safeRedirect(rd)))
+		return
+	}
+	t := s.tr.pick(c.GetHeader("Accept-Language"))
+	_, err := s.mfa.SendEmailCode(c.Request.Context(), cookieID(c.Request), langOf(t), emailcode.PurposeSignIn)
+	if err != nil {
+		e := mfaError(err)
+		if e.Status >= 500 && e.Code != "email_failed" {
+			s.fail(c, e)
+			return
+		}
+		s.renderFactor(c, sess, policy.FactorEmail, rd, e, e.Status)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, portalPrefix+"second-factor/email?rd="+url.QueryEscape(s.redirectOrDefault(rd)))
+}
+
+// langOf gives the language code emails are written in.
+func langOf(t *catalog) string {
+	base, _ := t.tag.Base()
+	return base.String()
+}

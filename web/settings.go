@@ -1,0 +1,280 @@
+package web
+
+import (
+	"encoding/base64"
+	"html/template"
+	"net/http"
+	"net/url"
+
+	"github.com/gin-gonic/gin"
+	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/factors/emailcode"
+)
+
+const settingsPath = portalPrefix + "settings"
+
+// requireSession sends a visitor without a session to sign in first and
+// come back here.
+func (s *Server) requireSession(c *gin.Context) *authn.Session {
+	sess := s.session(c.Request)
+	if sess == nil {
+		c.Redirect(http.StatusSeeOther, portalPrefix+"login?rd="+url.QueryEscape(c.Request.URL.RequestURI()))
+		c.Abort()
+	}
+	return sess
+}
+
+// settingsPage is the person's security page: their factors, remembered
+// devices, email address, and the buttons to change them.
+func (s *Server) settingsPage(c *gin.Context) {
+	sess := s.requireSession(c)
+	if sess == nil {
+		return
+	}
+	s.renderSettings(c, sess, nil, http.StatusOK)
+}
+
+func (s *Server) renderSettings(c *gin.Context, sess *authn.Session, pageErr *Error, status int) {
+	ctx := c.Request.Context()
+	d := s.page(c)
+	d.Title = d.T.T("settings.title")
+	if pageErr != nil {
+		d.Error = d.T.T(pageErr.Key)
+	}
+	if msg := c.Query("done"); msg != "" {
+		d.Notice = d.T.T("settings.done." + msg)
+	}
+	st, err := s.mfa.State(ctx, sess)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	creds, err := s.mfa.Credentials(ctx, sess.Username)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	devs, err := s.mfa.Devices(ctx, sess.Username)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	u, err := s.userOf(c, sess)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	d.Session = sess
+	d.State = st
+	d.Credentials = creds
+	d.Devices = devs
+	d.User = &u
+	d.EmailEnrollment = s.emailEnrollment && u.EmailVerified
+	d.RedirectQ = url.QueryEscape(settingsPath)
+	s.render(c, status, "settings", d)
+}
+
+// settingsFail shows a refused change on the security page itself.
+func (s *Server) settingsFail(c *gin.Context, sess *authn.Session, err error) {
+	e := mfaError(err)
+	if e.Status >= 500 {
+		s.fail(c, e)
+		return
+	}
+	s.renderSettings(c, sess, e, e.Status)
+}
+
+func (s *Server) settingsDone(c *gin.Context, sess *authn.Session, what string) {
+	if sess != nil && sess.ID != "" {
+		s.setSessionCookie(c, sess.ID)
+	}
+	c.Redirect(http.StatusSeeOther, settingsPath+"?done="+what)
+}
+
+// totpEnrollBegin shows the QR code and the secret of a new app.
+func (s *Server) totpEnrollBegin(c *gin.Context) {
+	sess := s.requireSession(c)
+	if sess == nil {
+		return
+	}
+	en, err := s.mfa.BeginTOTPEnroll(c.Request.Context(), cookieID(c.Request))
+	if err != nil {
+		s.settingsFail(c, sess, err)
+		return
+	}
+	s.renderTOTPEnroll(c, en.ID, en.Secret, en.URL, en.QRPNG, nil, http.StatusOK)
+}
+
+func (s *Server) renderTOTPEnroll(c *gin.Context, id, secret, otpURL string, png []byte, pageErr *Error, status int) {
+	d := s.page(c)
+	d.Title = d.T.T("totp.enroll.title")
+	if pageErr != nil {
+		d.Error = d.T.T(pageErr.Key)
+	}
+	d.EnrollID, d.Secret, d.OTPURL = id, secret, otpURL
+	if len(png) > 0 {
+		// A data: URL the page's own CSP allows (img-src data:); the
+		// secret never goes to a third-party QR service.
+		d.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))
+	}
+	s.render(c, status, "totp_enroll", d)
+}
+
+// totpEnrollFinish confirms the app with one code.
+func (s *Server) totpEnrollFinish(c *gin.Context) {
+	sess := s.requireSession(c)
+	if sess == nil {
+		return
+	}
+	_, next, err := s.mfa.FinishTOTPEnroll(c.Request.Context(), cookieID(c.Request), c.PostForm("id"), c.PostForm("code"), c.PostForm("name"))
+	if err != nil {
+		e := mfaError(err)
+		if e.Code == "wrong_code" || e.Code == "name_taken" || e.Code == "invalid_name" {
+			// The pending app is still there: let the person try again
+			// without scanning a new QR code.
+			s.renderTOTPEnroll(c, c.PostForm("id"), c.PostForm("secret"), "", nil, e, e.Status)
+			return
+		}
+		s.settingsFail(c, sess, err)
+		return
+	}
+	s.settingsDone(c, next, "totp_added")
+}
+
+// recoveryGenerate makes a new set of recovery codes and shows them once.
+func (s *Server) recoveryGenerate(c *gin.Context) {
+	sess := s.requireSession(c)
+	if sess == nil {
+		return
+	}
+	codes, next, err := s.mfa.GenerateRecovery(c.Request.Context(), cookieID(c.Request))
+	if err != nil {
+		s.settingsFail(c, sess, err)
+		return
+	}
+	s.setSessionCookie(c, next.ID)
+	d := s.page(c)
+	d.Title = d.T.T("recovery.title")
+	d.Codes = codes
+	text := ""
+	for _, code := range codes {
+		text += code + "\n"
+	}
+	d.Download = template.URL("data:text/plain;charset=utf-8," + url.PathEscape(text))
+	s.render(c, http.StatusOK, "recovery_codes", d)
+}
+
+// credentialRename and credentialRemove change one credential.
+func (s *Server) credentialRename(c *gin.Context) {
+	sess := s.requireSession(c)
+	if sess == nil {
+		return
+	}
+	if err := s.mfa.RenameCredential(c.Request.Context(), cookieID(c.Request), c.Param("id"), c.PostForm("name")); err != nil {
+		s.settingsFail(c, sess, err)
+		return
+	}
+	s.settingsDone(c, nil, "renamed")
+}
+
+func (s *Server) credentialRemove(c *gin.Context) {
+	sess := s.requireSession(c)
+	if sess == nil {
+		return
+	}
+	next, err := s.mfa.RemoveCredential(c.Request.Context(), cookieID(c.Request), c.Param("id"))
+	if err != nil {
+		s.settingsFail(c, sess, err)
+		return
+	}
+	s.settingsDone(c, next, "removed")
+}
+
+// deviceForget revokes one remembered device, or all ("all").
+func (s *Server) deviceForget(c *gin.Context) {
+	sess := s.requireSession(c)
+	if sess == nil {
+		return
+	}
+	id := c.Param("id")
+	if id == "all" {
+		id = ""
+	}
+	if err := s.mfa.ForgetDevice(c.Request.Context(), cookieID(c.Request), id); err != nil {
+		s.settingsFail(c, sess, err)
+		return
+	}
+	if s.session(c.Request) == nil {
+		// This browser was one of them: its session ended too.
+		c.Redirect(http.StatusSeeOther, portalPrefix+"signed-out")
+		return
+	}
+	s.settingsDone(c, nil, "devices_forgotten")
+}
+
+// emailCodeFor sends a code for an account purpose from the settings page:
+// confirming the address, or enrolling the first factor.
+func (s *Server) emailCodeFor(purpose emailcode.Purpose) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		sess := s.requireSession(c)
+		if sess == nil {
+			return
+		}
+		t := s.tr.pick(c.GetHeader("Accept-Language"))
+		if purpose == emailcode.PurposeEnroll && !s.emailEnrollment {
+			s.settingsFail(c, sess, authn.ErrFactorUnavailable)
+			return
+		}
+		if _, err := s.mfa.SendEmailCode(c.Request.Context(), cookieID(c.Request), langOf(t), purpose); err != nil {
+			s.settingsFail(c, sess, err)
+			return
+		}
+		s.settingsDone(c, nil, "code_sent_"+string(purpose))
+	}
+}
+
+// emailCodeVerify checks such a code.
+func (s *Server) emailCodeVerify(purpose emailcode.Purpose) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		sess := s.requireSession(c)
+		if sess == nil {
+			return
+		}
+		next, err := s.mfa.VerifyEmailCode(c.Request.Context(), cookieID(c.Request), purpose, c.PostForm("code"))
+		if err != nil {
+			s.settingsFail(c, sess, err)
+			return
+		}
+		s.settingsDone(c, next, "code_ok_"+string(purpose))
+	}
+}
+
+// enrollLinkPage is where an admin's enrolment link lands: sign in first,
+// then confirm with a button (a GET never changes anything).
+func (s *Server) enrollLinkPage(c *gin.Context) {
+	sess := s.requireSession(c)
+	if sess == nil {
+		return
+	}
+	d := s.page(c)
+	d.Title = d.T.T("enroll.title")
+	d.Token = c.Param("token")
+	s.render(c, http.StatusOK, "enroll", d)
+}
+
+func (s *Server) enrollLinkRedeem(c *gin.Context) {
+	sess := s.requireSession(c)
+	if sess == nil {
+		return
+	}
+	next, err := s.mfa.RedeemEnrollLink(c.Request.Context(), cookieID(c.Request), c.PostForm("token"))
+	if err != nil {
+		s.settingsFail(c, sess, err)
+		return
+	}
+	s.settingsDone(c, next, "link_ok")
+}
+
+func (s *Server) userOf(c *gin.Context, sess *authn.Session) (authn.User, error) {
+	return s.mfa.User(c.Request.Context(), sess.Username)
+}
