@@ -226,7 +226,7 @@ func TestPolicyOutcomesThroughTheProxy(t *testing.T) {
 }
 
 func TestTwoFactorRuleExplainsMissingSecondFactor(t *testing.T) {
-	h := newHarness(t, harnessOptions{policyYAML: "default: two_factor\n"})
+	h := newHarness(t, harnessOptions{policyYAML: "default: two_factor\n", noMFA: true})
 	c := h.client()
 	resp, out := h.login(c, testUser, testPassword, "http://app.example.com/secret")
 	if out["status"] != "second_factor_required" {

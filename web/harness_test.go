@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +19,11 @@ import (
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/store/badgerstore"
+	"github.com/keygate/keygate/factors"
+	"github.com/keygate/keygate/factors/emailcode"
+	"github.com/keygate/keygate/factors/emailcode/delivery"
+	"github.com/keygate/keygate/factors/recovery"
+	"github.com/keygate/keygate/factors/totp"
 	"github.com/keygate/keygate/policy"
 )
 
@@ -68,12 +75,36 @@ func (r *recorder) last(t *testing.T) *http.Request {
 type harnessOptions struct {
 	policyYAML     string
 	trustedProxies []string
-	upstreamURL    string // overrides the recorder (e.g. a dead port)
-	dir            string // reuse a data dir (restart tests)
+	upstreamURL    string           // overrides the recorder (e.g. a dead port)
+	dir            string           // reuse a data dir (restart tests)
+	mail           emailcode.Sender // nil = an outbox directory
+	noMFA          bool             // the gateway without second factors
+}
+
+// testClock is the one clock every part of the harness reads, so a test
+// can move time (code expiry, TOTP steps) without waiting.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }
 
 type harness struct {
 	t        *testing.T
+	clock    *testClock
+	mfa      *authn.MFA
+	outbox   *delivery.Outbox
 	dir      string
 	kv       *badgerstore.Store
 	users    *authn.Users
@@ -117,7 +148,10 @@ rules:
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: o.dir, up: newRecorder(t)}
+	// Real time, truncated to a TOTP step boundary plus 1 s, so a test
+	// knows which step a code belongs to.
+	start := time.Now().UTC().Truncate(30 * time.Second).Add(time.Second)
+	h := &harness{t: t, dir: o.dir, up: newRecorder(t), clock: &testClock{t: start}}
 	if h.dir == "" {
 		h.dir = t.TempDir()
 	}
@@ -142,14 +176,14 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	ctx := context.Background()
 	// Cheap argon2 parameters: the tests exercise the flow, not the cost.
 	hasher := authn.NewHasher(authn.Argon2Params{MemoryKiB: 8 << 10, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 4)
-	h.users = authn.NewUsers(h.kv, hasher, authn.PasswordPolicy{MinLength: 12}, time.Now)
-	h.sessions, err = authn.NewSessions(ctx, h.kv, authn.SessionOptions{IdleTimeout: 30 * time.Minute, Lifetime: 12 * time.Hour, Now: time.Now})
+	h.users = authn.NewUsers(h.kv, hasher, authn.PasswordPolicy{MinLength: 12}, h.clock.Now)
+	h.sessions, err = authn.NewSessions(ctx, h.kv, authn.SessionOptions{IdleTimeout: 30 * time.Minute, Lifetime: 12 * time.Hour, Now: h.clock.Now})
 	if err != nil {
 		t.Fatalf("sessions: %v", err)
 	}
 	if _, err := h.users.Get(ctx, testUser); err != nil {
 		for _, nu := range []authn.NewUser{
-			{Username: testUser, Email: "alice@example.com", DisplayName: "Alice Example", Groups: []string{"admins", "dev"}, Password: testPassword},
+			{Username: testUser, Email: "alice@example.com", DisplayName: "Alice Example", Groups: []string{"admins", "dev"}, Password: testPassword, EmailVerified: true},
 			{Username: "bob", Email: "bob@example.com", DisplayName: "Bob", Password: "violet-harbour-lantern-9"},
 		} {
 			if _, err := h.users.Add(ctx, nu); err != nil {
@@ -162,7 +196,14 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		upURL = h.up.srv.URL
 	}
 	target, _ := url.Parse(upURL)
+	if !o.noMFA {
+		h.mfa = h.newMFA(o.mail)
+	}
 	h.web, err = New(Options{
+		MFA:             h.mfa,
+		RememberDevice:  30 * 24 * time.Hour,
+		EmailEnrollment: true,
+		Now:             h.clock.Now,
 		Upstreams: []Upstream{
 			{Host: "app.example.com", URL: target},
 			{Host: "wiki.example.com", URL: target},
@@ -181,6 +222,46 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	h.srv = httptest.NewServer(h.web)
 	t.Cleanup(h.close)
 	return h
+}
+
+// newMFA wires the real factors on the harness's store and clock.
+func (h *harness) newMFA(mail emailcode.Sender) *authn.MFA {
+	t := h.t
+	key := bytes.Repeat([]byte{42}, 32)
+	sec := func(p string) *factors.Secrets {
+		s, err := factors.NewSecrets(key, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	tf, err := totp.New(h.kv, totp.Options{Issuer: "keygate-test", Now: h.clock.Now, Secrets: sec("totp")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rf, err := recovery.New(h.kv, recovery.Options{Now: h.clock.Now, Secrets: sec("recovery")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mail == nil {
+		if h.outbox, err = delivery.NewOutbox(filepath.Join(t.TempDir(), "outbox"), "keygate <keygate@example.com>"); err != nil {
+			t.Fatal(err)
+		}
+		mail = h.outbox
+	}
+	ef, err := emailcode.New(h.kv, mail, emailcode.Options{Now: h.clock.Now, Secrets: sec("email")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return authn.NewMFA(h.users, h.sessions, authn.MFAOptions{
+		TOTP: tf, Recovery: rf, Email: ef,
+		Devices:            authn.NewDevices(h.kv, h.clock.Now),
+		Links:              authn.NewEnrollLinks(h.kv, h.clock.Now),
+		EmailEnrollment:    true,
+		PasskeyIsTwoFactor: true,
+		Notices:            authn.NewNotices(mail, "keygate", nil, h.clock.Now),
+		Now:                h.clock.Now,
+	})
 }
 
 // close stops the server and closes the store; safe to call twice.

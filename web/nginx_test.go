@@ -204,7 +204,8 @@ func TestNginxAuthRequestSnippet(t *testing.T) {
 	if out := decodeBody(t, body); out["status"] != "ok" || out["redirect"] != target {
 		t.Fatalf("sign-in answer %v", out)
 	}
-	if sessionCookie(resp) == nil {
+	ck := sessionCookie(resp)
+	if ck == nil {
 		t.Fatal("no session cookie through nginx")
 	}
 	browser.Jar.SetCookies(&url.URL{Scheme: "http", Host: "app.example.com"}, []*http.Cookie{{Name: "theme", Value: "dark"}})
@@ -231,6 +232,22 @@ func TestNginxAuthRequestSnippet(t *testing.T) {
 	}
 	if ck := got.Header.Get("Cookie"); strings.Contains(ck, CookieName) || !strings.Contains(ck, "theme=dark") {
 		t.Errorf("upstream Cookie %q: want the app's cookies without %s", ck, CookieName)
+	}
+
+	// The app gets its own cookies and never keygate's, wherever it stands.
+	sid := CookieName + "=" + ck.Value
+	for sent, want := range map[string]string{
+		"a=1; " + sid + "; b=2": "a=1; b=2",
+		sid:                     "",
+		sid + "; a=1; " + CookieName + "=stale-session": "a=1",
+	} {
+		resp, body = h.do(nginxClient(port), http.MethodGet, app+"/reports", "", setHeader("Cookie", sent))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("Cookie %q: %d %q", sent, resp.StatusCode, body)
+		}
+		if got := h.up.last(t).Header.Get("Cookie"); got != want {
+			t.Errorf("Cookie %q reached the app as %q, want %q", sent, got, want)
+		}
 	}
 
 	// A bypass path: anonymous, and a client-sent Remote-User is removed.

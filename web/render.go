@@ -64,7 +64,6 @@ type pageData struct {
 
 	// Second factor pages.
 	Kind         string
-	RedirectQ    string // Redirect, query-escaped for links
 	Methods      []authn.Method
 	Lost         bool
 	Remember     bool // offer "remember this device"

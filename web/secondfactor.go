@@ -129,7 +129,6 @@ func (s *Server) secondFactorPage(c *gin.Context) {
 	}
 	d.Methods = methods
 	d.Lost = lost
-	d.RedirectQ = url.QueryEscape(ci.target)
 	s.render(c, http.StatusOK, "chooser", d)
 }
 
@@ -159,7 +158,6 @@ func (s *Server) renderFactor(c *gin.Context, sess *authn.Session, kind, rd stri
 	d := s.page(c)
 	d.Kind = kind
 	d.Redirect = ci.target
-	d.RedirectQ = url.QueryEscape(ci.target)
 	d.Remember = ci.trusted
 	d.RememberDays = int(s.rememberDevice / (24 * time.Hour))
 	d.Title = d.T.T("factor." + kind + ".title")

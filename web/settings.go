@@ -70,7 +70,7 @@ func (s *Server) renderSettings(c *gin.Context, sess *authn.Session, pageErr *Er
 	d.Devices = devs
 	d.User = &u
 	d.EmailEnrollment = s.emailEnrollment && u.EmailVerified
-	d.RedirectQ = url.QueryEscape(settingsPath)
+	d.Redirect = settingsPath
 	s.render(c, status, "settings", d)
 }
 

@@ -70,6 +70,7 @@ func generate(t testing.TB, f *Factor, user string) []string {
 }
 
 func TestNewOptions(t *testing.T) {
+	t.Parallel()
 	kv := openStore(t)
 	sec := testSecrets(t)
 	tests := []struct {
@@ -101,6 +102,7 @@ func TestNewOptions(t *testing.T) {
 var codeShape = regexp.MustCompile(`^[2-9a-hjkmnp-z]{4}-[2-9a-hjkmnp-z]{4}-[2-9a-hjkmnp-z]{4}$`)
 
 func TestGenerate(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name  string
 		count int
@@ -139,6 +141,7 @@ func TestGenerate(t *testing.T) {
 }
 
 func TestNewCodeUsesWholeAlphabet(t *testing.T) {
+	t.Parallel()
 	counts := map[byte]int{}
 	for range 1000 {
 		c := newCode()
@@ -162,6 +165,7 @@ func TestNewCodeUsesWholeAlphabet(t *testing.T) {
 }
 
 func TestVerifyEachOnce(t *testing.T) {
+	t.Parallel()
 	f, _ := newFactor(t, Options{})
 	ctx := context.Background()
 	codes := generate(t, f, "alice")
@@ -182,6 +186,7 @@ func TestVerifyEachOnce(t *testing.T) {
 }
 
 func TestVerifyNormalization(t *testing.T) {
+	t.Parallel()
 	f, _ := newFactor(t, Options{})
 	ctx := context.Background()
 	codes := generate(t, f, "alice")
@@ -216,6 +221,7 @@ func TestVerifyNormalization(t *testing.T) {
 }
 
 func TestRegenerate(t *testing.T) {
+	t.Parallel()
 	f, _ := newFactor(t, Options{})
 	ctx := context.Background()
 	old := generate(t, f, "alice")
@@ -244,6 +250,7 @@ func TestRegenerate(t *testing.T) {
 // TestVerifyConcurrent: of 20 simultaneous requests with one code exactly
 // one wins and every other one is told the code was used.
 func TestVerifyConcurrent(t *testing.T) {
+	t.Parallel()
 	f, _ := newFactor(t, Options{})
 	codes := generate(t, f, "alice")
 	const n = 20
@@ -283,6 +290,7 @@ func TestVerifyConcurrent(t *testing.T) {
 // TestVerifyConcurrentDifferentCodes: codes used at the same time all
 // count; none of the marks is lost to another's write.
 func TestVerifyConcurrentDifferentCodes(t *testing.T) {
+	t.Parallel()
 	f, _ := newFactor(t, Options{})
 	codes := generate(t, f, "alice")
 	var wg sync.WaitGroup
@@ -312,6 +320,7 @@ func TestVerifyConcurrentDifferentCodes(t *testing.T) {
 
 // TestStoredForm scans every raw value for the codes in any spelling.
 func TestStoredForm(t *testing.T) {
+	t.Parallel()
 	f, kv := newFactor(t, Options{})
 	ctx := context.Background()
 	codes := generate(t, f, "alice")
@@ -337,6 +346,7 @@ func TestStoredForm(t *testing.T) {
 }
 
 func TestUserIsolation(t *testing.T) {
+	t.Parallel()
 	f, kv := newFactor(t, Options{})
 	ctx := context.Background()
 	alice := generate(t, f, "alice")
@@ -379,6 +389,7 @@ func TestUserIsolation(t *testing.T) {
 }
 
 func TestRegistry(t *testing.T) {
+	t.Parallel()
 	f, _ := newFactor(t, Options{})
 	ctx := context.Background()
 	if l, err := f.List(ctx, "alice"); err != nil || len(l) != 0 {

@@ -47,9 +47,10 @@ type KV interface {
 	Scan(ctx context.Context, prefix string, fn func(store.Item) error) error
 }
 
-// Options configure a Factor. Zero values take the defaults, which are what
-// every authenticator app understands (Google Authenticator ignores the
-// algorithm, digits and period and always uses SHA1, 6 digits, 30 s).
+// Options configure a Factor. Zero values take the defaults (SHA1, 6
+// digits, 30 s), the only parameters every authenticator app honours: some
+// ignore the algorithm, digits and period in the QR code and then show
+// codes that never match.
 type Options struct {
 	// Issuer is the label the app shows above the account ("keygate").
 	Issuer string

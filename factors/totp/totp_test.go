@@ -23,6 +23,7 @@ import (
 )
 
 func TestNewOptions(t *testing.T) {
+	t.Parallel()
 	kv := openStore(t)
 	sec := testSecrets(t)
 	tests := []struct {
@@ -57,6 +58,7 @@ func TestNewOptions(t *testing.T) {
 }
 
 func TestBeginEnroll(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name                 string
 		opt                  Options
@@ -116,6 +118,7 @@ func TestBeginEnroll(t *testing.T) {
 }
 
 func TestBeginEnrollAccountName(t *testing.T) {
+	t.Parallel()
 	fx := newFixture(t, Options{})
 	ctx := context.Background()
 	e, err := fx.f.BeginEnroll(ctx, "alice", "")
@@ -136,6 +139,7 @@ func TestBeginEnrollAccountName(t *testing.T) {
 }
 
 func TestFinishEnroll(t *testing.T) {
+	t.Parallel()
 	fx := newFixture(t, Options{})
 	ctx := context.Background()
 	now := fx.clk.Now()
@@ -180,6 +184,7 @@ func TestFinishEnroll(t *testing.T) {
 }
 
 func TestFinishEnrollNames(t *testing.T) {
+	t.Parallel()
 	fx := newFixture(t, Options{})
 	ctx := context.Background()
 	begin := func() (Enrollment, string) {
@@ -219,6 +224,7 @@ func TestFinishEnrollNames(t *testing.T) {
 }
 
 func TestFinishEnrollExpired(t *testing.T) {
+	t.Parallel()
 	t.Run("clock", func(t *testing.T) {
 		fx := newFixture(t, Options{EnrollTTL: time.Minute})
 		e, err := fx.f.BeginEnroll(context.Background(), "alice", "")
@@ -256,6 +262,7 @@ func TestFinishEnrollExpired(t *testing.T) {
 // oathtool, from oath-toolkit) against Verify at a pinned time, for each
 // algorithm, digit count and period.
 func TestOathtool(t *testing.T) {
+	t.Parallel()
 	bin, err := exec.LookPath("oathtool")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -327,6 +334,7 @@ func TestOathtool(t *testing.T) {
 // fresh app well before "now" and runs its tries in order; a try's code is
 // that of now + offset steps.
 func TestVerifyWindow(t *testing.T) {
+	t.Parallel()
 	type try struct {
 		offset  int    // the code of now + offset steps…
 		literal bool   // …unless literal: then raw is the code
@@ -374,6 +382,7 @@ func TestVerifyWindow(t *testing.T) {
 }
 
 func TestVerifyNormalizesSpacesAndRecordsUse(t *testing.T) {
+	t.Parallel()
 	fx := newFixture(t, Options{})
 	ctx := context.Background()
 	now := clockStart()
@@ -395,6 +404,7 @@ func TestVerifyNormalizesSpacesAndRecordsUse(t *testing.T) {
 // TestVerifyConcurrent: of 20 simultaneous requests with one valid code,
 // exactly one wins and every other one is told the code was used.
 func TestVerifyConcurrent(t *testing.T) {
+	t.Parallel()
 	fx := newFixture(t, Options{})
 	now := clockStart()
 	_, secret := fx.enroll(t, "alice", "", now.Add(-10*fx.step()))
@@ -438,6 +448,7 @@ func TestVerifyConcurrent(t *testing.T) {
 // enrolled and another enrolment pending, for the secret in any encoding
 // a careless implementation might store it in.
 func TestSecretNotAtRest(t *testing.T) {
+	t.Parallel()
 	fx := newFixture(t, Options{})
 	ctx := context.Background()
 	_, active := fx.enroll(t, "alice", "", clockStart())
@@ -480,6 +491,7 @@ func TestSecretNotAtRest(t *testing.T) {
 // TestSealedSecretBoundToUser: a credential record copied onto another
 // user does not open, so it does not verify.
 func TestSealedSecretBoundToUser(t *testing.T) {
+	t.Parallel()
 	fx := newFixture(t, Options{})
 	ctx := context.Background()
 	now := clockStart()
@@ -498,6 +510,7 @@ func TestSealedSecretBoundToUser(t *testing.T) {
 }
 
 func TestTwoAppsAndRegistry(t *testing.T) {
+	t.Parallel()
 	fx := newFixture(t, Options{})
 	ctx := context.Background()
 	now := clockStart()
@@ -581,6 +594,7 @@ func TestTwoAppsAndRegistry(t *testing.T) {
 }
 
 func TestUserIsolation(t *testing.T) {
+	t.Parallel()
 	fx := newFixture(t, Options{})
 	ctx := context.Background()
 	now := clockStart()
