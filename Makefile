@@ -27,7 +27,7 @@ lint: ## go vet + staticcheck + gofmt
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt wants changes"; exit 1; }
 
 bench: ## micro-benchmarks of the hot path pieces
-	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./authn/ ./web/
+	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./authn/ ./web/ ./factors/totp/
 
 FUZZ_TARGETS := ./policy/:FuzzCompileEvaluate ./policy/:FuzzGlob ./web/:FuzzSafeRedirect ./web/:FuzzPolicyPath ./authn/:FuzzParsePHC
 

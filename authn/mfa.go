@@ -243,6 +243,8 @@ func (m *MFA) VerifyTOTP(ctx context.Context, id, code string) (*Session, error)
 	}
 	cred, ok, err := m.o.TOTP.Verify(ctx, u.Username, code)
 	switch {
+	case errors.Is(err, factors.ErrNotEnrolled):
+		return nil, ErrWrongCode // the same answer as for someone who has an app
 	case errors.Is(err, factors.ErrReplayed):
 		return nil, ErrCodeUsed
 	case err != nil:
@@ -266,6 +268,8 @@ func (m *MFA) VerifyRecovery(ctx context.Context, id, code, lang, ip string) (*S
 	}
 	ok, left, err := m.o.Recovery.Verify(ctx, u.Username, code)
 	switch {
+	case errors.Is(err, factors.ErrNotEnrolled):
+		return nil, 0, ErrWrongCode
 	case errors.Is(err, factors.ErrReplayed):
 		return nil, 0, ErrCodeUsed
 	case err != nil:

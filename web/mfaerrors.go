@@ -59,7 +59,8 @@ func mfaError(err error) *Error {
 		return errf(http.StatusNotFound, "not_found", "err.no_such_credential", nil)
 	case errors.Is(err, factors.ErrNotSupported):
 		return errf(http.StatusBadRequest, "not_supported", "err.not_supported", nil)
-	case errors.Is(err, fwa.ErrCeremony):
+	case errors.Is(err, fwa.ErrCeremony), errors.Is(err, factors.ErrExpired):
+		// A ceremony or a pending enrolment that timed out or was used.
 		return errf(http.StatusBadRequest, "ceremony_expired", "err.ceremony_expired", err)
 	case errors.Is(err, fwa.ErrCloneWarning):
 		return errf(http.StatusUnauthorized, "key_cloned", "err.key_cloned", err)

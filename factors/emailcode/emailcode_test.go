@@ -530,26 +530,28 @@ func TestStoredFormIsNotTheCode(t *testing.T) {
 	// holds every version ever written (the replaced code's record too),
 	// uncompressed; after Close, Badger flushes into Snappy-compressed
 	// tables where a search for plain bytes would prove nothing.
-	var raw bytes.Buffer
+	sawMasked := false
 	err = filepath.WalkDir(e.dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
 		b, err := os.ReadFile(path)
-		raw.Write(b)
+		// Badger preallocates its logs; the zero tail holds nothing.
+		b = bytes.TrimRight(b, "\x00")
+		sawMasked = sawMasked || bytes.Contains(b, []byte(emailcode.Mask(to)))
+		for _, secret := range []string{code, code2, to} {
+			if bytes.Contains(b, []byte(secret)) {
+				t.Errorf("%s contains %q", filepath.Base(path), secret)
+			}
+		}
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The check can see values at all: the masked address is stored.
-	if !bytes.Contains(raw.Bytes(), []byte(emailcode.Mask(to))) {
-		t.Fatal("the masked address is not in the data files: the scan would miss the code too")
-	}
-	for _, secret := range []string{code, code2, to} {
-		if bytes.Contains(raw.Bytes(), []byte(secret)) {
-			t.Errorf("the data files contain %q", secret)
-		}
+	if !sawMasked {
+		t.Fatal("the masked address is not in the data files: the search would miss the code too")
 	}
 }
 
