@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"github.com/keygate/keygate/factors/emailcode/delivery"
 	"github.com/keygate/keygate/factors/recovery"
 	"github.com/keygate/keygate/factors/totp"
+	fwa "github.com/keygate/keygate/factors/webauthn"
 	"github.com/keygate/keygate/policy"
 )
 
@@ -105,6 +107,7 @@ type harness struct {
 	clock    *testClock
 	mfa      *authn.MFA
 	outbox   *delivery.Outbox
+	origin   string // http://localhost:PORT, for the browser
 	dir      string
 	kv       *badgerstore.Store
 	users    *authn.Users
@@ -196,6 +199,12 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		upURL = h.up.srv.URL
 	}
 	target, _ := url.Parse(upURL)
+	// Listen first: the WebAuthn origin browsers report names the port.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.origin = "http://localhost:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	if !o.noMFA {
 		h.mfa = h.newMFA(o.mail)
 	}
@@ -208,6 +217,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 			{Host: "app.example.com", URL: target},
 			{Host: "wiki.example.com", URL: target},
 			{Host: "x.apps.example.com", URL: target},
+			{Host: "localhost", URL: target}, // browser tests: localhost is a secure context
 		},
 		Policy:         holder,
 		Users:          h.users,
@@ -219,7 +229,10 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatalf("web.New: %v", err)
 	}
-	h.srv = httptest.NewServer(h.web)
+	h.srv = httptest.NewUnstartedServer(h.web)
+	h.srv.Listener.Close()
+	h.srv.Listener = ln
+	h.srv.Start()
 	t.Cleanup(h.close)
 	return h
 }
@@ -253,8 +266,12 @@ func (h *harness) newMFA(mail emailcode.Sender) *authn.MFA {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wf, err := fwa.New(h.kv, fwa.Options{RPID: "localhost", RPName: "keygate test", Origins: []string{h.origin}, Now: h.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return authn.NewMFA(h.users, h.sessions, authn.MFAOptions{
-		TOTP: tf, Recovery: rf, Email: ef,
+		TOTP: tf, Recovery: rf, Email: ef, WebAuthn: wf,
 		Devices:            authn.NewDevices(h.kv, h.clock.Now),
 		Links:              authn.NewEnrollLinks(h.kv, h.clock.Now),
 		EmailEnrollment:    true,

@@ -308,7 +308,10 @@ func (f *Factor) Send(ctx context.Context, user, address, lang string, p Purpose
 	// Mail first, store second: on failure nothing needs undoing and the
 	// previous code stays valid. The window in which the mail is out but
 	// the code not yet stored is one local write, far shorter than anyone
-	// takes to read a mail.
+	// takes to read a mail. Once the mail is out the write must happen even
+	// if the caller gave up meanwhile, or the user would hold a mailed code
+	// that does not exist.
+	ctx = context.WithoutCancel(ctx)
 	rec := codeRecord{
 		Hash:      f.opt.Secrets.Hash(hashContext(user, p), code),
 		Masked:    Mask(addr),

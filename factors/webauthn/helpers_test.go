@@ -196,6 +196,41 @@ func browserSign(t testing.TB, p *browsertest.Page, options json.RawMessage) jso
 	return o.Response
 }
 
+// browserCreate runs navigator.credentials.create (through webauthn.js) on
+// options made in Go and returns the response JSON.
+func browserCreate(t testing.TB, p *browsertest.Page, options json.RawMessage) json.RawMessage {
+	t.Helper()
+	var o struct {
+		Response json.RawMessage `json:"response"`
+		JSError  string          `json:"jsError"`
+	}
+	p.EvalInto(t, &o, `(options) => window.kg.create(options)`, options)
+	if o.JSError != "" {
+		t.Fatalf("browser: %s", o.JSError)
+	}
+	return o.Response
+}
+
+// enrol registers user's authenticator on page p with factor f, in Go.
+func enrol(t testing.TB, f *Factor, p *browsertest.Page, user string, kind AuthenticatorKind) (factors.Credential, error) {
+	t.Helper()
+	opts, id, err := f.BeginRegistration(context.Background(), User{Username: user}, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.FinishRegistration(context.Background(), User{Username: user}, id, browserCreate(t, p, opts), "")
+}
+
+// signIn runs a second-factor login of user on page p with factor f, in Go.
+func signIn(t testing.TB, f *Factor, p *browsertest.Page, user string) (Assertion, error) {
+	t.Helper()
+	opts, id, err := f.BeginLogin(context.Background(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.FinishLogin(context.Background(), user, id, browserSign(t, p, opts))
+}
+
 // testServer is the tiny page server: the page, webauthn.js from the
 // repository and JSON endpoints calling the factor.
 type testServer struct {
@@ -242,6 +277,10 @@ window.kg = {
   },
   async sign(options) {
     try { return { response: await authenticate(options) }; }
+    catch (e) { return { jsError: e.code || "unknown", message: String(e.message) }; }
+  },
+  async create(options) {
+    try { return { response: await register(options) }; }
     catch (e) { return { jsError: e.code || "unknown", message: String(e.message) }; }
   },
 };

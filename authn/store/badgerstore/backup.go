@@ -50,6 +50,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -181,7 +182,7 @@ func Restore(opts Options, r io.Reader, key []byte) (err error) {
 	}
 	logger := opts.Logger
 	if logger == nil {
-		logger = discardLogger()
+		logger = slog.Default()
 	}
 	created, err := prepareRestoreTarget(path)
 	if err != nil {

@@ -233,6 +233,8 @@ type AuthenticatorOptions struct {
 	// (a synced passkey provider sets both).
 	BackupEligible bool
 	BackupState    bool
+	// Ctap2Version is "ctap2_0" (default) or "ctap2_1".
+	Ctap2Version string
 }
 
 // AddAuthenticator attaches a virtual authenticator that answers every
@@ -254,6 +256,7 @@ func (p *Page) AddAuthenticator(t testing.TB, o AuthenticatorOptions) string {
 		AutomaticPresenceSimulation: true,
 		DefaultBackupEligibility:    o.BackupEligible,
 		DefaultBackupState:          o.BackupState,
+		Ctap2Version:                proto.WebAuthnCtap2Version(o.Ctap2Version),
 	}}.Call(p.ctx())
 	if err != nil {
 		t.Fatalf("browsertest: add authenticator %+v: %v", o, err)
@@ -363,7 +366,13 @@ func (p *Page) EvalInto(t testing.TB, out any, js string, args ...any) {
 // TryEval is Eval returning the error (a thrown exception, a timeout)
 // instead of failing the test.
 func (p *Page) TryEval(js string, args ...any) (json.RawMessage, error) {
-	res, err := p.ctx().Evaluate(rod.Eval(js, args...).ByPromise().ByUser())
+	// WebAuthn runs only in the focused tab ("the page does not have
+	// focus"): bring this one to the front, so tests may use several.
+	pg := p.ctx()
+	if _, err := pg.Activate(); err != nil {
+		return nil, fmt.Errorf("activate page: %w", err)
+	}
+	res, err := pg.Evaluate(rod.Eval(js, args...).ByPromise().ByUser())
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,58 @@
+package emailcode
+
+import (
+	"math"
+	"testing"
+)
+
+// Every digit of a code is uniform: a bias would shrink the space a
+// guesser has to cover. 200 000 digits, chi-square with 9 degrees of
+// freedom; 33.7 is the 0.01 % critical value, so a false alarm is one run
+// in ten thousand.
+func TestCodeDigitsAreUniform(t *testing.T) {
+	var counts [10]int
+	const codes = 20000
+	for range codes {
+		c, err := newCode(10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c) != 10 || !isDigits(c) {
+			t.Fatalf("code %q", c)
+		}
+		for i := range len(c) {
+			counts[c[i]-'0']++
+		}
+	}
+	expected := float64(codes*10) / 10
+	chi2 := 0.0
+	for _, n := range counts {
+		chi2 += math.Pow(float64(n)-expected, 2) / expected
+	}
+	if chi2 > 33.7 {
+		t.Errorf("digit counts %v: chi-square %.1f, the digits are not uniform", counts, chi2)
+	}
+}
+
+func TestRussianPlural(t *testing.T) {
+	plural := templateFuncs["plural"].(func(int, string, string, string) string)
+	for n, want := range map[int]string{
+		1: "минуту", 2: "минуты", 4: "минуты", 5: "минут", 10: "минут", 11: "минут", 12: "минут",
+		14: "минут", 21: "минуту", 22: "минуты", 25: "минут", 60: "минут", 101: "минуту", 111: "минут",
+	} {
+		if got := plural(n, "минуту", "минуты", "минут"); got != want {
+			t.Errorf("%d %s, want %s", n, got, want)
+		}
+	}
+}
+
+func TestPickLang(t *testing.T) {
+	for in, want := range map[string]string{
+		"ru": "ru", "ru-RU": "ru", "RU": "ru", "ru_RU": "ru", " ru ": "ru",
+		"en": "en", "en-US": "en", "": "en", "de": "en", "russian": "en",
+	} {
+		if got := pickLang(in); got != want {
+			t.Errorf("pickLang(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
