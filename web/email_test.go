@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"regexp"
@@ -117,5 +118,76 @@ func TestEmailCodeDeliveryFailureIsNeverSuccess(t *testing.T) {
 	resp, body = h.do(c, http.MethodPost, "http://app.example.com/.keygate/second-factor/email/send", "", formHeader, setHeader("Accept-Language", "ru"))
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "Не удалось отправить письмо") {
 		t.Fatalf("ru form on SMTP down: %d", resp.StatusCode)
+	}
+}
+
+// latestCode reads the newest code from the harness's outbox.
+func (h *harness) latestCode(to string) string {
+	h.t.Helper()
+	mails, err := h.outbox.List()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, m := range mails {
+		if m.To == to {
+			if code := codeRe.FindString(m.Text); code != "" {
+				return code
+			}
+		}
+	}
+	h.t.Fatalf("no code mailed to %s", to)
+	return ""
+}
+
+func TestEmailAddressVerifiedBeforeUseAndEmailEnrolment(t *testing.T) {
+	h := newHarness(t, harnessOptions{policyYAML: "default: two_factor\n"})
+	// bob's address is not verified: email is not offered as a factor.
+	c := h.client()
+	h.login(c, "bob", "violet-harbour-lantern-9", "")
+	resp, out := h.postJSON(c, "/.keygate/api/factors/email/send", nil)
+	if resp.StatusCode != http.StatusConflict || out["error"] != "email_not_verified" {
+		t.Fatalf("code to an unverified address: %d %v", resp.StatusCode, out)
+	}
+	_, body := h.do(c, http.MethodGet, "http://app.example.com/.keygate/second-factor", "")
+	if strings.Contains(body, "Code by email") {
+		t.Fatal("the chooser offers email for an unverified address")
+	}
+	_, body = h.do(c, http.MethodGet, "http://app.example.com/.keygate/settings", "")
+	if !strings.Contains(body, "not confirmed yet") {
+		t.Fatal("the security page does not say the address is unconfirmed")
+	}
+	// Confirm the address with a code.
+	resp, _ = h.postForm(c, "/.keygate/settings/email/send")
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("send verification code: %d", resp.StatusCode)
+	}
+	resp, body = h.postForm(c, "/.keygate/settings/email/verify", "code", "000000")
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "This code is not correct") {
+		t.Fatalf("wrong verification code: %d", resp.StatusCode)
+	}
+	resp, _ = h.postForm(c, "/.keygate/settings/email/verify", "code", h.latestCode("bob@example.com"))
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "code_ok_verify_address") {
+		t.Fatalf("verify address: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if u, _ := h.mfa.User(context.Background(), "bob"); !u.EmailVerified {
+		t.Fatal("address not marked verified")
+	}
+	// A confirmed address can stand in for the admin's link: enrolment
+	// after a code to it.
+	if resp, _ := h.postForm(c, "/.keygate/settings/totp"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("enrolment before the enrolment code: %d", resp.StatusCode)
+	}
+	h.clock.Add(2 * time.Minute) // past the resend cooldown
+	resp, _ = h.postForm(c, "/.keygate/settings/enroll-code/send")
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("send enrolment code: %d", resp.StatusCode)
+	}
+	resp, _ = h.postForm(c, "/.keygate/settings/enroll-code/verify", "code", h.latestCode("bob@example.com"))
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "code_ok_enroll") {
+		t.Fatalf("enrolment code: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	h.enrolTOTP(c)
+	if creds, _ := h.mfa.Credentials(context.Background(), "bob"); len(creds) != 1 {
+		t.Fatalf("bob's factors after email enrolment: %v", creds)
 	}
 }

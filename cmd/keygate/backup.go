@@ -251,7 +251,7 @@ func runRestore(cfg *config.Config, file string, key, storageKey []byte, stdout 
 	case errors.Is(err, badgerstore.ErrBackupKey):
 		return fmt.Errorf("restore %s: %w: it was made with another key (give the right one with --key-file, or use the storage key of the installation that made it)", file, err)
 	case errors.Is(err, badgerstore.ErrRestoreNotEmpty):
-		return fmt.Errorf("restore: %w; keygate restores only into an empty storage.path (stop keygate and point storage.path at a new directory)", err)
+		return fmt.Errorf("restore: %w; point storage.path of the configuration at a new directory", err)
 	case err != nil:
 		return fmt.Errorf("restore %s: %w", file, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/store/badgerstore"
 	"github.com/keygate/keygate/cmd/keygate/config"
+	"github.com/keygate/keygate/factors/emailcode/delivery"
 	"github.com/keygate/keygate/policy"
 	"github.com/spf13/cobra"
 )
@@ -79,13 +80,26 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, listen, data string,
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	up, err := startDemoUpstream()
+	// Listen first: the WebAuthn origin and the links name the real port
+	// (--listen 127.0.0.1:0 picks one).
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return err
+		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
+	defer ln.Close()
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("demo upstream: %w", err)
+	}
+	cfg := demoConfig(ln.Addr().String(), data, "http://"+upLn.Addr().String())
+	// The demo app shows the outbox, so email codes work without SMTP.
+	outbox, err := delivery.NewOutbox(cfg.Email.Outbox, cfg.Email.From)
+	if err != nil {
+		return fmt.Errorf("demo outbox: %w", err)
+	}
+	up := startDemoUpstream(upLn, outbox)
 	defer up.Close()
 
-	cfg := demoConfig(listen, data, "http://"+up.Addr)
 	if _, err := os.Stat(cfg.Storage.EncryptionKeyFile); errors.Is(err, os.ErrNotExist) {
 		if _, err := badgerstore.GenerateKeyFile(cfg.Storage.EncryptionKeyFile); err != nil {
 			return fmt.Errorf("create demo encryption key: %w", err)
@@ -116,7 +130,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, listen, data string,
 	default:
 		return fmt.Errorf("create demo user: %w", err)
 	}
-	return a.serve(ctx, cfg.Server.Listen, func(addr string) {
+	return a.serve(ctx, ln, func(addr string) {
 		_, port, _ := net.SplitHostPort(addr)
 		base := "http://localhost:" + port
 		fmt.Fprintf(stdout, `
@@ -127,11 +141,13 @@ keygate demo is running (data in %s).
   Admin area      %s/admin/       (two_factor)
   Closed area     %s/closed/      (deny)
   Your session    %s/.keygate/
+  Security page   %s/.keygate/settings   (add an authenticator app, a security key, recovery codes)
+  Demo outbox     %s/outbox       (the emails keygate "sent": codes, notices)
 
   Sign in as      %s / %s   (demo only; change it with: keygate user passwd %s --config <your config>)
 
 Press Ctrl+C to stop.
-`, data, base, base, base, base, base, demoUser, demoPassword, demoUser)
+`, data, base, base, base, base, base, base, base, demoUser, demoPassword, demoUser)
 		if ready != nil {
 			ready(addr)
 		}
@@ -161,19 +177,34 @@ var demoPage = template.Must(template.New("demo").Parse(`<!doctype html>
 <h2>Try</h2>
 <ul><li><a href="/">/</a> one factor (password)</li><li><a href="/public/">/public/</a> no sign-in</li>
 <li><a href="/admin/">/admin/</a> two factors</li><li><a href="/closed/">/closed/</a> denied to everyone</li>
-<li><a href="/.keygate/">/.keygate/</a> your keygate session</li></ul>
+<li><a href="/.keygate/">/.keygate/</a> your keygate session</li>
+<li><a href="/.keygate/settings">/.keygate/settings</a> your security page: add a second factor</li>
+<li><a href="/outbox">/outbox</a> the demo's mail (codes and notices)</li></ul>
 <h2>All request headers</h2>
 <table>{{range .All}}<tr><td>{{.Name}}</td><td>{{.Value}}</td></tr>{{end}}</table>
 </body></html>`))
 
 type headerRow struct{ Name, Value string }
 
-func startDemoUpstream() (*demoUpstream, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("demo upstream: %w", err)
-	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+var outboxPage = template.Must(template.New("outbox").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>keygate demo outbox</title>
+<style>body{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem}pre{background:#f4f4f4;padding:.8rem;white-space:pre-wrap}</style></head>
+<body><h1>Demo outbox</h1><p>In the demo keygate writes mail here instead of sending it. Newest first.</p>
+{{range .}}<h2>{{.Subject}}</h2><p>To {{.To}}, {{.Time.Format "2006-01-02 15:04:05"}}</p><pre>{{.Text}}</pre>{{else}}<p>No mail yet.</p>{{end}}
+<p><a href="/">Back</a></p></body></html>`))
+
+func startDemoUpstream(ln net.Listener, outbox *delivery.Outbox) *demoUpstream {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/outbox", func(w http.ResponseWriter, r *http.Request) {
+		mails, err := outbox.List()
+		if err != nil {
+			http.Error(w, "outbox: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_ = outboxPage.Execute(w, mails)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		var ident, all []headerRow
 		for name, vals := range r.Header {
 			row := headerRow{name, strings.Join(vals, ", ")}
@@ -187,7 +218,7 @@ func startDemoUpstream() (*demoUpstream, error) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_ = demoPage.Execute(w, map[string]any{"Method": r.Method, "Path": r.URL.Path, "Identity": ident, "All": all})
 	})
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	return &demoUpstream{Addr: ln.Addr().String(), srv: srv}, nil
+	return &demoUpstream{Addr: ln.Addr().String(), srv: srv}
 }

@@ -277,6 +277,28 @@ func TestDemoLifecycle(t *testing.T) {
 	}
 	run(t, "another-long-passphrase\n", "user", "add", "bob", "--email", "bob@example.com", "--password-stdin", "--config", cfg)
 
+	// Second-factor administration through the socket.
+	out, errOut, rc = run(t, "", "user", "enroll-link", demoUser, "--config", cfg)
+	if rc != 0 || !strings.Contains(out, d.base+"/.keygate/enroll/") || !strings.Contains(out, "works once") {
+		t.Fatalf("enroll-link: rc=%d %q %q", rc, out, errOut)
+	}
+	out, _, rc = run(t, "", "user", "factors", demoUser, "--config", cfg)
+	if rc != 0 || !strings.Contains(out, "KIND") {
+		t.Fatalf("user factors: rc=%d %q", rc, out)
+	}
+	out, _, rc = run(t, "", "user", "reset-factors", demoUser, "--config", cfg)
+	if rc != 0 || !strings.Contains(out, "removed 0 second factor(s)") {
+		t.Fatalf("reset-factors: rc=%d %q", rc, out)
+	}
+	if code, _ := getWithCookie(t, d.base+"/", ck); code != http.StatusFound {
+		t.Fatalf("a reset left the user's session alive: %d", code)
+	}
+	ck = signIn(t, d.base, demoUser, demoPassword)
+	// The demo app shows keygate's outbox.
+	if code, body := getWithCookie(t, d.base+"/outbox", ck); code != 200 || !strings.Contains(body, "Demo outbox") {
+		t.Fatalf("demo outbox: %d", code)
+	}
+
 	// A second keygate on the same data directory fails clearly.
 	_, errOut, rc = run(t, "", "demo", "--listen", "127.0.0.1:0", "--data", data)
 	if rc == 0 || !strings.Contains(errOut, "another keygate") {

@@ -36,21 +36,23 @@ func newServeCmd(g *globals) *cobra.Command {
 					log.Error("close", "err", err)
 				}
 			}()
-			return a.serve(ctx, cfg.Server.Listen, nil)
+			ln, err := net.Listen("tcp", cfg.Server.Listen)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
+			}
+			return a.serve(ctx, ln, nil)
 		},
 	}
 }
 
-// serve runs the gateway until ctx ends, then drains in-flight requests.
+// serve runs the gateway on ln until ctx ends, then drains in-flight
+// requests.
 // ready, when set, is called with the bound address once it accepts.
-func (a *app) serve(ctx context.Context, listen string, ready func(addr string)) error {
+func (a *app) serve(ctx context.Context, ln net.Listener, ready func(addr string)) error {
 	h, err := a.webServer()
 	if err != nil {
+		_ = ln.Close()
 		return err
-	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
 	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !isLoopback(host) {
 		a.log.Warn("serving plain HTTP on a non-loopback address: put a TLS-terminating proxy in front and list it in server.trusted_proxies", "listen", ln.Addr().String())

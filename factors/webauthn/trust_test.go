@@ -1,0 +1,338 @@
+package webauthn
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
+)
+
+// The trust test, and what it shows about Chromium's virtual authenticator.
+//
+// The virtual ctap2 authenticator answers "direct" attestation with a
+// "packed" statement whose x5c is a single self-signed certificate
+// (C=US, O=Chromium, OU=Authenticator Attestation, CN=Batch Certificate),
+// minted anew for every registration (its notAfter is "now + 20 years", and
+// ECDSA signatures differ) but always by the same key: Chromium's
+// VirtualFidoDevice signs attestations with a fixed key, the example
+// attestation key of the FIDO U2F raw message formats specification
+// (device/fido/virtual_fido_device.cc, kAttestationKey and
+// GenerateAttestationCertificate). go-webauthn verifies the statement as
+// attestation type basic_full with that certificate as the trust path.
+//
+// Trusting one of those certificates as a root does not work, and must
+// not: it is a leaf (basicConstraints CA:FALSE, which packed attestation
+// requires), so crypto/x509 will not accept it as the issuer of the next
+// registration's certificate (Certificate.CheckSignatureFrom refuses a
+// parent that is not a CA), and byte-for-byte it is never presented again.
+//
+// What works without weakening any check is what a vendor's attestation
+// root is: a CA certificate for the key that signs the attestations. The
+// test's own attestation CA issues a CA certificate whose subject is the
+// virtual authenticator's issuer name and whose public key is its fixed
+// attestation key; the test's MDS blob (signed by the test's MDS root)
+// lists AAGUID 01020304-0506-0708-0102-030405060708 with attestation type
+// basic_full and that certificate as its attestationRootCertificates. Then
+// go-webauthn's metadata validation (entry present, attestation type
+// listed, status reports acceptable, x5c chained to the roots with
+// x509.Verify) passes, and only then is the credential Attested.
+//
+// This is test-only by nature: the private half of that key is published
+// (in the U2F specification and Chromium's source), so anyone can mint such
+// an attestation. No real MDS blob lists this AAGUID, so in production the
+// virtual authenticator is never Attested.
+
+// newCA makes a self-signed CA.
+func newCA(t testing.TB, cn string) (*ecdsa.PrivateKey, *x509.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: cn, Organization: []string{"keygate tests"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, cert
+}
+
+// certifyAttestationKey issues, from ca, a CA certificate for the key and
+// issuer name of an attestation certificate: the root an authenticator
+// vendor would publish for its attestation key.
+func certifyAttestationKey(t testing.TB, caKey *ecdsa.PrivateKey, ca, att *x509.Certificate) *x509.Certificate {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		RawSubject:            att.RawIssuer, // names must match byte for byte to chain
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+		// Without a subjectAltName this certificate (same subject, same
+		// key) is, to crypto/x509's loop detection (alreadyInChain), the
+		// self-signed leaf itself, and no chain is built through it.
+		URIs: []*url.URL{{Scheme: "urn", Opaque: "keygate:test:chromium-virtual-attestation-root"}},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, att.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+func writePEM(t testing.TB, certs ...*x509.Certificate) string {
+	t.Helper()
+	var buf bytes.Buffer
+	for _, c := range certs {
+		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	path := filepath.Join(t.TempDir(), "certs.pem")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// mdsEntry is one MDS3 BLOB payload entry.
+func mdsEntry(aaguid, description, status string, types []string, roots ...*x509.Certificate) map[string]any {
+	rs := make([]string, len(roots))
+	for i, r := range roots {
+		rs[i] = base64.StdEncoding.EncodeToString(r.Raw)
+	}
+	return map[string]any{
+		"aaguid": aaguid,
+		"metadataStatement": map[string]any{
+			"aaguid":                      aaguid,
+			"description":                 description,
+			"protocolFamily":              "fido2",
+			"schema":                      3,
+			"attestationTypes":            types,
+			"attestationRootCertificates": rs,
+		},
+		"statusReports":          []map[string]any{{"status": status, "effectiveDate": "2024-01-01"}},
+		"timeOfLastStatusChange": "2024-01-01",
+	}
+}
+
+// writeBlob writes an MDS3 blob: a JWT (ES256) signed by key, without an
+// x5c header, so the decoder verifies it with the configured root itself.
+func writeBlob(t testing.TB, key *ecdsa.PrivateKey, entries ...map[string]any) string {
+	t.Helper()
+	payload, err := json.Marshal(map[string]any{
+		"legalHeader": "keygate test metadata", "no": 1, "nextUpdate": time.Now().AddDate(0, 1, 0).Format(time.DateOnly), "entries": entries,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := base64.RawURLEncoding
+	signed := enc.EncodeToString([]byte(`{"alg":"ES256","typ":"JWT"}`)) + "." + enc.EncodeToString(payload)
+	digest := sha256.Sum256([]byte(signed))
+	r, s, err := ecdsa.Sign(rand.Reader, key, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...)
+	path := filepath.Join(t.TempDir(), "mds.jwt")
+	if err := os.WriteFile(path, []byte(signed+"."+enc.EncodeToString(sig)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// attestationCert returns the x5c[0] certificate of a stored credential's
+// attestation.
+func attestationCert(t testing.TB, e *env, user string) *x509.Certificate {
+	t.Helper()
+	r, _ := e.record(t, user)
+	var obj protocol.AttestationObject
+	if err := webauthncbor.Unmarshal(r.Creds[0].Attestation.Object, &obj); err != nil {
+		t.Fatal(err)
+	}
+	x5c, ok := obj.AttStatement["x5c"].([]any)
+	if !ok || len(x5c) != 1 {
+		t.Fatalf("%s: x5c %T len %d", user, obj.AttStatement["x5c"], len(x5c))
+	}
+	cert, err := x509.ParseCertificate(x5c[0].([]byte))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+func TestBrowserTrust(t *testing.T) {
+	e := newEnv(t, nil)
+	key := e.page(t)
+	key.AddAuthenticator(t, securityKey)
+	u2f := e.page(t)
+	u2f.AddAuthenticator(t, u2fKey)
+
+	// Without trust anchors nothing is attested, whatever is claimed.
+	if _, err := enrol(t, e.f, key, "plain", SecurityKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enrol(t, e.f, u2f, "plain-u2f", SecurityKey); err != nil {
+		t.Fatal(err)
+	}
+	for user, want := range map[string][3]string{
+		"plain":     {virtualAAGUID, "packed", "basic_full"},
+		"plain-u2f": {"00000000-0000-0000-0000-000000000000", "fido-u2f", ""},
+	} {
+		infos, _ := e.f.Credentials(ctx, user)
+		c := infos[0]
+		if c.Attested || c.AAGUID != want[0] || c.AttestationFormat != want[1] || (want[2] != "" && c.AttestationType != want[2]) {
+			t.Errorf("%s: attested=%v %s %s %s", user, c.Attested, c.AAGUID, c.AttestationFormat, c.AttestationType)
+		}
+	}
+
+	// Every registration mints a new self-signed leaf with the same key.
+	leaf := attestationCert(t, e, "plain")
+	other := e.page(t)
+	other.AddAuthenticator(t, securityKey)
+	if _, err := enrol(t, e.f, other, "plain2", SecurityKey); err != nil {
+		t.Fatal(err)
+	}
+	leaf2 := attestationCert(t, e, "plain2")
+	if bytes.Equal(leaf.Raw, leaf2.Raw) || !leaf.PublicKey.(*ecdsa.PublicKey).Equal(leaf2.PublicKey) ||
+		leaf.IsCA || !bytes.Equal(leaf.RawIssuer, leaf.RawSubject) || leaf.Subject.CommonName != "Batch Certificate" {
+		t.Fatalf("virtual authenticator attestation is not what the notes say: %v / %v", leaf.Subject, leaf2.Subject)
+	}
+	// A leaf is no trust anchor for the next one.
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	if _, err := leaf2.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+		t.Fatal("a self-signed attestation leaf verified another")
+	}
+
+	mdsKey, mdsRoot := newCA(t, "keygate test MDS root")
+	mdsRootFile := writePEM(t, mdsRoot)
+	caKey, ca := newCA(t, "keygate test attestation CA")
+	virtualRoot := certifyAttestationKey(t, caKey, ca, leaf)
+	_, unrelated := newCA(t, "unrelated attestation CA")
+	const model = "Chromium virtual authenticator (keygate test)"
+	basicFull := []string{"basic_full"}
+	blob := func(entries ...map[string]any) TrustOptions {
+		return TrustOptions{MDSBlobFile: writeBlob(t, mdsKey, entries...), MDSRootFile: mdsRootFile}
+	}
+	listed := blob(mdsEntry(virtualAAGUID, model, "NOT_FIDO_CERTIFIED", basicFull, virtualRoot))
+
+	for i, tc := range []struct {
+		name     string
+		trust    TrustOptions
+		u2f      bool
+		attested bool
+		model    string
+	}{
+		{name: "MDS lists the model, root = its attestation key", trust: listed, attested: true, model: model},
+		{name: "MDS, U2F key (zero AAGUID)", trust: listed, u2f: true},
+		{name: "MDS, model revoked", trust: blob(mdsEntry(virtualAAGUID, model, "REVOKED", basicFull, virtualRoot))},
+		{name: "MDS, model's root is another CA", trust: blob(mdsEntry(virtualAAGUID, model, "NOT_FIDO_CERTIFIED", basicFull, unrelated))},
+		{name: "MDS, model only does self attestation", trust: blob(mdsEntry(virtualAAGUID, model, "NOT_FIDO_CERTIFIED", []string{"basic_surrogate"}, virtualRoot))},
+		{name: "MDS lists other models only", trust: blob(mdsEntry("2fc0579f-8113-47ea-b116-bb5a8db9202a", "Other key", "FIDO_CERTIFIED", basicFull, virtualRoot))},
+		{name: "PEM root", trust: TrustOptions{RootCertFiles: []string{writePEM(t, virtualRoot)}}, attested: true},
+		{name: "PEM root, U2F key", trust: TrustOptions{RootCertFiles: []string{writePEM(t, virtualRoot)}}, u2f: true},
+		{name: "PEM root, unrelated", trust: TrustOptions{RootCertFiles: []string{writePEM(t, unrelated)}}},
+		{name: "PEM root for what MDS does not list", attested: true, trust: TrustOptions{
+			MDSBlobFile: writeBlob(t, mdsKey, mdsEntry("2fc0579f-8113-47ea-b116-bb5a8db9202a", "Other key", "FIDO_CERTIFIED", basicFull, unrelated)),
+			MDSRootFile: mdsRootFile, RootCertFiles: []string{writePEM(t, virtualRoot)},
+		}},
+		{name: "MDS entry wins over PEM root", trust: TrustOptions{
+			MDSBlobFile: writeBlob(t, mdsKey, mdsEntry(virtualAAGUID, model, "REVOKED", basicFull, virtualRoot)),
+			MDSRootFile: mdsRootFile, RootCertFiles: []string{writePEM(t, virtualRoot)},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := e.factor(t, func(o *Options) { o.Trust = tc.trust })
+			page, user := key, fmt.Sprintf("user%d", i)
+			if tc.u2f {
+				page = u2f
+			}
+			c, err := enrol(t, f, page, user, SecurityKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			infos, _ := f.Credentials(ctx, user)
+			if infos[0].Attested != tc.attested || infos[0].Model != tc.model {
+				t.Fatalf("attested=%v model=%q, want %v %q", infos[0].Attested, infos[0].Model, tc.attested, tc.model)
+			}
+			wantDetail := "Security key"
+			if tc.model != "" {
+				wantDetail = tc.model
+			}
+			if c.Detail != wantDetail {
+				t.Errorf("detail %q, want %q", c.Detail, wantDetail)
+			}
+			a, err := signIn(t, f, page, user)
+			if err != nil || a.Attested != tc.attested {
+				t.Errorf("login: attested=%v, %v", a.Attested, err)
+			}
+		})
+	}
+
+	// A blob that does not verify against the configured MDS root is
+	// refused at start-up, never half-trusted.
+	_, otherRoot := newCA(t, "another MDS root")
+	for name, trust := range map[string]TrustOptions{
+		"blob signed by another root": {MDSBlobFile: listed.MDSBlobFile, MDSRootFile: writePEM(t, otherRoot)},
+		"blob from the FIDO root":     {MDSBlobFile: listed.MDSBlobFile},
+		"tampered blob":               {MDSBlobFile: tamper(t, listed.MDSBlobFile), MDSRootFile: mdsRootFile},
+	} {
+		if _, err := New(e.kv, Options{RPID: "localhost", Origins: []string{e.origin}, Trust: trust}); err == nil {
+			t.Errorf("%s: loaded", name)
+		}
+	}
+}
+
+// tamper flips the blob's payload (its nextUpdate) keeping the signature.
+func tamper(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := bytes.Split(b, []byte("."))
+	payload, err := base64.RawURLEncoding.DecodeString(string(parts[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload = bytes.Replace(payload, []byte(`"no":1`), []byte(`"no":2`), 1)
+	parts[1] = []byte(base64.RawURLEncoding.EncodeToString(payload))
+	out := filepath.Join(t.TempDir(), "tampered.jwt")
+	if err := os.WriteFile(out, bytes.Join(parts, []byte(".")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
