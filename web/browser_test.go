@@ -160,6 +160,32 @@ func TestBrowserSecurityKeyAndPasskey(t *testing.T) {
 	if !strings.HasSuffix(final, "q=1") {
 		t.Fatalf("after step-up landed on %s", final)
 	}
+
+	// A form typed while the window passed is not lost: after the key, it
+	// is sent on, same method, same fields.
+	h.clock.Add(2 * time.Minute)
+	p.Eval(t, `() => {
+		const f = document.createElement("form");
+		f.method = "POST"; f.action = "/fresh/submit";
+		for (const [k, v] of [["note", "hello world & more"], ["amount", "5"]]) {
+			const i = document.createElement("input"); i.type = "hidden"; i.name = k; i.value = v; f.appendChild(i);
+		}
+		document.body.appendChild(f); f.submit();
+	}`)
+	waitExact(t, p, "/.keygate/second-factor")
+	if n := h.up.count(); n == 0 || h.up.last(t).URL.Path == "/fresh/submit" {
+		t.Fatal("the form reached the upstream without the step-up")
+	}
+	p.Navigate(t, h.origin+"/.keygate/second-factor/webauthn?rd="+url.QueryEscape(h.origin+"/fresh/submit"))
+	p.Click(t, "#webauthn-start")
+	waitExact(t, p, "/fresh/submit")
+	got := h.up.last(t)
+	if got.Method != "POST" || got.URL.Path != "/fresh/submit" {
+		t.Fatalf("replayed as %s %s", got.Method, got.URL.Path)
+	}
+	if body := h.up.lastBody(); body != "note=hello+world+%26+more&amount=5" {
+		t.Fatalf("replayed body %q", body)
+	}
 	p.RemoveAuthenticator(t, key)
 
 	// A platform authenticator with user verification and a resident key

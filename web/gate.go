@@ -184,6 +184,7 @@ func (s *Server) challenge(c *gin.Context, d policy.Decision) {
 	status := http.StatusFound
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		status = http.StatusSeeOther // the portal is a GET page, whatever the original method
+		s.parkForm(c, orig)
 	}
 	c.Header("Cache-Control", "no-store")
 	c.Redirect(status, login)

@@ -472,3 +472,37 @@ func TestCatalogsAreComplete(t *testing.T) {
 		}
 	}
 }
+
+func TestOnlySameOriginFormsAreParked(t *testing.T) {
+	h := newHarness(t, harnessOptions{policyYAML: "default: one_factor\n"})
+	for _, tc := range []struct {
+		name   string
+		hdrs   []reqOpt
+		parked bool
+	}{
+		{"same-origin form", []reqOpt{setHeader("Sec-Fetch-Site", "same-origin")}, true},
+		{"cross-site form", []reqOpt{setHeader("Sec-Fetch-Site", "cross-site")}, false},
+		{"old browser, own Origin", []reqOpt{setHeader("Origin", "http://app.example.com")}, true},
+		{"old browser, other Origin", []reqOpt{setHeader("Origin", "https://evil.example")}, false},
+		{"no origin information", nil, false},
+		{"JSON body", []reqOpt{setHeader("Sec-Fetch-Site", "same-origin"), setHeader("Content-Type", "application/json")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := append([]reqOpt{formHeader}, tc.hdrs...)
+			resp, _ := h.do(h.client(), http.MethodPost, "http://app.example.com/transfer", "to=mallory&amount=1000", opts...)
+			if resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("challenge: %d", resp.StatusCode)
+			}
+			parked := false
+			for _, ck := range resp.Cookies() {
+				parked = parked || (ck.Name == resumeCookie && ck.Value != "")
+			}
+			if parked != tc.parked {
+				t.Fatalf("parked=%v, want %v", parked, tc.parked)
+			}
+		})
+	}
+	if h.up.count() != 0 {
+		t.Fatal("a challenged POST reached the upstream")
+	}
+}

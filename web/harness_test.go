@@ -40,16 +40,28 @@ const (
 
 // recorder is an upstream app that remembers the requests it got.
 type recorder struct {
-	mu   sync.Mutex
-	reqs []*http.Request
-	srv  *httptest.Server
+	mu     sync.Mutex
+	reqs   []*http.Request
+	bodies []string
+	srv    *httptest.Server
+}
+
+func (r *recorder) lastBody() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.bodies) == 0 {
+		return ""
+	}
+	return r.bodies[len(r.bodies)-1]
 }
 
 func newRecorder(t *testing.T) *recorder {
 	rec := &recorder{}
 	rec.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
 		rec.mu.Lock()
 		rec.reqs = append(rec.reqs, r.Clone(context.Background()))
+		rec.bodies = append(rec.bodies, string(body))
 		rec.mu.Unlock()
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "upstream:"+r.URL.Path)
@@ -212,6 +224,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		MFA:             h.mfa,
 		RememberDevice:  30 * 24 * time.Hour,
 		EmailEnrollment: true,
+		Parked:          authn.NewParkedRequests(h.kv, 0),
 		Now:             h.clock.Now,
 		Upstreams: []Upstream{
 			{Host: "app.example.com", URL: target},

@@ -73,6 +73,10 @@ func (s *Server) nextStep(c *gin.Context, sess *authn.Session, rd string) step {
 	}
 	switch d.Outcome {
 	case policy.Allow:
+		if hasParked(c.Request) {
+			// A form waits to be sent on; the resume page does it.
+			return step{Status: stepOK, Redirect: portalPrefix + "resume"}
+		}
 		return step{Status: stepOK, Redirect: target}
 	case policy.Challenge:
 		return step{Status: stepSecondFactor, Factors: d.Acceptable, Redirect: portalPrefix + "second-factor?rd=" + url.QueryEscape(target)}

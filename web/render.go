@@ -33,7 +33,7 @@ func loadPages() (pages, error) {
 		return nil, fmt.Errorf("parse layout: %w", err)
 	}
 	p := pages{}
-	for _, name := range []string{"login", "home", "logout", "message", "chooser", "code", "webauthn", "settings", "totp_enroll", "recovery_codes", "enroll"} {
+	for _, name := range []string{"login", "home", "logout", "message", "chooser", "code", "webauthn", "settings", "totp_enroll", "recovery_codes", "enroll", "resume"} {
 		set, err := base.Clone()
 		if err != nil {
 			return nil, fmt.Errorf("clone layout: %w", err)
@@ -84,6 +84,7 @@ type pageData struct {
 	Codes           []string
 	Download        template.URL
 	Token           string
+	Fields          []formField // a parked form to submit again
 }
 
 // Error is the one error type handlers return: a status, a stable code for

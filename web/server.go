@@ -75,6 +75,9 @@ type Options struct {
 	// EmailEnrollment: a code to the verified address may stand in for an
 	// admin's enrolment link for the first factor.
 	EmailEnrollment bool
+	// Parked keeps form submissions that met a challenge, to send them on
+	// afterwards (nil = they are dropped).
+	Parked *authn.ParkedRequests
 }
 
 // Server is keygate's HTTP handler.
@@ -96,6 +99,7 @@ type Server struct {
 	mfa             *authn.MFA
 	rememberDevice  time.Duration
 	emailEnrollment bool
+	parked          *authn.ParkedRequests
 }
 
 // New builds the handler. It fails on configuration that cannot work.
@@ -119,6 +123,7 @@ func New(o Options) (*Server, error) {
 		mfa:             o.MFA,
 		rememberDevice:  o.RememberDevice,
 		emailEnrollment: o.EmailEnrollment,
+		parked:          o.Parked,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -188,6 +193,7 @@ func (s *Server) routes(trusted []string) (*gin.Engine, error) {
 	k.GET("/signed-out", s.signedOutPage)
 	k.GET("/denied", s.deniedPage)
 	k.GET("/second-factor", s.secondFactorPage)
+	k.GET("/resume", s.resumePage)
 
 	api := k.Group("/api")
 	api.POST("/login", s.apiLogin)

@@ -250,6 +250,7 @@ func (a *app) webServer() (*web.Server, error) {
 		MFA:             a.mfa,
 		RememberDevice:  time.Duration(a.cfg.Session.RememberDeviceDays) * 24 * time.Hour,
 		EmailEnrollment: a.cfg.Email.Enrollment && a.cfg.Email.From != "",
+		Parked:          authn.NewParkedRequests(a.kv, 0),
 	})
 }
 

@@ -86,7 +86,7 @@ func (f *Factor) finishLogin(ctx context.Context, username string, cer *ceremony
 	if err != nil {
 		return Assertion{}, err
 	}
-	rec, _, err := f.loadUser(ctx, username)
+	rec, ver, err := f.loadUser(ctx, username)
 	if isNotFound(err) {
 		return Assertion{}, &VerifyError{Reason: ReasonUnknownCredential, Err: errors.New("user has no credentials")}
 	}
@@ -110,7 +110,7 @@ func (f *Factor) finishLogin(ctx context.Context, username string, cer *ceremony
 	if err != nil {
 		return Assertion{}, libraryError(err)
 	}
-	return f.accept(ctx, username, lc, parsed)
+	return f.accept(ctx, username, rec, ver, lc, parsed)
 }
 
 // FinishPasskey verifies the response to a BeginPasskey ceremony and
@@ -139,7 +139,7 @@ func (f *Factor) finishPasskey(ctx context.Context, cer *ceremonyRecord, respons
 	if len(handle) == 0 {
 		return "", Assertion{}, &VerifyError{Reason: ReasonNotAllowed, Err: errors.New("passkey response without a user handle (not a discoverable credential)")}
 	}
-	username, rec, _, err := f.userByHandle(ctx, handle)
+	username, rec, ver, err := f.userByHandle(ctx, handle)
 	if isNotFound(err) {
 		return "", Assertion{}, &VerifyError{Reason: ReasonUnknownCredential, Err: errors.New("unknown user handle")}
 	}
@@ -159,7 +159,7 @@ func (f *Factor) finishPasskey(ctx context.Context, cer *ceremonyRecord, respons
 	if err != nil {
 		return username, Assertion{}, libraryError(err)
 	}
-	a, err := f.accept(ctx, username, lc, parsed)
+	a, err := f.accept(ctx, username, rec, ver, lc, parsed)
 	return username, a, err
 }
 
@@ -184,12 +184,12 @@ func (f *Factor) parseAssertion(cer *ceremonyRecord, response []byte) (*protocol
 // accepted. A counter that does not advance (go-webauthn's CloneWarning,
 // which it reports on a login it lets succeed) refuses the sign-in and is
 // recorded instead.
-func (f *Factor) accept(ctx context.Context, username string, lc *gwa.Credential, parsed *protocol.ParsedCredentialAssertionData) (Assertion, error) {
+func (f *Factor) accept(ctx context.Context, username string, rec *userRecord, ver uint64, lc *gwa.Credential, parsed *protocol.ParsedCredentialAssertionData) (Assertion, error) {
 	ad := &parsed.Response.AuthenticatorData
 	now := f.now()
 	clone := lc.Authenticator.CloneWarning
 	var cred credRecord
-	_, err := f.updateUser(ctx, username, func(r *userRecord) error {
+	_, err := f.updateUser(ctx, username, rec, ver, func(r *userRecord) error {
 		i := r.index(lc.ID)
 		if i < 0 {
 			return &VerifyError{Reason: ReasonUnknownCredential, Err: errors.New("credential removed during sign-in")}

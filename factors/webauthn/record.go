@@ -32,26 +32,33 @@ import (
 // one user only, WebAuthn §7.1 step 22). The user record is the truth; an
 // index entry whose user no longer holds the handle or credential is stale
 // and is ignored or taken over.
+//
+// The raw registration response (for re-verifying the attestation later)
+// is kept beside the record, not in it: it is a few kilobytes per
+// credential that no sign-in reads, and the record is decoded and
+// rewritten on every sign-in.
 const (
-	userPrefix     = "webauthn/user/"
-	handlePrefix   = "webauthn/handle/"
-	credIDPrefix   = "webauthn/credid/"
-	ceremonyPrefix = "webauthn/ceremony/"
+	userPrefix        = "webauthn/user/"
+	handlePrefix      = "webauthn/handle/"
+	credIDPrefix      = "webauthn/credid/"
+	attestationPrefix = "webauthn/attestation/"
+	ceremonyPrefix    = "webauthn/ceremony/"
 )
 
-func userKey(user string) string     { return userPrefix + url.PathEscape(user) }
-func handleKey(handle []byte) string { return handlePrefix + b64(handle) }
-func credIDKey(id []byte) string     { return credIDPrefix + b64(id) }
-func ceremonyKey(id string) string   { return ceremonyPrefix + id }
-func b64(b []byte) string            { return base64.RawURLEncoding.EncodeToString(b) }
-func durable() store.WriteOptions    { return store.WriteOptions{Durable: true} }
-func isConflict(err error) bool      { return errors.Is(err, store.ErrConflict) }
-func isNotFound(err error) bool      { return errors.Is(err, store.ErrNotFound) }
-func unb64(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
-func aaguidString(b []byte) string   { u, _ := uuid.FromBytes(b); return u.String() }
-func newHandle() []byte              { return randomBytes(handleSize) }
-func newCeremonyID() string          { return b64(randomBytes(32)) }
-func sameHandle(a, b []byte) bool    { return len(a) == handleSize && bytes.Equal(a, b) }
+func userKey(user string) string      { return userPrefix + url.PathEscape(user) }
+func handleKey(handle []byte) string  { return handlePrefix + b64(handle) }
+func credIDKey(id []byte) string      { return credIDPrefix + b64(id) }
+func attestationKey(id []byte) string { return attestationPrefix + b64(id) }
+func ceremonyKey(id string) string    { return ceremonyPrefix + id }
+func b64(b []byte) string             { return base64.RawURLEncoding.EncodeToString(b) }
+func durable() store.WriteOptions     { return store.WriteOptions{Durable: true} }
+func isConflict(err error) bool       { return errors.Is(err, store.ErrConflict) }
+func isNotFound(err error) bool       { return errors.Is(err, store.ErrNotFound) }
+func unb64(s string) ([]byte, error)  { return base64.RawURLEncoding.DecodeString(s) }
+func aaguidString(b []byte) string    { u, _ := uuid.FromBytes(b); return u.String() }
+func newHandle() []byte               { return randomBytes(handleSize) }
+func newCeremonyID() string           { return b64(randomBytes(32)) }
+func sameHandle(a, b []byte) bool     { return len(a) == handleSize && bytes.Equal(a, b) }
 
 // label is the credential's Detail when no attested model name is known.
 func (k AuthenticatorKind) label() string {
@@ -82,9 +89,7 @@ type userRecord struct {
 	Creds  []credRecord `json:"creds"`
 }
 
-// credRecord is one enrolled credential. Attestation keeps the raw
-// registration response so the attestation can be re-verified later (for
-// example against a newer MDS blob) without the user.
+// credRecord is one enrolled credential.
 type credRecord struct {
 	ID         []byte            `json:"id"`
 	Name       string            `json:"name"`
@@ -102,7 +107,6 @@ type credRecord struct {
 	Flags       protocol.AuthenticatorFlags `json:"flags"`
 	Attachment  string                      `json:"attachment,omitempty"`
 	ResidentKey *bool                       `json:"resident_key,omitempty"`
-	Attestation gwa.CredentialAttestation   `json:"attestation"`
 	CreatedAt   time.Time                   `json:"created_at"`
 	LastUsedAt  time.Time                   `json:"last_used_at,omitzero"`
 	// CloneWarningAt is the last refused sign-in whose counter did not
@@ -129,7 +133,6 @@ func (c *credRecord) library() gwa.Credential {
 			SignCount:  c.SignCount,
 			Attachment: protocol.AuthenticatorAttachment(c.Attachment),
 		},
-		Attestation: c.Attestation,
 	}
 }
 
@@ -285,12 +288,17 @@ func (f *Factor) userByHandle(ctx context.Context, handle []byte) (string, *user
 
 // updateUser applies fn to the user's record and writes it with
 // compare-and-swap, re-reading and re-applying on conflict. fn returning an
-// error aborts without writing.
-func (f *Factor) updateUser(ctx context.Context, user string, fn func(*userRecord) error) (*userRecord, error) {
+// error aborts without writing. have/ver, when have is not nil, is the
+// record as the caller just read it, saving the first read (sign-ins are
+// the hot path); fn may change it.
+func (f *Factor) updateUser(ctx context.Context, user string, have *userRecord, ver uint64, fn func(*userRecord) error) (*userRecord, error) {
 	for range maxCASRetries {
-		r, ver, err := f.loadUser(ctx, user)
-		if err != nil {
-			return nil, err
+		r := have
+		if have = nil; r == nil {
+			var err error
+			if r, ver, err = f.loadUser(ctx, user); err != nil {
+				return nil, err
+			}
 		}
 		if err := fn(r); err != nil {
 			return nil, err
@@ -302,6 +310,44 @@ func (f *Factor) updateUser(ctx context.Context, user string, fn func(*userRecor
 		}
 	}
 	return nil, fmt.Errorf("webauthn: update user %q: %w", user, store.ErrConflict)
+}
+
+// putAttestation keeps a credential's raw registration response, durably.
+func (f *Factor) putAttestation(ctx context.Context, id []byte, a *gwa.CredentialAttestation) (uint64, error) {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return 0, fmt.Errorf("webauthn: encode attestation: %w", err)
+	}
+	for range maxCASRetries {
+		var prev uint64
+		it, err := f.kv.Get(ctx, attestationKey(id))
+		if err == nil {
+			prev = it.Version // left by a removed or unfinished enrolment
+		} else if !isNotFound(err) {
+			return 0, fmt.Errorf("webauthn: attestation: %w", err)
+		}
+		ver, err := f.kv.CompareAndSet(ctx, attestationKey(id), b, prev, durable())
+		if err == nil {
+			return ver, nil
+		}
+		if !isConflict(err) {
+			return 0, fmt.Errorf("webauthn: save attestation: %w", err)
+		}
+	}
+	return 0, fmt.Errorf("webauthn: save attestation: %w", store.ErrConflict)
+}
+
+// storedAttestation returns a credential's raw registration response.
+func (f *Factor) storedAttestation(ctx context.Context, id []byte) (gwa.CredentialAttestation, error) {
+	var a gwa.CredentialAttestation
+	it, err := f.kv.Get(ctx, attestationKey(id))
+	if err != nil {
+		return a, fmt.Errorf("webauthn: attestation: %w", err)
+	}
+	if err := json.Unmarshal(it.Value, &a); err != nil {
+		return a, fmt.Errorf("webauthn: decode attestation: %w", err)
+	}
+	return a, nil
 }
 
 // cleanName trims a credential name and checks it: 1 to 64 characters of

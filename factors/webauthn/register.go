@@ -153,7 +153,6 @@ func (f *Factor) finishRegistration(ctx context.Context, u User, cer *ceremonyRe
 		Flags:       lc.Flags.ProtocolValue(),
 		Attachment:  string(lc.Authenticator.Attachment),
 		ResidentKey: lc.Extensions.RK,
-		Attestation: lc.Attestation,
 		CreatedAt:   now,
 	}
 	for _, t := range lc.Transport {
@@ -167,25 +166,31 @@ func (f *Factor) finishRegistration(ctx context.Context, u User, cer *ceremonyRe
 	if err != nil {
 		return factors.Credential{}, err
 	}
-	_, err = f.updateUser(ctx, u.Username, func(r *userRecord) error {
-		if !sameHandle(r.Handle, cer.Session.UserID) {
-			return ErrCeremony // the user's WebAuthn state was reset since Begin
+	aver, err := f.putAttestation(ctx, lc.ID, &lc.Attestation)
+	if err == nil {
+		_, err = f.updateUser(ctx, u.Username, nil, 0, func(r *userRecord) error {
+			if !sameHandle(r.Handle, cer.Session.UserID) {
+				return ErrCeremony // the user's WebAuthn state was reset since Begin
+			}
+			if r.index(cred.ID) >= 0 {
+				return &VerifyError{Reason: ReasonAlreadyRegistered, Err: errors.New("credential already enrolled for this user")}
+			}
+			c := cred
+			if name == "" {
+				c.Name = r.defaultName(c.Kind)
+			} else if r.nameTaken(name, -1) {
+				return fmt.Errorf("webauthn: %w: %q", factors.ErrNameTaken, name)
+			} else {
+				c.Name = name
+			}
+			r.Creds = append(r.Creds, c)
+			cred = c
+			return nil
+		})
+		if err != nil {
+			_ = f.kv.CompareAndDelete(context.WithoutCancel(ctx), attestationKey(lc.ID), aver)
 		}
-		if r.index(cred.ID) >= 0 {
-			return &VerifyError{Reason: ReasonAlreadyRegistered, Err: errors.New("credential already enrolled for this user")}
-		}
-		c := cred
-		if name == "" {
-			c.Name = r.defaultName(c.Kind)
-		} else if r.nameTaken(name, -1) {
-			return fmt.Errorf("webauthn: %w: %q", factors.ErrNameTaken, name)
-		} else {
-			c.Name = name
-		}
-		r.Creds = append(r.Creds, c)
-		cred = c
-		return nil
-	})
+	}
 	if err != nil {
 		_ = f.kv.CompareAndDelete(context.WithoutCancel(ctx), credIDKey(lc.ID), iver)
 		return factors.Credential{}, err

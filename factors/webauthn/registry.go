@@ -99,7 +99,7 @@ func (f *Factor) Rename(ctx context.Context, user, id, name string) error {
 	if err != nil || len(raw) == 0 {
 		return fmt.Errorf("webauthn: credential %q: %w", id, factors.ErrNotFound)
 	}
-	_, err = f.updateUser(ctx, user, func(r *userRecord) error {
+	_, err = f.updateUser(ctx, user, nil, 0, func(r *userRecord) error {
 		i := r.index(raw)
 		if i < 0 {
 			return fmt.Errorf("webauthn: credential %q: %w", id, factors.ErrNotFound)
@@ -127,7 +127,7 @@ func (f *Factor) Remove(ctx context.Context, user, id string) error {
 	if err != nil || len(raw) == 0 {
 		return fmt.Errorf("webauthn: credential %q: %w", id, factors.ErrNotFound)
 	}
-	_, err = f.updateUser(ctx, user, func(r *userRecord) error {
+	_, err = f.updateUser(ctx, user, nil, 0, func(r *userRecord) error {
 		i := r.index(raw)
 		if i < 0 {
 			return fmt.Errorf("webauthn: credential %q: %w", id, factors.ErrNotFound)
@@ -142,6 +142,7 @@ func (f *Factor) Remove(ctx context.Context, user, id string) error {
 		return err
 	}
 	f.dropIndex(ctx, credIDKey(raw), user)
+	f.dropKey(ctx, attestationKey(raw))
 	return nil
 }
 
@@ -176,6 +177,7 @@ func (f *Factor) RemoveAll(ctx context.Context, user string) (int, error) {
 		f.dropIndex(ctx, handleKey(r.Handle), user)
 		for i := range r.Creds {
 			f.dropIndex(ctx, credIDKey(r.Creds[i].ID), user)
+			f.dropKey(ctx, attestationKey(r.Creds[i].ID))
 		}
 		return len(r.Creds), nil
 	}
@@ -191,4 +193,12 @@ func (f *Factor) dropIndex(ctx context.Context, key, user string) {
 		return
 	}
 	_ = f.kv.CompareAndDelete(ctx, key, it.Version)
+}
+
+// dropKey deletes a key that only the removed credential used.
+func (f *Factor) dropKey(ctx context.Context, key string) {
+	ctx = context.WithoutCancel(ctx)
+	if it, err := f.kv.Get(ctx, key); err == nil {
+		_ = f.kv.CompareAndDelete(ctx, key, it.Version)
+	}
 }

@@ -12,10 +12,13 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,12 +49,17 @@ import (
 // root is: a CA certificate for the key that signs the attestations. The
 // test's own attestation CA issues a CA certificate whose subject is the
 // virtual authenticator's issuer name and whose public key is its fixed
-// attestation key; the test's MDS blob (signed by the test's MDS root)
-// lists AAGUID 01020304-0506-0708-0102-030405060708 with attestation type
-// basic_full and that certificate as its attestationRootCertificates. Then
-// go-webauthn's metadata validation (entry present, attestation type
-// listed, status reports acceptable, x5c chained to the roots with
-// x509.Verify) passes, and only then is the credential Attested.
+// attestation key. It needs a subjectAltName: crypto/x509's path builder
+// treats a candidate parent with the same subject, public key and SAN as a
+// certificate already in the chain (alreadyInChain, its loop detection),
+// and a self-signed leaf has the same subject and key as its issuer, so
+// without a SAN no chain is ever built through it. The test's MDS blob
+// (signed by the test's MDS root) lists AAGUID
+// 01020304-0506-0708-0102-030405060708 with attestation type basic_full and
+// that certificate as its attestationRootCertificates. Then go-webauthn's
+// metadata validation (entry present, attestation type listed, status
+// reports acceptable, x5c verified to the roots with x509.Verify) passes,
+// and only then is the credential Attested.
 //
 // This is test-only by nature: the private half of that key is published
 // (in the U2F specification and Chromium's source), so anyone can mint such
@@ -178,8 +186,12 @@ func writeBlob(t testing.TB, key *ecdsa.PrivateKey, entries ...map[string]any) s
 func attestationCert(t testing.TB, e *env, user string) *x509.Certificate {
 	t.Helper()
 	r, _ := e.record(t, user)
+	att, err := e.f.storedAttestation(ctx, r.Creds[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var obj protocol.AttestationObject
-	if err := webauthncbor.Unmarshal(r.Creds[0].Attestation.Object, &obj); err != nil {
+	if err := webauthncbor.Unmarshal(att.Object, &obj); err != nil {
 		t.Fatal(err)
 	}
 	x5c, ok := obj.AttStatement["x5c"].([]any)
@@ -209,11 +221,11 @@ func TestBrowserTrust(t *testing.T) {
 	}
 	for user, want := range map[string][3]string{
 		"plain":     {virtualAAGUID, "packed", "basic_full"},
-		"plain-u2f": {"00000000-0000-0000-0000-000000000000", "fido-u2f", ""},
+		"plain-u2f": {"00000000-0000-0000-0000-000000000000", "fido-u2f", "basic_full"},
 	} {
 		infos, _ := e.f.Credentials(ctx, user)
 		c := infos[0]
-		if c.Attested || c.AAGUID != want[0] || c.AttestationFormat != want[1] || (want[2] != "" && c.AttestationType != want[2]) {
+		if c.Attested || c.AAGUID != want[0] || c.AttestationFormat != want[1] || c.AttestationType != want[2] {
 			t.Errorf("%s: attested=%v %s %s %s", user, c.Attested, c.AAGUID, c.AttestationFormat, c.AttestationType)
 		}
 	}
@@ -255,27 +267,29 @@ func TestBrowserTrust(t *testing.T) {
 		u2f      bool
 		attested bool
 		model    string
+		why      string // in the log
 	}{
-		{name: "MDS lists the model, root = its attestation key", trust: listed, attested: true, model: model},
-		{name: "MDS, U2F key (zero AAGUID)", trust: listed, u2f: true},
-		{name: "MDS, model revoked", trust: blob(mdsEntry(virtualAAGUID, model, "REVOKED", basicFull, virtualRoot))},
-		{name: "MDS, model's root is another CA", trust: blob(mdsEntry(virtualAAGUID, model, "NOT_FIDO_CERTIFIED", basicFull, unrelated))},
-		{name: "MDS, model only does self attestation", trust: blob(mdsEntry(virtualAAGUID, model, "NOT_FIDO_CERTIFIED", []string{"basic_surrogate"}, virtualRoot))},
-		{name: "MDS lists other models only", trust: blob(mdsEntry("2fc0579f-8113-47ea-b116-bb5a8db9202a", "Other key", "FIDO_CERTIFIED", basicFull, virtualRoot))},
-		{name: "PEM root", trust: TrustOptions{RootCertFiles: []string{writePEM(t, virtualRoot)}}, attested: true},
-		{name: "PEM root, U2F key", trust: TrustOptions{RootCertFiles: []string{writePEM(t, virtualRoot)}}, u2f: true},
-		{name: "PEM root, unrelated", trust: TrustOptions{RootCertFiles: []string{writePEM(t, unrelated)}}},
-		{name: "PEM root for what MDS does not list", attested: true, trust: TrustOptions{
+		{name: "MDS lists the model, root = its attestation key", trust: listed, attested: true, model: model, why: "chains to a trust anchor"},
+		{name: "MDS, U2F key (zero AAGUID)", trust: listed, u2f: true, why: "zero AAGUID"},
+		{name: "MDS, model revoked", trust: blob(mdsEntry(virtualAAGUID, model, "REVOKED", basicFull, virtualRoot)), why: "undesired status reports were present: REVOKED"},
+		{name: "MDS, model's root is another CA", trust: blob(mdsEntry(virtualAAGUID, model, "NOT_FIDO_CERTIFIED", basicFull, unrelated)), why: "could not be verified due to an error validating the trust chain"},
+		{name: "MDS, model only does self attestation", trust: blob(mdsEntry(virtualAAGUID, model, "NOT_FIDO_CERTIFIED", []string{"basic_surrogate"}, virtualRoot)), why: "attestation type 'basic_full' is not known to be used"},
+		{name: "MDS lists other models only", trust: blob(mdsEntry("2fc0579f-8113-47ea-b116-bb5a8db9202a", "Other key", "FIDO_CERTIFIED", basicFull, virtualRoot)), why: "not in the metadata"},
+		{name: "PEM root", trust: TrustOptions{RootCertFiles: []string{writePEM(t, virtualRoot)}}, attested: true, why: "chains to a trust anchor"},
+		{name: "PEM root, U2F key", trust: TrustOptions{RootCertFiles: []string{writePEM(t, virtualRoot)}}, u2f: true, why: "zero AAGUID"},
+		{name: "PEM root, unrelated", trust: TrustOptions{RootCertFiles: []string{writePEM(t, unrelated)}}, why: "could not be verified due to an error validating the trust chain"},
+		{name: "PEM root for what MDS does not list", attested: true, why: "chains to a trust anchor", trust: TrustOptions{
 			MDSBlobFile: writeBlob(t, mdsKey, mdsEntry("2fc0579f-8113-47ea-b116-bb5a8db9202a", "Other key", "FIDO_CERTIFIED", basicFull, unrelated)),
 			MDSRootFile: mdsRootFile, RootCertFiles: []string{writePEM(t, virtualRoot)},
 		}},
-		{name: "MDS entry wins over PEM root", trust: TrustOptions{
+		{name: "MDS entry wins over PEM root", why: "REVOKED", trust: TrustOptions{
 			MDSBlobFile: writeBlob(t, mdsKey, mdsEntry(virtualAAGUID, model, "REVOKED", basicFull, virtualRoot)),
 			MDSRootFile: mdsRootFile, RootCertFiles: []string{writePEM(t, virtualRoot)},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := e.factor(t, func(o *Options) { o.Trust = tc.trust })
+			var log syncBuffer
+			f := e.factor(t, func(o *Options) { o.Trust = tc.trust; o.Logger = slog.New(slog.NewTextHandler(&log, nil)) })
 			page, user := key, fmt.Sprintf("user%d", i)
 			if tc.u2f {
 				page = u2f
@@ -286,7 +300,10 @@ func TestBrowserTrust(t *testing.T) {
 			}
 			infos, _ := f.Credentials(ctx, user)
 			if infos[0].Attested != tc.attested || infos[0].Model != tc.model {
-				t.Fatalf("attested=%v model=%q, want %v %q", infos[0].Attested, infos[0].Model, tc.attested, tc.model)
+				t.Fatalf("attested=%v model=%q, want %v %q\n%s", infos[0].Attested, infos[0].Model, tc.attested, tc.model, log.String())
+			}
+			if !strings.Contains(log.String(), tc.why) {
+				t.Errorf("log does not say %q:\n%s", tc.why, log.String())
 			}
 			wantDetail := "Security key"
 			if tc.model != "" {
@@ -335,4 +352,22 @@ func tamper(t testing.TB, path string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// syncBuffer is a log destination safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

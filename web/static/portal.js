@@ -115,3 +115,8 @@ if (resend && resend.dataset.resendIn) {
     if (hint) hint.textContent = template.replace("%d", String(left));
   }, 1000);
 }
+
+// A form that met a sign-in or step-up is sent on as soon as the person
+// is through (the page only exists right after that).
+const resumeForm = document.getElementById("resume-form");
+if (resumeForm) resumeForm.submit();

@@ -1,0 +1,110 @@
+package web
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"github.com/keygate/keygate/authn"
+)
+
+const (
+	// resumeCookie names a parked form submission of this browser.
+	resumeCookie = "keygate_resume"
+	// maxParkedBody: larger forms are not kept (uploads are not replayed).
+	maxParkedBody = 64 << 10
+)
+
+// parkForm keeps a browser's form POST that met a challenge, so that it is
+// submitted again once the person has signed in or stepped up. Only a
+// same-origin urlencoded form is kept: a cross-site form parked here would
+// be replayed with the victim's fresh authentication (CSRF).
+func (s *Server) parkForm(c *gin.Context, target string) {
+	r := c.Request
+	if s.parked == nil || r.Method != http.MethodPost || r.ContentLength > maxParkedBody {
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+		return
+	}
+	if !sameOrigin(r, s.scheme(r)) {
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxParkedBody+1))
+	if err != nil || len(body) > maxParkedBody {
+		return
+	}
+	id, err := s.parked.Park(r.Context(), authn.ParkedRequest{Method: r.Method, URL: target,
+		ContentType: "application/x-www-form-urlencoded", Body: body})
+	if err != nil {
+		s.log.Warn("park form", "err", err)
+		return
+	}
+	http.SetCookie(c.Writer, &http.Cookie{Name: resumeCookie, Value: id, Path: portalPrefix, MaxAge: 15 * 60,
+		HttpOnly: true, Secure: s.isHTTPS(r), SameSite: http.SameSiteLaxMode})
+}
+
+// sameOrigin says whether the browser reports the request as coming from
+// the page's own origin (Fetch metadata, else the Origin header).
+func sameOrigin(r *http.Request, scheme string) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin"
+	}
+	origin := r.Header.Get("Origin")
+	return origin != "" && origin == scheme+"://"+r.Host
+}
+
+// hasParked says whether this browser has a form waiting.
+func hasParked(r *http.Request) bool {
+	ck, err := r.Cookie(resumeCookie)
+	return err == nil && ck.Value != ""
+}
+
+// resumePage submits the parked form again: a page with the same fields
+// that portal.js submits at once (a button without JS).
+func (s *Server) resumePage(c *gin.Context) {
+	sess := s.requireSession(c)
+	if sess == nil {
+		return
+	}
+	ck, err := c.Cookie(resumeCookie)
+	http.SetCookie(c.Writer, &http.Cookie{Name: resumeCookie, Path: portalPrefix, MaxAge: -1, HttpOnly: true})
+	if err != nil || s.parked == nil {
+		c.Redirect(http.StatusFound, s.redirectOrDefault(""))
+		return
+	}
+	p, err := s.parked.Take(c.Request.Context(), ck)
+	if err != nil || s.safeRedirect(p.URL) == "" {
+		c.Redirect(http.StatusFound, s.redirectOrDefault(""))
+		return
+	}
+	d := s.page(c)
+	d.Title = d.T.T("resume.title")
+	d.Redirect = p.URL
+	d.Fields = formFields(p.Body)
+	s.render(c, http.StatusOK, "resume", d)
+}
+
+// formField is one name=value of a urlencoded body, in order.
+type formField struct{ Name, Value string }
+
+func formFields(body []byte) []formField {
+	var out []formField
+	for part := range bytes.SplitSeq(body, []byte("&")) {
+		if len(part) == 0 {
+			continue
+		}
+		k, v, _ := strings.Cut(string(part), "=")
+		name, err1 := url.QueryUnescape(k)
+		value, err2 := url.QueryUnescape(v)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		out = append(out, formField{name, value})
+	}
+	return out
+}
