@@ -348,6 +348,9 @@ func (s *Server) protectedHost(host string) bool {
 	if d := strings.ToLower(strings.Trim(s.cookieDomain, ".")); d != "" && (host == d || strings.HasSuffix(host, "."+d)) {
 		return true
 	}
+	if s.policy == nil {
+		return false
+	}
 	c := s.policy.Load()
 	if c == nil {
 		return false

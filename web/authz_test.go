@@ -397,3 +397,48 @@ rules:
 		}
 	}
 }
+
+// FuzzAuthzTarget checks what matters about the headers a proxy sends,
+// whatever they hold: parsing never panics, and an accepted target yields a
+// login URL on the original host whose rd is the original URL, so keygate
+// never hands a browser a link to somewhere else.
+func FuzzAuthzTarget(f *testing.F) {
+	for _, seed := range [][4]string{
+		{"http://app.example.com/x?y=1", "", "", ""},
+		{"https://app.example.com:8443/a%20b", "POST", "", ""},
+		{"http://app.example.com@evil/", "", "", ""},
+		{"http://[::1]:80/", "", "", ""},
+		{"", "", "app.example.com", "/x?y"},
+		{"", "", "evil.com/x", "/"},
+		{"", "", "app.example.com", "//evil/x"},
+		{"http://app.example.com/x", "", "app.example.com", "/y"},
+	} {
+		f.Add(seed[0], seed[1], seed[2], seed[3])
+	}
+	f.Fuzz(func(t *testing.T, origURL, method, fwdHost, fwdURI string) {
+		h := http.Header{}
+		for k, v := range map[string]string{"X-Original-URL": origURL, "X-Original-Method": method, "X-Forwarded-Host": fwdHost, "X-Forwarded-Uri": fwdURI, "X-Forwarded-Method": method} {
+			if v != "" {
+				h.Set(k, v)
+			}
+		}
+		tg, err := authzTargetOf(h)
+		if err != nil {
+			return
+		}
+		if tg.name != hostOnly(tg.host) || !strings.HasPrefix(tg.uri, "/") || tg.method == "" {
+			t.Fatalf("inconsistent target %+v", tg)
+		}
+		u, err := url.Parse(tg.loginURL())
+		if err != nil {
+			t.Fatalf("login URL %q does not parse: %v", tg.loginURL(), err)
+		}
+		if u.Host != tg.host || u.User != nil || u.Path != "/.keygate/login" || u.Query().Get("rd") != tg.url() {
+			t.Fatalf("login URL %q for target %+v", tg.loginURL(), tg)
+		}
+		rd, err := url.Parse(tg.url())
+		if err != nil || rd.Host != tg.host || rd.User != nil {
+			t.Fatalf("rd %q leaves host %q", tg.url(), tg.host)
+		}
+	})
+}

@@ -81,6 +81,7 @@ func waitPath(t *testing.T, p *browsertest.Page, prefix string) string {
 // an authenticator of kind through the security page.
 func (h *harness) enrolInBrowser(t *testing.T, p *browsertest.Page, user, password, kind string) {
 	t.Helper()
+	clearCookies(t, p) // tabs share cookies: start signed out
 	p.Navigate(t, h.origin+"/.keygate/login")
 	browserSignIn(t, p, user, password)
 	waitExact(t, p, "/.keygate/")
@@ -203,4 +204,48 @@ func TestBrowserSecurityKeyAndPasskey(t *testing.T) {
 	if got := h.up.last(t); got.Header.Get("Remote-User") != "bob" {
 		t.Fatalf("passkey sign-in reached the upstream as %q", got.Header.Get("Remote-User"))
 	}
+}
+
+func TestBrowserPolicyChecksWhatTheKeyProved(t *testing.T) {
+	b := browser.Get(t)
+	h := newHarness(t, harnessOptions{policyYAML: `
+default: one_factor
+rules:
+  - {name: admin, hosts: [localhost], paths: ["/admin/**"], action: two_factor}
+  - {name: no-synced, hosts: [localhost], paths: ["/nosync/**"], action: two_factor, factors: [webauthn], webauthn: {synced: false}}
+  - {name: uv, hosts: [localhost], paths: ["/uv/**"], action: two_factor, factors: [webauthn], webauthn: {user_verification: required}}
+`})
+	signInWithKey := func(p *browsertest.Page, user, password string) {
+		t.Helper()
+		clearCookies(t, p)
+		p.Navigate(t, h.origin+"/.keygate/login?rd="+url.QueryEscape(h.origin+"/admin/x"))
+		browserSignIn(t, p, user, password)
+		waitExact(t, p, "/.keygate/second-factor")
+		p.Navigate(t, h.origin+"/.keygate/second-factor/webauthn?rd="+url.QueryEscape(h.origin+"/admin/x"))
+		p.Click(t, "#webauthn-start")
+		waitExact(t, p, "/admin/x")
+	}
+
+	// A synced passkey (backup eligible): fine for the admin area, refused
+	// where synced: false.
+	p := b.NewPage(t, h.origin+"/public")
+	p.AddAuthenticator(t, browsertest.AuthenticatorOptions{Transport: "internal", ResidentKey: true,
+		UserVerification: true, IsUserVerified: true, BackupEligible: true, BackupState: true})
+	h.enrolInBrowser(t, p, testUser, testPassword, "platform")
+	signInWithKey(p, testUser, testPassword)
+	p.Navigate(t, h.origin+"/uv/x")
+	waitExact(t, p, "/uv/x")
+	p.Navigate(t, h.origin+"/nosync/x")
+	waitExact(t, p, "/.keygate/second-factor")
+
+	// A security key without user verification: refused where the rule
+	// requires it.
+	p2 := b.NewPage(t, h.origin+"/public")
+	p2.AddAuthenticator(t, browsertest.AuthenticatorOptions{Transport: "usb"})
+	h.enrolInBrowser(t, p2, "bob", "violet-harbour-lantern-9", "security_key")
+	signInWithKey(p2, "bob", "violet-harbour-lantern-9")
+	p2.Navigate(t, h.origin+"/nosync/x")
+	waitExact(t, p2, "/nosync/x")
+	p2.Navigate(t, h.origin+"/uv/x")
+	waitExact(t, p2, "/.keygate/second-factor")
 }

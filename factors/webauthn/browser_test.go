@@ -309,3 +309,75 @@ func TestBrowserUserVerificationFromAssertion(t *testing.T) {
 		t.Errorf("passkey without UV: %+v", o)
 	}
 }
+
+// webauthn.js without PublicKeyCredential.parse*FromJSON and toJSON (older
+// browsers) falls back to its own base64url conversion, and the server
+// cannot tell.
+func TestBrowserJSFallback(t *testing.T) {
+	e := newEnv(t, nil)
+	p := e.page(t)
+	p.AddAuthenticator(t, platformKey)
+	p.Eval(t, `() => {
+		delete PublicKeyCredential.parseCreationOptionsFromJSON;
+		delete PublicKeyCredential.parseRequestOptionsFromJSON;
+		delete PublicKeyCredential.prototype.toJSON;
+		return typeof PublicKeyCredential.parseRequestOptionsFromJSON + typeof PublicKeyCredential.prototype.toJSON;
+	}`)
+	var gone string
+	p.EvalInto(t, &gone, `() => typeof PublicKeyCredential.parseCreationOptionsFromJSON + typeof PublicKeyCredential.prototype.toJSON`)
+	if gone != "undefinedundefined" {
+		t.Fatalf("JSON helpers still there: %s", gone)
+	}
+	c := mustRun(t, p, opRegister, "alice", Platform, "").Credential
+	if a := mustRun(t, p, opLogin, "alice", "", "").Assertion; a.CredentialID != c.ID || !a.UserVerified {
+		t.Errorf("login %+v", a)
+	}
+	if pk := mustRun(t, p, opPasskey, "", "", ""); pk.Username != "alice" {
+		t.Errorf("passkey %+v", pk)
+	}
+	if infos, _ := e.f.Credentials(ctx, "alice"); infos[0].ResidentKey == nil || !*infos[0].ResidentKey {
+		t.Errorf("credProps lost in the fallback: %+v", infos[0])
+	}
+}
+
+// webauthn.js reports failures with stable codes.
+func TestBrowserJSErrorCodes(t *testing.T) {
+	e := newEnv(t, nil)
+	opts, _, err := e.f.BeginRegistration(ctx, User{Username: "alice"}, SecurityKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o map[string]any
+	_ = json.Unmarshal(opts, &o)
+	with := func(key string, v any) map[string]any {
+		c := map[string]any{}
+		for k, v := range o {
+			c[k] = v
+		}
+		c[key] = v
+		return c
+	}
+	p := e.page(t) // no authenticator: nothing answers
+	for _, tc := range []struct {
+		name, code, setup string
+		options           any
+	}{
+		{"no challenge", "unknown", "", with("challenge", nil)},
+		{"RP ID of another site", "security", "", with("rp", map[string]any{"id": "example.com", "name": "x"})},
+		{"nobody answers in time", "timeout", "", with("timeout", 500)},
+		{"no WebAuthn", "not_supported", "delete window.PublicKeyCredential", o},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got struct{ Code, Name string }
+			js := `async (options) => {
+				` + tc.setup + `;
+				try { await window.kg.raw.register(options); return { code: "none" }; }
+				catch (e) { return { code: e.code, name: e.name }; }
+			}`
+			p.EvalInto(t, &got, js, tc.options)
+			if got.Code != tc.code || got.Name != "WebAuthnError" {
+				t.Errorf("code %q (%s), want %q", got.Code, got.Name, tc.code)
+			}
+		})
+	}
+}

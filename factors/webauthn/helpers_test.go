@@ -262,6 +262,7 @@ async function post(path, body) {
   return r.json();
 }
 window.kg = {
+  raw: { register, authenticate },
   async ceremony(op, user, kind, name, finish) {
     const b = await post("/begin", { op, user, kind });
     if (b.error) return { beginError: b.error };

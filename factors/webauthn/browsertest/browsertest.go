@@ -202,6 +202,16 @@ func (b *Browser) NewPage(t testing.TB, url string) *Page {
 // ctx is the page bounded by the timeout.
 func (p *Page) ctx() *rod.Page { return p.rod.Timeout(p.Timeout) }
 
+// front brings the tab to the front: WebAuthn runs only in the focused
+// tab ("the page does not have focus"), and of several tabs one has focus.
+func (p *Page) front() (*rod.Page, error) {
+	pg := p.ctx()
+	if _, err := pg.Activate(); err != nil {
+		return nil, fmt.Errorf("browsertest: activate page: %w", err)
+	}
+	return pg, nil
+}
+
 // Rod is the underlying go-rod page.
 func (p *Page) Rod() *rod.Page { return p.rod }
 
@@ -366,11 +376,9 @@ func (p *Page) EvalInto(t testing.TB, out any, js string, args ...any) {
 // TryEval is Eval returning the error (a thrown exception, a timeout)
 // instead of failing the test.
 func (p *Page) TryEval(js string, args ...any) (json.RawMessage, error) {
-	// WebAuthn runs only in the focused tab ("the page does not have
-	// focus"): bring this one to the front, so tests may use several.
-	pg := p.ctx()
-	if _, err := pg.Activate(); err != nil {
-		return nil, fmt.Errorf("activate page: %w", err)
+	pg, err := p.front()
+	if err != nil {
+		return nil, err
 	}
 	res, err := pg.Evaluate(rod.Eval(js, args...).ByPromise().ByUser())
 	if err != nil {
@@ -382,7 +390,11 @@ func (p *Page) TryEval(js string, args ...any) (json.RawMessage, error) {
 // Click clicks the element matching the CSS selector.
 func (p *Page) Click(t testing.TB, selector string) {
 	t.Helper()
-	el, err := p.ctx().Element(selector)
+	pg, err := p.front()
+	if err != nil {
+		t.Fatal(err)
+	}
+	el, err := pg.Element(selector)
 	if err != nil {
 		t.Fatalf("browsertest: find %s: %v", selector, err)
 	}
@@ -394,7 +406,11 @@ func (p *Page) Click(t testing.TB, selector string) {
 // Fill replaces the text of the input matching the CSS selector.
 func (p *Page) Fill(t testing.TB, selector, text string) {
 	t.Helper()
-	el, err := p.ctx().Element(selector)
+	pg, err := p.front()
+	if err != nil {
+		t.Fatal(err)
+	}
+	el, err := pg.Element(selector)
 	if err != nil {
 		t.Fatalf("browsertest: find %s: %v", selector, err)
 	}
