@@ -195,6 +195,10 @@ func TestCeremonyBinding(t *testing.T) {
 	// Expired on our clock, although the store still holds it.
 	opts, id, _ := e.f.BeginLogin(ctx, "alice")
 	resp := k.get(opts)
+	// The store forgets it on its own (real) clock too.
+	if it, err := e.kv.Get(ctx, ceremonyKey(id)); err != nil || it.ExpiresAt.IsZero() || time.Until(it.ExpiresAt) > time.Minute+time.Second {
+		t.Fatalf("ceremony in the store: expires %v, %v", it.ExpiresAt, err)
+	}
 	clock.Add(time.Minute)
 	_, err := e.f.FinishLogin(ctx, "alice", id, resp)
 	check("expired login", err)
@@ -486,4 +490,21 @@ func TestMalformedResponses(t *testing.T) {
 		}
 	}
 	e.unchanged(t, "alice", before)
+}
+
+// A second-factor sign-in accepts only the credentials it offered: one
+// enrolled after Begin is refused, as is a response for another ceremony.
+func TestLoginOnlyOfferedCredentials(t *testing.T) {
+	e := softEnv(t, nil)
+	k1, k2 := newSoftKey(t, e.origin), newSoftKey(t, e.origin)
+	softEnrol(t, e.f, "alice", k1, "")
+	opts, id, _ := e.f.BeginLogin(ctx, "alice")
+	softEnrol(t, e.f, "alice", k2, "")
+	_, before := e.record(t, "alice")
+	_, err := e.f.FinishLogin(ctx, "alice", id, k2.get(opts))
+	verifyReason(t, err, ReasonNotAllowed)
+	e.unchanged(t, "alice", before)
+	if _, err := softLogin(t, e.f, "alice", k2); err != nil {
+		t.Errorf("k2 in a new ceremony: %v", err)
+	}
 }

@@ -235,12 +235,7 @@ func signIn(t testing.TB, f *Factor, p *browsertest.Page, user string) (Assertio
 // repository and JSON endpoints calling the factor.
 type testServer struct {
 	f *Factor
-
-	mu      sync.Mutex
-	lastErr error
 }
-
-func (s *testServer) err() error { s.mu.Lock(); defer s.mu.Unlock(); return s.lastErr }
 
 // webauthnJS is the module under test, served from the repository.
 func webauthnJS(t testing.TB) string {
@@ -353,9 +348,6 @@ func (s *testServer) routes(t testing.TB) http.Handler {
 		default:
 			err = errors.New("unknown op")
 		}
-		s.mu.Lock()
-		s.lastErr = err
-		s.mu.Unlock()
 		if err != nil {
 			ans.Error = err.Error()
 			var ve *VerifyError

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/go-webauthn/webauthn/protocol"
 	gwa "github.com/go-webauthn/webauthn/webauthn"
@@ -95,6 +96,9 @@ func (f *Factor) finishLogin(ctx context.Context, username string, cer *ceremony
 	}
 	if rec.index(parsed.RawID) < 0 {
 		return Assertion{}, &VerifyError{Reason: ReasonUnknownCredential, Err: errors.New("credential is not the user's")}
+	}
+	if !slices.ContainsFunc(cer.Session.AllowedCredentialIDs, func(id []byte) bool { return bytes.Equal(id, parsed.RawID) }) {
+		return Assertion{}, &VerifyError{Reason: ReasonNotAllowed, Err: errors.New("credential was not in the ceremony's allowed list")}
 	}
 	// Credentials removed since Begin are dropped from the allowed list
 	// (the library refuses a list naming credentials the user no longer

@@ -134,7 +134,7 @@ func (f *Factor) finishRegistration(ctx context.Context, u User, cer *ceremonyRe
 	if err != nil {
 		return factors.Credential{}, libraryError(err)
 	}
-	verdict := f.trust.assess(ctx, lc)
+	verdict := f.trust.assess(ctx, lc, f.wa.Config.Attestation, f.wa.Config.Signature)
 	f.log.Info("webauthn: attestation", slog.String("user", u.Username), slog.String("aaguid", aaguidString(lc.Authenticator.AAGUID)),
 		slog.String("format", lc.AttestationFormat), slog.String("type", lc.AttestationType),
 		slog.Bool("attested", verdict.attested), slog.String("why", verdict.why))
@@ -159,43 +159,55 @@ func (f *Factor) finishRegistration(ctx context.Context, u User, cer *ceremonyRe
 		cred.Transports = append(cred.Transports, string(t))
 	}
 
-	// Claim the credential ID for this user before adding it, so that of
-	// two users presenting the same credential (a synced or shared
-	// authenticator, or a replayed response) only one gets it.
-	iver, err := f.claimCredentialID(ctx, u.Username, lc.ID)
-	if err != nil {
-		return factors.Credential{}, err
-	}
-	aver, err := f.putAttestation(ctx, lc.ID, &lc.Attestation)
-	if err == nil {
-		_, err = f.updateUser(ctx, u.Username, nil, 0, func(r *userRecord) error {
-			if !sameHandle(r.Handle, cer.Session.UserID) {
-				return ErrCeremony // the user's WebAuthn state was reset since Begin
-			}
-			if r.index(cred.ID) >= 0 {
-				return &VerifyError{Reason: ReasonAlreadyRegistered, Err: errors.New("credential already enrolled for this user")}
-			}
-			c := cred
-			if name == "" {
-				c.Name = r.defaultName(c.Kind)
-			} else if r.nameTaken(name, -1) {
-				return fmt.Errorf("webauthn: %w: %q", factors.ErrNameTaken, name)
-			} else {
-				c.Name = name
-			}
-			r.Creds = append(r.Creds, c)
-			cred = c
-			return nil
-		})
-		if err != nil {
-			_ = f.kv.CompareAndDelete(context.WithoutCancel(ctx), attestationKey(lc.ID), aver)
-		}
-	}
-	if err != nil {
-		_ = f.kv.CompareAndDelete(context.WithoutCancel(ctx), credIDKey(lc.ID), iver)
+	if err := f.storeCredential(ctx, u.Username, cer.Session.UserID, &cred, &lc.Attestation, name); err != nil {
 		return factors.Credential{}, err
 	}
 	return cred.public(), nil
+}
+
+// storeCredential adds cred to the user's record under name (or the next
+// default name), after claiming its ID in the credential index (so that of
+// two users presenting the same credential, or the same response twice,
+// only one gets it) and keeping its raw attestation. What was written is
+// taken back if a later step fails.
+func (f *Factor) storeCredential(ctx context.Context, user string, handle []byte, cred *credRecord, att *gwa.CredentialAttestation, name string) (err error) {
+	iver, err := f.claimCredentialID(ctx, user, cred.ID)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.kv.CompareAndDelete(context.WithoutCancel(ctx), credIDKey(cred.ID), iver)
+		}
+	}()
+	aver, err := f.putAttestation(ctx, cred.ID, att)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.kv.CompareAndDelete(context.WithoutCancel(ctx), attestationKey(cred.ID), aver)
+		}
+	}()
+	_, err = f.updateUser(ctx, user, nil, 0, func(r *userRecord) error {
+		if !sameHandle(r.Handle, handle) {
+			return ErrCeremony // the user's WebAuthn state was reset since Begin
+		}
+		if r.index(cred.ID) >= 0 {
+			return &VerifyError{Reason: ReasonAlreadyRegistered, Err: errors.New("credential already enrolled for this user")}
+		}
+		switch {
+		case name == "":
+			cred.Name = r.defaultName(cred.Kind)
+		case r.nameTaken(name, -1):
+			return fmt.Errorf("webauthn: %w: %q", factors.ErrNameTaken, name)
+		default:
+			cred.Name = name
+		}
+		r.Creds = append(r.Creds, *cred)
+		return nil
+	})
+	return err
 }
 
 // claimCredentialID points the credential-ID index at user. An entry for

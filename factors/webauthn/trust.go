@@ -148,11 +148,12 @@ func loadMDS(opt TrustOptions, now func() time.Time, log *slog.Logger) (metadata
 	return p, nil
 }
 
-// assess re-verifies a freshly created credential's attestation (the
-// stored raw attestation object, through go-webauthn's Credential.Verify)
-// against the MDS entry for its AAGUID or the configured roots. Works on
-// stored credentials as well, so it can be re-run with a newer blob.
-func (t *trust) assess(ctx context.Context, c *gwa.Credential) verdict {
+// assess re-verifies a freshly created credential's attestation (its raw
+// attestation object, through go-webauthn's Credential.Verify, with the
+// factor's attestation and signature policies) against the MDS entry for
+// its AAGUID or the configured roots. It needs only what is stored, so it
+// could be re-run later against a newer blob.
+func (t *trust) assess(ctx context.Context, c *gwa.Credential, ap protocol.AttestationPolicy, sp protocol.SignaturePolicy) verdict {
 	if t == nil {
 		return verdict{why: "no trust anchors configured"}
 	}
@@ -185,7 +186,7 @@ func (t *trust) assess(ctx context.Context, c *gwa.Credential) verdict {
 		return verdict{why: "AAGUID not in the metadata and no other roots configured"}
 	}
 	cred := *c
-	if err := cred.Verify(provider, protocol.AttestationPolicy{}, protocol.SignaturePolicy{}); err != nil {
+	if err := cred.Verify(provider, ap, sp); err != nil {
 		var pe *protocol.Error
 		if errors.As(err, &pe) {
 			return verdict{why: pe.Details + " " + pe.DevInfo}
