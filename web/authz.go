@@ -141,9 +141,9 @@ func (s *Server) authzChallenge(c *gin.Context, t *authzTarget, d policy.Decisio
 	r := c.Request
 	login := t.loginURL()
 	if !s.protectedHost(t.name) {
-		// The portal honours rd only for hosts it protects; without it people
-		// land on the default page after signing in.
-		s.log.Debug("forward-auth for a host no upstream or policy rule names; the portal will not return there after sign-in",
+		// The portal honours rd only for protected hosts; for this one people
+		// would land on the default page after signing in.
+		s.log.Debug("forward-auth for a host that no upstream, policy rule or session.cookie_domain covers; after sign-in the portal will not return there",
 			"host", t.name)
 	}
 	if t.style == styleForwarded && !clientWantsJSON(r) {

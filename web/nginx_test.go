@@ -74,7 +74,11 @@ pid %[1]s/nginx.pid;
 events { worker_connections 64; }
 http {
     access_log %[1]s/access.log;
-%[2]s    include %[1]s/keygate.conf;
+%[2]s    # Never buffer to temp files: as root, nginx's worker runs as nobody,
+    # which cannot enter the test's temp dir.
+    proxy_max_temp_file_size 0;
+    client_body_buffer_size 64k;
+    include %[1]s/keygate.conf;
 }
 `, dir, temps.String())
 	path := filepath.Join(dir, "nginx.conf")
@@ -90,11 +94,6 @@ func startNginx(t *testing.T, keygateAddr, appAddr string) int {
 	t.Helper()
 	bin := nginxBinary(t)
 	dir := t.TempDir()
-	// As root nginx runs its worker as nobody, which must be able to use
-	// the temp paths inside dir.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -55,6 +55,7 @@ func newRootCmd() *cobra.Command {
 		newConfigCmd(g),
 		newBackupCmd(g),
 		newRestoreCmd(g),
+		newWebAuthnCmd(g),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

@@ -9,6 +9,24 @@
 //
 // Chromium is never downloaded: the binary at ChromiumPath is used or the
 // tests are skipped (failed when CI=true, where .ci/run installs it).
+//
+// One browser per test binary, a page per test:
+//
+//	var browser browsertest.Shared
+//
+//	func TestMain(m *testing.M) {
+//		code := m.Run()
+//		_ = browser.Close()
+//		os.Exit(code)
+//	}
+//
+//	func TestEnrolKey(t *testing.T) {
+//		p := browser.Get(t).NewPage(t, "http://localhost:"+port+"/.keygate/settings")
+//		p.AddAuthenticator(t, browsertest.AuthenticatorOptions{Protocol: "ctap2", Transport: "usb"})
+//		p.Fill(t, "#key-name", "YubiKey")
+//		p.Click(t, `button[data-kind="security_key"]`)
+//		p.WaitURL(t, func(u string) bool { return strings.Contains(u, "done=key_added") })
+//	}
 package browsertest
 
 import (
