@@ -291,6 +291,18 @@ rules:
 	secret := h.enrolTOTP(admin)
 	h.clock.Add(30 * time.Second)
 
+	// Where the rule forbids remembered devices, "remember" is not honoured.
+	strict := h.client()
+	h.login(strict, testUser, testPassword, "http://app.example.com/strict/y")
+	resp, _ := h.postJSON(strict, "/.keygate/api/factors/totp/verify", map[string]any{
+		"code": oathtool(t, secret, h.clock.Now()), "rd": "http://app.example.com/strict/y", "remember": true})
+	for _, ck := range resp.Cookies() {
+		if ck.Name == deviceCookie {
+			t.Fatal("a device was remembered for a rule with trusted_device: false")
+		}
+	}
+	h.clock.Add(30 * time.Second)
+
 	c := h.client()
 	h.login(c, testUser, testPassword, "http://app.example.com/x")
 	resp, out := h.postJSON(c, "/.keygate/api/factors/totp/verify", map[string]any{

@@ -45,13 +45,17 @@ func (s *Server) challengeFor(c *gin.Context, sess *authn.Session, rd string) ch
 		ci.portal, ci.acceptable, ci.trusted = true, factorKinds, false
 		return ci
 	}
+	// Decisions of two_factor rules say whether a remembered device may
+	// skip them on every outcome, so "remember" is offered (and honoured)
+	// only where the rule allows it.
+	ci.trusted = d.Action == policy.ActionTwoFactor && d.TrustedDevice && s.rememberDevice > 0
 	switch d.Outcome {
 	case policy.Allow:
 		ci.done = true
 	case policy.Deny:
 		ci.denied = true
 	default:
-		ci.acceptable, ci.trusted = d.Acceptable, d.TrustedDevice && s.rememberDevice > 0
+		ci.acceptable = d.Acceptable
 	}
 	return ci
 }
@@ -236,7 +240,7 @@ func (s *Server) afterSecondFactor(c *gin.Context, sess *authn.Session, kind, rd
 	s.setSessionCookie(c, sess.ID)
 	http.SetCookie(c.Writer, s.plainCookie(c.Request, lastFactorCookie, kind, 365*24*3600))
 	ci := s.challengeFor(c, sess, rd)
-	if remember && s.rememberDevice > 0 && (ci.trusted || ci.done) {
+	if remember && ci.trusted {
 		token, _, err := s.mfa.TrustDevice(c.Request.Context(), sess.ID, c.Request.UserAgent(), clientAddr(c).String(), s.rememberDevice)
 		if err == nil {
 			ck := s.plainCookie(c.Request, deviceCookie, token, int(s.rememberDevice.Seconds()))

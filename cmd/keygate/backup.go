@@ -105,7 +105,7 @@ func backupKeys(cfg *config.Config, keyFile string) (backupKey, storageKey []byt
 	}
 	if storageKey == nil {
 		return nil, nil, errors.New("the storage is not encrypted (no storage.encryption_key_file or " + badgerstore.KeyEnv +
-			"), so there is no key for the backup: give one with --key-file (create it with: openssl rand -hex 32 > backup.key)")
+			"), so there is no key for the backup: give the backup key with --key-file (a new one: openssl rand -hex 32 > backup.key)")
 	}
 	return storageKey, storageKey, nil
 }
