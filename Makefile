@@ -29,7 +29,7 @@ lint: ## go vet + staticcheck + gofmt
 bench: ## micro-benchmarks of the hot path pieces
 	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./authn/ ./web/ ./factors/totp/
 
-FUZZ_TARGETS := ./policy/:FuzzCompileEvaluate ./policy/:FuzzGlob ./web/:FuzzSafeRedirect ./web/:FuzzPolicyPath ./authn/:FuzzParsePHC
+FUZZ_TARGETS := ./policy/:FuzzCompileEvaluate ./policy/:FuzzGlob ./web/:FuzzSafeRedirect ./web/:FuzzPolicyPath ./web/:FuzzAuthzTarget ./authn/:FuzzParsePHC
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	@set -e; for t in $(FUZZ_TARGETS); do \

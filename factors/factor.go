@@ -10,7 +10,11 @@ package factors
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Credential is one enrolled second factor as people and admins see it.
@@ -50,3 +54,25 @@ var (
 	// ErrNotSupported: the operation does not apply to this factor.
 	ErrNotSupported = errors.New("factors: not supported")
 )
+
+// MaxNameLen bounds credential names (in characters).
+const MaxNameLen = 64
+
+// CleanName trims a credential name and checks it: 1 to MaxNameLen
+// characters of printable text, without control characters or the
+// bidirectional formatting characters that can make a name display as
+// something else.
+func CleanName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || !utf8.ValidString(name) || utf8.RuneCountInString(name) > MaxNameLen ||
+		strings.ContainsFunc(name, UnsafeRune) {
+		return "", fmt.Errorf("%w: a name has 1 to %d characters of printable text", ErrInvalidName, MaxNameLen)
+	}
+	return name, nil
+}
+
+// UnsafeRune: control characters and the bidirectional formatting
+// characters that can reorder how text is displayed.
+func UnsafeRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)
+}

@@ -40,7 +40,7 @@ func (s *Server) safeRedirect(rd string) string {
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return ""
 	}
-	if _, ok := s.upstreams[strings.ToLower(u.Hostname())]; !ok {
+	if !s.protectedHost(strings.ToLower(u.Hostname())) {
 		return ""
 	}
 	return u.String()

@@ -51,7 +51,7 @@ func (f *Factor) BeginEnroll(ctx context.Context, user, accountName string) (Enr
 	if accountName == "" {
 		accountName = user
 	}
-	if strings.Contains(accountName, ":") || strings.ContainsFunc(accountName, isUnsafeRune) ||
+	if strings.Contains(accountName, ":") || strings.ContainsFunc(accountName, factors.UnsafeRune) ||
 		!utf8.ValidString(accountName) || utf8.RuneCountInString(accountName) > maxAccountLen {
 		return Enrollment{}, fmt.Errorf("totp: account name may not contain ':' or control characters, and has at most %d characters", maxAccountLen)
 	}

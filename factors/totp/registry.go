@@ -5,15 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/keygate/keygate/authn/store"
 	"github.com/keygate/keygate/factors"
 )
-
-// maxNameLen is the longest credential name, in characters.
-const maxNameLen = 64
 
 // List returns the user's apps in the order they were enrolled (none: an
 // empty list, no error).
@@ -123,23 +118,13 @@ func (r *userRecord) nameTaken(name, except string) bool {
 	return false
 }
 
-// cleanName trims a credential name and checks it: 1 to 64 characters of
-// printable text. Names are shown in pages and in the admin's lists, so
-// control characters and bidi overrides (which can make a name read as
-// another) are refused rather than escaped.
+// cleanName checks a name with the rules every factor shares.
 func cleanName(name string) (string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || !utf8.ValidString(name) || utf8.RuneCountInString(name) > maxNameLen ||
-		strings.ContainsFunc(name, isUnsafeRune) {
-		return "", fmt.Errorf("totp: %w: a name has 1 to %d characters of printable text", factors.ErrInvalidName, maxNameLen)
+	n, err := factors.CleanName(name)
+	if err != nil {
+		return "", fmt.Errorf("totp: %w", err)
 	}
-	return name, nil
-}
-
-// isUnsafeRune: control characters and the bidirectional formatting
-// characters that can reorder how text is displayed.
-func isUnsafeRune(r rune) bool {
-	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)
+	return n, nil
 }
 
 // checkUser refuses an empty user, which would otherwise address keys

@@ -128,7 +128,7 @@ func New(kv KV, opt Options) (*Factor, error) {
 		f.issuer = "keygate"
 	}
 	// The key URI format uses ':' to separate the issuer from the account.
-	if strings.Contains(f.issuer, ":") || strings.ContainsFunc(f.issuer, isUnsafeRune) {
+	if strings.Contains(f.issuer, ":") || strings.ContainsFunc(f.issuer, factors.UnsafeRune) {
 		return nil, fmt.Errorf("totp: issuer %q may not contain ':' or control characters", f.issuer)
 	}
 	alg, ok := parseAlgorithm(opt.Algorithm)
