@@ -506,3 +506,16 @@ func TestOnlySameOriginFormsAreParked(t *testing.T) {
 		t.Fatal("a challenged POST reached the upstream")
 	}
 }
+
+func TestHealthAndReadiness(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	for _, path := range []string{"/.keygate/healthz", "/.keygate/readyz"} {
+		resp, body := h.do(h.client(), http.MethodGet, "http://app.example.com"+path, "")
+		if resp.StatusCode != 200 || body == "" {
+			t.Errorf("%s: %d %q", path, resp.StatusCode, body)
+		}
+	}
+	if h.up.count() != 0 {
+		t.Fatal("health checks reached the upstream")
+	}
+}

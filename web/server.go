@@ -78,6 +78,9 @@ type Options struct {
 	// Parked keeps form submissions that met a challenge, to send them on
 	// afterwards (nil = they are dropped).
 	Parked *authn.ParkedRequests
+	// Ready reports whether the parts behind keygate work (the store
+	// answers); /.keygate/readyz says 503 otherwise. nil = always ready.
+	Ready func(context.Context) error
 }
 
 // Server is keygate's HTTP handler.
@@ -100,6 +103,7 @@ type Server struct {
 	rememberDevice  time.Duration
 	emailEnrollment bool
 	parked          *authn.ParkedRequests
+	ready           func(context.Context) error
 }
 
 // New builds the handler. It fails on configuration that cannot work.
@@ -124,6 +128,7 @@ func New(o Options) (*Server, error) {
 		rememberDevice:  o.RememberDevice,
 		emailEnrollment: o.EmailEnrollment,
 		parked:          o.Parked,
+		ready:           o.Ready,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -180,6 +185,7 @@ func (s *Server) routes(trusted []string) (*gin.Engine, error) {
 
 	k := e.Group("/.keygate", s.portalGuard)
 	k.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
+	k.GET("/readyz", s.readyz)
 	static, err := fs.Sub(staticFS, "static")
 	if err != nil {
 		return nil, err
@@ -204,6 +210,8 @@ func (s *Server) routes(trusted []string) (*gin.Engine, error) {
 	if s.mfa != nil {
 		s.factorRoutes(k, api)
 	}
+	s.accountRoutes(k, api)
+	s.adminRoutes(k, api)
 	e.NoRoute(s.gate)
 	return e, nil
 }
@@ -245,6 +253,25 @@ func (s *Server) factorRoutes(k, api *gin.RouterGroup) {
 	f.POST("/totp/enroll/finish", s.apiTOTPEnrollFinish)
 	f.POST("/recovery/generate", s.apiRecoveryGenerate)
 	api.POST("/enroll-link", s.apiEnrollLink)
+}
+
+// readyz says whether keygate can serve: a compiled policy is loaded and
+// the store answers. Load balancers take an instance out on 503.
+func (s *Server) readyz(c *gin.Context) {
+	if s.policy.Load() == nil {
+		c.String(http.StatusServiceUnavailable, "no policy loaded")
+		return
+	}
+	if s.ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.ready(ctx); err != nil {
+			s.log.Warn("not ready", "err", err)
+			c.String(http.StatusServiceUnavailable, "store not ready")
+			return
+		}
+	}
+	c.String(http.StatusOK, "ready")
 }
 
 // recover turns a panic into the generic 500 answer without leaking it.

@@ -251,6 +251,13 @@ func (a *app) webServer() (*web.Server, error) {
 		RememberDevice:  time.Duration(a.cfg.Session.RememberDeviceDays) * 24 * time.Hour,
 		EmailEnrollment: a.cfg.Email.Enrollment && a.cfg.Email.From != "",
 		Parked:          authn.NewParkedRequests(a.kv, 0),
+		Ready: func(ctx context.Context) error {
+			_, err := a.kv.Get(ctx, "meta/ready-probe")
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			return err
+		},
 	})
 }
 
