@@ -342,7 +342,7 @@ func (s *Server) protectedHost(host string) bool {
 	if host == "" {
 		return false
 	}
-	if _, ok := s.upstreams[host]; ok {
+	if s.upstream(host) != nil {
 		return true
 	}
 	if d := strings.ToLower(strings.Trim(s.cookieDomain, ".")); d != "" && (host == d || strings.HasSuffix(host, "."+d)) {

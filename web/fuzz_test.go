@@ -17,7 +17,8 @@ func FuzzSafeRedirect(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	s := &Server{upstreams: map[string]*upstream{"app.example.com": {}}}
+	s := &Server{}
+	s.upstreams.Store(&upstreamSet{"app.example.com": {}})
 	f.Fuzz(func(t *testing.T, rd string) {
 		got := s.safeRedirect(rd)
 		if got == "" {

@@ -33,7 +33,7 @@ func (s *Server) gate(c *gin.Context) {
 		return
 	}
 	host := hostOnly(r.Host)
-	up := s.upstreams[host]
+	up := s.upstream(host)
 	if up == nil {
 		s.fail(c, errf(http.StatusMisdirectedRequest, "unknown_host", "err.unknown_host", nil))
 		return

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -86,7 +87,8 @@ type Options struct {
 // Server is keygate's HTTP handler.
 type Server struct {
 	engine          *gin.Engine
-	upstreams       map[string]*upstream
+	upstreams       atomic.Pointer[upstreamSet] // swapped whole by SetUpstreams
+	transport       http.RoundTripper
 	policy          *policy.Holder
 	users           Authenticator
 	sessions        SessionStore
@@ -146,22 +148,41 @@ func New(o Options) (*Server, error) {
 	if s.pages, err = loadPages(); err != nil {
 		return nil, err
 	}
-	transport := o.Transport
-	if transport == nil {
-		transport = newTransport()
+	s.transport = o.Transport
+	if s.transport == nil {
+		s.transport = newTransport()
 	}
-	s.upstreams = make(map[string]*upstream, len(o.Upstreams))
-	for _, u := range o.Upstreams {
-		h := strings.ToLower(u.Host)
-		if _, dup := s.upstreams[h]; dup {
-			return nil, fmt.Errorf("web: upstream host %q listed twice", h)
-		}
-		s.upstreams[h] = s.newUpstream(u.URL, transport)
+	if err := s.SetUpstreams(o.Upstreams); err != nil {
+		return nil, err
 	}
 	if s.engine, err = s.routes(o.TrustedProxies); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// upstreamSet maps protected hosts to their apps; it is never modified
+// once published, so the hot path reads it without locks.
+type upstreamSet map[string]*upstream
+
+// SetUpstreams replaces the protected hosts and their apps at once (a
+// configuration reload). Requests in flight finish with the old set.
+func (s *Server) SetUpstreams(list []Upstream) error {
+	set := make(upstreamSet, len(list))
+	for _, u := range list {
+		h := strings.ToLower(u.Host)
+		if _, dup := set[h]; dup {
+			return fmt.Errorf("web: upstream host %q listed twice", h)
+		}
+		set[h] = s.newUpstream(u.URL, s.transport)
+	}
+	s.upstreams.Store(&set)
+	return nil
+}
+
+// upstream returns the app behind host, or nil.
+func (s *Server) upstream(host string) *upstream {
+	return (*s.upstreams.Load())[host]
 }
 
 // ServeHTTP makes the Server an http.Handler.
