@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keygate/keygate/authn"
@@ -38,6 +39,13 @@ type app struct {
 	links    *authn.EnrollLinks
 	devices  *authn.Devices
 	outbox   *delivery.Outbox // set when email goes to a directory (demo)
+
+	// Reloadable parts (SIGHUP).
+	reloadMu sync.Mutex
+	level    *slog.LevelVar
+	mail     *swapSender
+	certs    *certReloader
+	web      *web.Server
 }
 
 // loadConfig reads and validates the configuration file, printing every
@@ -54,14 +62,15 @@ func loadConfig(path string) (*config.Config, error) {
 	return cfg, nil
 }
 
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var lvl slog.Level
+// newLogger builds the logger; its level can change on a reload.
+func newLogger(cfg *config.Config, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	lvl := new(slog.LevelVar)
 	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
 	opts := &slog.HandlerOptions{Level: lvl}
 	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), lvl
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), lvl
 }
 
 // openApp opens the store and builds the domain services. The caller owns
@@ -138,10 +147,15 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 		return fmt.Errorf("recovery codes: %w", err)
 	}
 	if cfg.Email.From != "" {
-		sender, err := a.mailSender()
+		direct, err := a.mailSender()
 		if err != nil {
 			return err
 		}
+		// The factors hold the swappable sender, so a reload can change
+		// the SMTP server under them.
+		a.mail = &swapSender{}
+		a.mail.set(direct)
+		sender := a.mail
 		mailSecrets, err := secrets("email")
 		if err != nil {
 			return err

@@ -108,7 +108,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, listen, data string,
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo configuration: %w", err)
 	}
-	log := newLogger(&cfg, stderr)
+	log, _ := newLogger(&cfg, stderr)
 	a, err := openApp(ctx, &cfg, log)
 	if err != nil {
 		return err

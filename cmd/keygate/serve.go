@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -24,13 +25,14 @@ func newServeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := newLogger(cfg, cmd.ErrOrStderr())
+			log, level := newLogger(cfg, cmd.ErrOrStderr())
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			a, err := openApp(ctx, cfg, log)
 			if err != nil {
 				return err
 			}
+			a.level = level
 			defer func() {
 				if err := a.Close(); err != nil {
 					log.Error("close", "err", err)
@@ -40,6 +42,31 @@ func newServeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
 			}
+			if t := cfg.Server.TLS; t.CertFile != "" {
+				a.certs = &certReloader{}
+				if err := a.certs.load(t.CertFile, t.KeyFile); err != nil {
+					_ = ln.Close()
+					return err
+				}
+				ln = tls.NewListener(ln, &tls.Config{GetCertificate: a.certs.get, MinVersion: tls.VersionTLS12})
+			}
+			// SIGHUP: reload what can change without a restart; a broken
+			// file leaves the running configuration in place.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-hup:
+						if err := a.reload(g.configPath); err != nil {
+							log.Error("configuration reload failed; still serving with the previous configuration", "err", err)
+						}
+					}
+				}
+			}()
 			return a.serve(ctx, ln, nil)
 		},
 	}
@@ -54,7 +81,8 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(addr string
 		_ = ln.Close()
 		return err
 	}
-	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !isLoopback(host) {
+	a.web = h
+	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !isLoopback(host) && a.certs == nil {
 		a.log.Warn("serving plain HTTP on a non-loopback address: put a TLS-terminating proxy in front and list it in server.trusted_proxies", "listen", ln.Addr().String())
 	}
 	adminStop, err := a.startAdminSocket(a.cfg.AdminSocketPath())

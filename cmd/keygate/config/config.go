@@ -50,6 +50,15 @@ type Server struct {
 	// DefaultRedirect is where people go after sign-in when no rd was given.
 	// Empty = the portal's own page.
 	DefaultRedirect string `yaml:"default_redirect"`
+	// TLS, when set, makes the listener speak HTTPS itself (for setups
+	// without a TLS-terminating proxy). The files are read again on SIGHUP.
+	TLS ServerTLS `yaml:"tls"`
+}
+
+// ServerTLS names the certificate chain and key of the HTTPS listener.
+type ServerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Session is the session cookie's scope and life.

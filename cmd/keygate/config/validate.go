@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -135,6 +136,15 @@ func (c *Config) validateServer(ps *Problems) {
 	if s.DefaultRedirect != "" {
 		if msg := checkHTTPURL(s.DefaultRedirect); msg != "" {
 			ps.add("server.default_redirect", "%s", msg)
+		}
+	}
+	switch t := s.TLS; {
+	case t.CertFile == "" && t.KeyFile == "":
+	case t.CertFile == "" || t.KeyFile == "":
+		ps.add("server.tls", "cert_file and key_file go together: set both (HTTPS) or neither (plain HTTP)")
+	default:
+		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+			ps.add("server.tls.cert_file", "cannot load the certificate and key: %v", err)
 		}
 	}
 }
