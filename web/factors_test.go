@@ -401,6 +401,6 @@ func mfaErrorSamples() []error {
 		authn.ErrSessionUnavailable, authn.ErrLinkInvalid, authn.ErrAssertionRefused, authn.ErrDeviceNotFound,
 		factors.ErrNameTaken, factors.ErrInvalidName, factors.ErrNotFound, factors.ErrNotSupported,
 		fwa.ErrCeremony, fwa.ErrCloneWarning,
-		&fwa.VerifyError{Reason: "already_registered"}, &fwa.VerifyError{Reason: "not_allowed"}, &fwa.VerifyError{Reason: "bad_origin"},
+		&fwa.VerifyError{Reason: "already_registered"}, &fwa.VerifyError{Reason: "suspended"}, fwa.ErrAllSuspended, &fwa.VerifyError{Reason: "not_allowed"}, &fwa.VerifyError{Reason: "bad_origin"},
 	}
 }

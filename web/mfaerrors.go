@@ -57,6 +57,9 @@ func mfaError(err error) *Error {
 		return errf(http.StatusBadRequest, "invalid_name", "err.invalid_name", nil)
 	case errors.Is(err, factors.ErrNotFound), errors.Is(err, authn.ErrDeviceNotFound):
 		return errf(http.StatusNotFound, "not_found", "err.no_such_credential", nil)
+	case errors.Is(err, factors.ErrNotEnrolled):
+		// Includes every key suspended: nothing usable to offer.
+		return errf(http.StatusNotFound, "factor_unavailable", "err.factor_unavailable", err)
 	case errors.Is(err, factors.ErrNotSupported):
 		return errf(http.StatusBadRequest, "not_supported", "err.not_supported", nil)
 	case errors.Is(err, fwa.ErrCeremony), errors.Is(err, factors.ErrExpired):
@@ -72,6 +75,8 @@ func mfaError(err error) *Error {
 			return errf(http.StatusForbidden, "key_not_allowed", "err.key_not_allowed", err)
 		case "malformed":
 			return errf(http.StatusBadRequest, "bad_request", "err.bad_request", err)
+		case "suspended":
+			return errf(http.StatusForbidden, "key_suspended", "err.key_suspended", err)
 		}
 		return errf(http.StatusUnauthorized, "assertion_refused", "err.assertion_refused", err)
 	case errors.Is(err, authn.ErrAssertionRefused):

@@ -3,6 +3,7 @@ package webauthn
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,6 +123,25 @@ func (m *memKV) Consume(_ context.Context, key string) ([]byte, error) {
 	}
 	delete(m.m, key)
 	return it.Value, nil
+}
+
+func (m *memKV) Scan(_ context.Context, prefix string, fn func(store.Item) error) error {
+	m.mu.Lock()
+	var items []store.Item
+	for k, it := range m.m {
+		if strings.HasPrefix(k, prefix) {
+			it.Value = slices.Clone(it.Value)
+			items = append(items, it)
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(items, func(a, b store.Item) int { return strings.Compare(a.Key, b.Key) })
+	for _, it := range items {
+		if err := fn(it); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var _ KV = (*memKV)(nil)

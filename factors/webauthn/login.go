@@ -15,9 +15,10 @@ import (
 )
 
 // BeginLogin starts a second-factor sign-in for username: the allowed
-// credentials are the user's, user verification "preferred" (the policy
-// decides from Assertion.UserVerified whether that was enough).
-// factors.ErrNotEnrolled when the user has none.
+// credentials are the user's usable (not suspended) ones, user
+// verification "preferred" (the policy decides from Assertion.UserVerified
+// whether that was enough). factors.ErrNotEnrolled when the user has none;
+// ErrAllSuspended (which matches it) when all are suspended.
 func (f *Factor) BeginLogin(ctx context.Context, username string) (options json.RawMessage, ceremonyID string, err error) {
 	if err := checkUser(username); err != nil {
 		return nil, "", err
@@ -29,7 +30,13 @@ func (f *Factor) BeginLogin(ctx context.Context, username string) (options json.
 	if err != nil {
 		return nil, "", err
 	}
-	assertion, session, err := f.wa.BeginLogin(rec.libraryUser(username, ""), gwa.WithUserVerification(protocol.VerificationPreferred))
+	// A suspended credential is not offered, so the browser does not even
+	// ask its authenticator (Finish refuses it anyway).
+	usable := rec.usable()
+	if len(usable.Creds) == 0 {
+		return nil, "", ErrAllSuspended
+	}
+	assertion, session, err := f.wa.BeginLogin(usable.libraryUser(username, ""), gwa.WithUserVerification(protocol.VerificationPreferred))
 	if err != nil {
 		return nil, "", fmt.Errorf("webauthn: begin login: %w", err)
 	}
@@ -94,8 +101,12 @@ func (f *Factor) finishLogin(ctx context.Context, username string, cer *ceremony
 	if err != nil {
 		return Assertion{}, err
 	}
-	if rec.index(parsed.RawID) < 0 {
+	i := rec.index(parsed.RawID)
+	if i < 0 {
 		return Assertion{}, &VerifyError{Reason: ReasonUnknownCredential, Err: errors.New("credential is not the user's")}
+	}
+	if err := rec.Creds[i].refuseSuspended(); err != nil {
+		return Assertion{}, err
 	}
 	if !slices.ContainsFunc(cer.Session.AllowedCredentialIDs, func(id []byte) bool { return bytes.Equal(id, parsed.RawID) }) {
 		return Assertion{}, &VerifyError{Reason: ReasonNotAllowed, Err: errors.New("credential was not in the ceremony's allowed list")}
@@ -150,8 +161,12 @@ func (f *Factor) finishPasskey(ctx context.Context, cer *ceremonyRecord, respons
 	if err != nil {
 		return "", Assertion{}, err
 	}
-	if rec.index(parsed.RawID) < 0 {
+	i := rec.index(parsed.RawID)
+	if i < 0 {
 		return username, Assertion{}, &VerifyError{Reason: ReasonUnknownCredential, Err: errors.New("credential is not the user's")}
+	}
+	if err := rec.Creds[i].refuseSuspended(); err != nil {
+		return username, Assertion{}, err
 	}
 	user := rec.libraryUser(username, "")
 	_, lc, err := f.wa.ValidatePasskeyLogin(func(rawID, userHandle []byte) (gwa.User, error) {
@@ -199,6 +214,11 @@ func (f *Factor) accept(ctx context.Context, username string, rec *userRecord, v
 			return &VerifyError{Reason: ReasonUnknownCredential, Err: errors.New("credential removed during sign-in")}
 		}
 		c := &r.Creds[i]
+		// Again on the record as re-read for the write: a suspension that
+		// landed during the sign-in wins, and nothing is written.
+		if err := c.refuseSuspended(); err != nil {
+			return err
+		}
 		counter := gwa.Authenticator{SignCount: c.SignCount}
 		counter.UpdateCounter(ad.Counter)
 		if clone = clone || counter.CloneWarning; clone {
@@ -227,4 +247,15 @@ func (f *Factor) accept(ctx context.Context, username string, rec *userRecord, v
 		BackupState:    ad.Flags.HasBackupState(),
 		At:             now,
 	}, nil
+}
+
+// refuseSuspended is the refusal of a sign-in with a suspended credential.
+// It is checked before the assertion is verified (the answer is the same
+// either way, and nothing about the credential changes) and again when the
+// result would be written.
+func (c *credRecord) refuseSuspended() error {
+	if !c.Suspended {
+		return nil
+	}
+	return &VerifyError{Reason: ReasonSuspended, Err: fmt.Errorf("credential is suspended (reason %q)", c.SuspendedReason)}
 }

@@ -113,6 +113,14 @@ type credRecord struct {
 	// advance; CloneWarnings counts them.
 	CloneWarningAt time.Time `json:"clone_warning_at,omitzero"`
 	CloneWarnings  int       `json:"clone_warnings,omitempty"`
+	// Suspended: taken out of use by an admin (or by `keygate webauthn
+	// verify --suspend` when the model's metadata reports a compromise).
+	// The credential is kept rather than removed: the person still sees it
+	// in their list, the same authenticator cannot be enrolled again
+	// meanwhile, and an admin can restore it unchanged.
+	Suspended       bool      `json:"suspended,omitempty"`
+	SuspendedReason string    `json:"suspended_reason,omitempty"`
+	SuspendedAt     time.Time `json:"suspended_at,omitzero"`
 }
 
 // library converts the record into go-webauthn's credential.
@@ -143,6 +151,14 @@ func (c *credRecord) public() factors.Credential {
 		// Only a model the attestation vouched for: an unattested AAGUID
 		// is whatever the authenticator chose to claim.
 		detail = c.Model
+	}
+	if c.Suspended {
+		// Detail is all the generic factor list shows (settings page,
+		// `keygate user factors`), so the suspension has to be said there.
+		detail += "; suspended"
+		if c.SuspendedReason != "" {
+			detail += ": " + c.SuspendedReason
+		}
 	}
 	return factors.Credential{
 		ID:         b64(c.ID),
@@ -186,6 +202,18 @@ func (r *userRecord) defaultName(kind AuthenticatorKind) string {
 		name = fmt.Sprintf("%s %d", base, n)
 	}
 	return name
+}
+
+// usable is the record without its suspended credentials: what a sign-in
+// may offer and accept.
+func (r *userRecord) usable() *userRecord {
+	u := &userRecord{V: r.V, Handle: r.Handle}
+	for i := range r.Creds {
+		if !r.Creds[i].Suspended {
+			u.Creds = append(u.Creds, r.Creds[i])
+		}
+	}
+	return u
 }
 
 // waUser is a user as go-webauthn wants it.
@@ -361,6 +389,23 @@ func cleanName(name string) (string, error) {
 		return "", fmt.Errorf("webauthn: %w: a name has 1 to %d characters of printable text", factors.ErrInvalidName, maxNameLen)
 	}
 	return name, nil
+}
+
+// maxReasonLen is the longest suspension reason, in characters.
+const maxReasonLen = 200
+
+// cleanReason trims a suspension reason and checks it like a name (it is
+// shown the same way), allowing it to be empty.
+func cleanReason(reason string) (string, error) {
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		return "", nil
+	}
+	if !utf8.ValidString(reason) || utf8.RuneCountInString(reason) > maxReasonLen ||
+		strings.ContainsFunc(reason, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }) {
+		return "", fmt.Errorf("webauthn: a suspension reason has at most %d characters of printable text", maxReasonLen)
+	}
+	return reason, nil
 }
 
 // checkUser refuses an empty username, which would address keys shared by

@@ -2,6 +2,7 @@ package webauthn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -31,6 +32,11 @@ type CredentialInfo struct {
 	SignCount      uint32
 	CloneWarningAt time.Time
 	CloneWarnings  int
+	// Suspended: the credential cannot sign in until an admin restores it
+	// (Unsuspend); SuspendedReason says why ("ATTESTATION_KEY_COMPROMISE").
+	Suspended       bool
+	SuspendedReason string
+	SuspendedAt     time.Time
 }
 
 // List returns the user's credentials, oldest first. A user who never
@@ -78,6 +84,9 @@ func (f *Factor) Credentials(ctx context.Context, user string) ([]CredentialInfo
 			SignCount:         c.SignCount,
 			CloneWarningAt:    c.CloneWarningAt,
 			CloneWarnings:     c.CloneWarnings,
+			Suspended:         c.Suspended,
+			SuspendedReason:   c.SuspendedReason,
+			SuspendedAt:       c.SuspendedAt,
 		}
 	}
 	slices.SortStableFunc(out, func(a, b CredentialInfo) int { return a.CreatedAt.Compare(b.CreatedAt) })
@@ -111,6 +120,75 @@ func (f *Factor) Rename(ctx context.Context, user, id, name string) error {
 		return nil
 	})
 	if isNotFound(err) {
+		return fmt.Errorf("webauthn: credential %q: %w", id, factors.ErrNotFound)
+	}
+	return err
+}
+
+// Suspend takes credential id (Credential.ID) out of use: sign-ins with it
+// are refused (VerifyError{Reason: "suspended"}) and BeginLogin no longer
+// offers it, while everything else about it is kept for Unsuspend. reason
+// is shown with the credential (printable text, at most 200 characters;
+// may be empty). Suspending a suspended credential changes nothing and
+// keeps the first reason. factors.ErrNotFound for an unknown credential.
+//
+// Sessions already proven with the credential are not touched here: that
+// is for the caller, which knows the sessions.
+func (f *Factor) Suspend(ctx context.Context, user, id, reason string) error {
+	reason, err := cleanReason(reason)
+	if err != nil {
+		return err
+	}
+	now := f.now()
+	return f.updateCredential(ctx, user, id, func(c *credRecord) bool {
+		if c.Suspended {
+			return false
+		}
+		c.Suspended, c.SuspendedReason, c.SuspendedAt = true, reason, now
+		return true
+	})
+}
+
+// Unsuspend puts a suspended credential back in use, as it was (its
+// counter and attestation untouched). Unsuspending one that is not
+// suspended changes nothing. factors.ErrNotFound for an unknown credential.
+func (f *Factor) Unsuspend(ctx context.Context, user, id string) error {
+	return f.updateCredential(ctx, user, id, func(c *credRecord) bool {
+		if !c.Suspended {
+			return false
+		}
+		c.Suspended, c.SuspendedReason, c.SuspendedAt = false, "", time.Time{}
+		return true
+	})
+}
+
+// errUnchanged aborts updateCredential's write when fn changed nothing.
+var errUnchanged = errors.New("webauthn: unchanged")
+
+// updateCredential applies fn to credential id of user and writes the
+// record when fn reports a change.
+func (f *Factor) updateCredential(ctx context.Context, user, id string, fn func(*credRecord) bool) error {
+	if err := checkUser(user); err != nil {
+		return err
+	}
+	raw, err := unb64(id)
+	if err != nil || len(raw) == 0 {
+		return fmt.Errorf("webauthn: credential %q: %w", id, factors.ErrNotFound)
+	}
+	_, err = f.updateUser(ctx, user, nil, 0, func(r *userRecord) error {
+		i := r.index(raw)
+		if i < 0 {
+			return fmt.Errorf("webauthn: credential %q: %w", id, factors.ErrNotFound)
+		}
+		if !fn(&r.Creds[i]) {
+			return errUnchanged
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errUnchanged):
+		return nil
+	case isNotFound(err):
 		return fmt.Errorf("webauthn: credential %q: %w", id, factors.ErrNotFound)
 	}
 	return err

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/go-webauthn/webauthn/metadata"
@@ -194,6 +195,65 @@ func (t *trust) assess(ctx context.Context, c *gwa.Credential, ap protocol.Attes
 		return verdict{why: err.Error()}
 	}
 	return verdict{attested: true, model: model, why: "attestation chains to a trust anchor"}
+}
+
+// compromiseStatuses are the MDS status reports that make every
+// authenticator of a model untrustworthy: its attestation key or its users'
+// keys can be extracted or forged, user verification can be bypassed, or
+// the certification was revoked. RETIRED (end of support, not a weakness)
+// is not among them, though go-webauthn refuses it at registration, so a
+// retired model is simply no longer Attested.
+var compromiseStatuses = []metadata.AuthenticatorStatus{
+	metadata.Revoked,
+	metadata.UserVerificationBypass,
+	metadata.AttestationKeyCompromise,
+	metadata.UserKeyRemoteCompromise,
+	metadata.UserKeyPhysicalCompromise,
+}
+
+// standing is what the MDS blob says about a model.
+type standing struct {
+	listed      bool
+	model       string   // the statement's description
+	status      string   // the status report in effect now (MDS3: the latest)
+	compromises []string // compromise statuses in effect, each once, in blob order
+}
+
+// standing looks the AAGUID up in the MDS blob. Compromise reports count
+// while in effect at the time given (after their effective date, before
+// their sunset), like go-webauthn's own status check, and they count even
+// when a later report says something else: MDS3 does not retract a
+// compromise by listing a newer status. A report scoped to one attestation
+// certificate or firmware version is applied to the whole model, as
+// go-webauthn does by default: we keep no firmware version to compare.
+//
+// A zero AAGUID names no model (FIDO U2F keys are listed by attestation
+// key identifier instead, which this does not look up).
+func (t *trust) standing(ctx context.Context, aaguid []byte, at time.Time) (standing, error) {
+	if t == nil || t.mds == nil {
+		return standing{}, nil
+	}
+	id, err := uuid.FromBytes(aaguid)
+	if err != nil || id == uuid.Nil {
+		return standing{}, nil
+	}
+	entry, err := t.mds.GetEntry(ctx, id)
+	if err != nil {
+		return standing{}, fmt.Errorf("webauthn: metadata lookup %s: %w", id, err)
+	}
+	if entry == nil {
+		return standing{}, nil
+	}
+	s := standing{listed: true, model: entry.MetadataStatement.Description}
+	if cur := metadata.CurrentStatusReportAt(entry.StatusReports, at); cur != nil {
+		s.status = string(cur.Status)
+	}
+	for _, r := range metadata.EffectiveStatusReports(entry.StatusReports, at) {
+		if st := string(r.Status); slices.Contains(compromiseStatuses, r.Status) && !slices.Contains(s.compromises, st) {
+			s.compromises = append(s.compromises, st)
+		}
+	}
+	return s, nil
 }
 
 // rootsProvider is a metadata provider with one entry for every non-zero

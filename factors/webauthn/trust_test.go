@@ -3,27 +3,17 @@ package webauthn
 import (
 	"bytes"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/go-webauthn/webauthn/protocol"
-	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
+	"github.com/keygate/keygate/factors/webauthn/webauthntest"
 )
 
 // The trust test, and what it shows about Chromium's virtual authenticator.
@@ -66,121 +56,6 @@ import (
 // an attestation. No real MDS blob lists this AAGUID, so in production the
 // virtual authenticator is never Attested.
 
-// newCA makes a self-signed CA.
-func newCA(t testing.TB, cn string) (*ecdsa.PrivateKey, *x509.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: cn, Organization: []string{"keygate tests"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, cert
-}
-
-// certifyAttestationKey issues, from ca, a CA certificate for the key and
-// issuer name of an attestation certificate: the root an authenticator
-// vendor would publish for its attestation key.
-func certifyAttestationKey(t testing.TB, caKey *ecdsa.PrivateKey, ca, att *x509.Certificate) *x509.Certificate {
-	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		RawSubject:            att.RawIssuer, // names must match byte for byte to chain
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-		// Without a subjectAltName this certificate (same subject, same
-		// key) is, to crypto/x509's loop detection (alreadyInChain), the
-		// self-signed leaf itself, and no chain is built through it.
-		URIs: []*url.URL{{Scheme: "urn", Opaque: "keygate:test:chromium-virtual-attestation-root"}},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, att.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
-
-func writePEM(t testing.TB, certs ...*x509.Certificate) string {
-	t.Helper()
-	var buf bytes.Buffer
-	for _, c := range certs {
-		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	}
-	path := filepath.Join(t.TempDir(), "certs.pem")
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// mdsEntry is one MDS3 BLOB payload entry.
-func mdsEntry(aaguid, description, status string, types []string, roots ...*x509.Certificate) map[string]any {
-	rs := make([]string, len(roots))
-	for i, r := range roots {
-		rs[i] = base64.StdEncoding.EncodeToString(r.Raw)
-	}
-	return map[string]any{
-		"aaguid": aaguid,
-		"metadataStatement": map[string]any{
-			"aaguid":                      aaguid,
-			"description":                 description,
-			"protocolFamily":              "fido2",
-			"schema":                      3,
-			"attestationTypes":            types,
-			"attestationRootCertificates": rs,
-		},
-		"statusReports":          []map[string]any{{"status": status, "effectiveDate": "2024-01-01"}},
-		"timeOfLastStatusChange": "2024-01-01",
-	}
-}
-
-// writeBlob writes an MDS3 blob: a JWT (ES256) signed by key, without an
-// x5c header, so the decoder verifies it with the configured root itself.
-func writeBlob(t testing.TB, key *ecdsa.PrivateKey, entries ...map[string]any) string {
-	t.Helper()
-	payload, err := json.Marshal(map[string]any{
-		"legalHeader": "keygate test metadata", "no": 1, "nextUpdate": time.Now().AddDate(0, 1, 0).Format(time.DateOnly), "entries": entries,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc := base64.RawURLEncoding
-	signed := enc.EncodeToString([]byte(`{"alg":"ES256","typ":"JWT"}`)) + "." + enc.EncodeToString(payload)
-	digest := sha256.Sum256([]byte(signed))
-	r, s, err := ecdsa.Sign(rand.Reader, key, digest[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig := append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...)
-	path := filepath.Join(t.TempDir(), "mds.jwt")
-	if err := os.WriteFile(path, []byte(signed+"."+enc.EncodeToString(sig)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // attestationCert returns the x5c[0] certificate of a stored credential's
 // attestation.
 func attestationCert(t testing.TB, e *env, user string) *x509.Certificate {
@@ -190,19 +65,7 @@ func attestationCert(t testing.TB, e *env, user string) *x509.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var obj protocol.AttestationObject
-	if err := webauthncbor.Unmarshal(att.Object, &obj); err != nil {
-		t.Fatal(err)
-	}
-	x5c, ok := obj.AttStatement["x5c"].([]any)
-	if !ok || len(x5c) != 1 {
-		t.Fatalf("%s: x5c %T len %d", user, obj.AttStatement["x5c"], len(x5c))
-	}
-	cert, err := x509.ParseCertificate(x5c[0].([]byte))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	return webauthntest.AttestationCert(t, att.Object)
 }
 
 func TestBrowserTrust(t *testing.T) {
@@ -249,17 +112,17 @@ func TestBrowserTrust(t *testing.T) {
 		t.Fatal("a self-signed attestation leaf verified another")
 	}
 
-	mdsKey, mdsRoot := newCA(t, "keygate test MDS root")
-	mdsRootFile := writePEM(t, mdsRoot)
-	caKey, ca := newCA(t, "keygate test attestation CA")
-	virtualRoot := certifyAttestationKey(t, caKey, ca, leaf)
-	_, unrelated := newCA(t, "unrelated attestation CA")
+	mdsKey, mdsRoot := webauthntest.NewCA(t, "keygate test MDS root")
+	mdsRootFile := webauthntest.WritePEM(t, mdsRoot)
+	caKey, ca := webauthntest.NewCA(t, "keygate test attestation CA")
+	virtualRoot := webauthntest.CertifyAttestationKey(t, caKey, ca, leaf)
+	_, unrelated := webauthntest.NewCA(t, "unrelated attestation CA")
 	const model = "Chromium virtual authenticator (keygate test)"
 	basicFull := []string{"basic_full"}
 	blob := func(entries ...map[string]any) TrustOptions {
-		return TrustOptions{MDSBlobFile: writeBlob(t, mdsKey, entries...), MDSRootFile: mdsRootFile}
+		return TrustOptions{MDSBlobFile: webauthntest.WriteBlob(t, mdsKey, entries...), MDSRootFile: mdsRootFile}
 	}
-	listed := blob(mdsEntry(virtualAAGUID, model, "NOT_FIDO_CERTIFIED", basicFull, virtualRoot))
+	listed := blob(webauthntest.MDSEntry(virtualAAGUID, model, []string{"NOT_FIDO_CERTIFIED"}, basicFull, virtualRoot))
 
 	for i, tc := range []struct {
 		name     string
@@ -271,20 +134,20 @@ func TestBrowserTrust(t *testing.T) {
 	}{
 		{name: "MDS lists the model, root = its attestation key", trust: listed, attested: true, model: model, why: "chains to a trust anchor"},
 		{name: "MDS, U2F key (zero AAGUID)", trust: listed, u2f: true, why: "zero AAGUID"},
-		{name: "MDS, model revoked", trust: blob(mdsEntry(virtualAAGUID, model, "REVOKED", basicFull, virtualRoot)), why: "undesired status reports were present: REVOKED"},
-		{name: "MDS, model's root is another CA", trust: blob(mdsEntry(virtualAAGUID, model, "NOT_FIDO_CERTIFIED", basicFull, unrelated)), why: "could not be verified due to an error validating the trust chain"},
-		{name: "MDS, model only does self attestation", trust: blob(mdsEntry(virtualAAGUID, model, "NOT_FIDO_CERTIFIED", []string{"basic_surrogate"}, virtualRoot)), why: "attestation type 'basic_full' is not known to be used"},
-		{name: "MDS lists other models only", trust: blob(mdsEntry("2fc0579f-8113-47ea-b116-bb5a8db9202a", "Other key", "FIDO_CERTIFIED", basicFull, virtualRoot)), why: "not in the metadata"},
-		{name: "PEM root", trust: TrustOptions{RootCertFiles: []string{writePEM(t, virtualRoot)}}, attested: true, why: "chains to a trust anchor"},
-		{name: "PEM root, U2F key", trust: TrustOptions{RootCertFiles: []string{writePEM(t, virtualRoot)}}, u2f: true, why: "zero AAGUID"},
-		{name: "PEM root, unrelated", trust: TrustOptions{RootCertFiles: []string{writePEM(t, unrelated)}}, why: "could not be verified due to an error validating the trust chain"},
+		{name: "MDS, model revoked", trust: blob(webauthntest.MDSEntry(virtualAAGUID, model, []string{"REVOKED"}, basicFull, virtualRoot)), why: "undesired status reports were present: REVOKED"},
+		{name: "MDS, model's root is another CA", trust: blob(webauthntest.MDSEntry(virtualAAGUID, model, []string{"NOT_FIDO_CERTIFIED"}, basicFull, unrelated)), why: "could not be verified due to an error validating the trust chain"},
+		{name: "MDS, model only does self attestation", trust: blob(webauthntest.MDSEntry(virtualAAGUID, model, []string{"NOT_FIDO_CERTIFIED"}, []string{"basic_surrogate"}, virtualRoot)), why: "attestation type 'basic_full' is not known to be used"},
+		{name: "MDS lists other models only", trust: blob(webauthntest.MDSEntry("2fc0579f-8113-47ea-b116-bb5a8db9202a", "Other key", []string{"FIDO_CERTIFIED"}, basicFull, virtualRoot)), why: "not in the metadata"},
+		{name: "PEM root", trust: TrustOptions{RootCertFiles: []string{webauthntest.WritePEM(t, virtualRoot)}}, attested: true, why: "chains to a trust anchor"},
+		{name: "PEM root, U2F key", trust: TrustOptions{RootCertFiles: []string{webauthntest.WritePEM(t, virtualRoot)}}, u2f: true, why: "zero AAGUID"},
+		{name: "PEM root, unrelated", trust: TrustOptions{RootCertFiles: []string{webauthntest.WritePEM(t, unrelated)}}, why: "could not be verified due to an error validating the trust chain"},
 		{name: "PEM root for what MDS does not list", attested: true, why: "chains to a trust anchor", trust: TrustOptions{
-			MDSBlobFile: writeBlob(t, mdsKey, mdsEntry("2fc0579f-8113-47ea-b116-bb5a8db9202a", "Other key", "FIDO_CERTIFIED", basicFull, unrelated)),
-			MDSRootFile: mdsRootFile, RootCertFiles: []string{writePEM(t, virtualRoot)},
+			MDSBlobFile: webauthntest.WriteBlob(t, mdsKey, webauthntest.MDSEntry("2fc0579f-8113-47ea-b116-bb5a8db9202a", "Other key", []string{"FIDO_CERTIFIED"}, basicFull, unrelated)),
+			MDSRootFile: mdsRootFile, RootCertFiles: []string{webauthntest.WritePEM(t, virtualRoot)},
 		}},
 		{name: "MDS entry wins over PEM root", why: "REVOKED", trust: TrustOptions{
-			MDSBlobFile: writeBlob(t, mdsKey, mdsEntry(virtualAAGUID, model, "REVOKED", basicFull, virtualRoot)),
-			MDSRootFile: mdsRootFile, RootCertFiles: []string{writePEM(t, virtualRoot)},
+			MDSBlobFile: webauthntest.WriteBlob(t, mdsKey, webauthntest.MDSEntry(virtualAAGUID, model, []string{"REVOKED"}, basicFull, virtualRoot)),
+			MDSRootFile: mdsRootFile, RootCertFiles: []string{webauthntest.WritePEM(t, virtualRoot)},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -321,9 +184,9 @@ func TestBrowserTrust(t *testing.T) {
 
 	// A blob that does not verify against the configured MDS root is
 	// refused at start-up, never half-trusted.
-	_, otherRoot := newCA(t, "another MDS root")
+	_, otherRoot := webauthntest.NewCA(t, "another MDS root")
 	for name, trust := range map[string]TrustOptions{
-		"blob signed by another root": {MDSBlobFile: listed.MDSBlobFile, MDSRootFile: writePEM(t, otherRoot)},
+		"blob signed by another root": {MDSBlobFile: listed.MDSBlobFile, MDSRootFile: webauthntest.WritePEM(t, otherRoot)},
 		"blob from the FIDO root":     {MDSBlobFile: listed.MDSBlobFile},
 		"tampered blob":               {MDSBlobFile: tamper(t, listed.MDSBlobFile), MDSRootFile: mdsRootFile},
 	} {

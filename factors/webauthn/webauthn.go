@@ -16,7 +16,11 @@
 //     (an offline FIDO MDS3 blob and/or PEM roots), never what the browser
 //     or the authenticator claims;
 //   - the WebAuthn user handle is a random 32-byte ID per user, never the
-//     username, so an authenticator's resident credentials reveal nothing.
+//     username, so an authenticator's resident credentials reveal nothing;
+//   - the raw registration response is kept, so Reassess can re-check every
+//     attestation against a newer metadata blob, and a credential whose
+//     model turns out compromised can be suspended (neither offered nor
+//     accepted at sign-in) without losing it.
 //
 // A factor never sees HTTP: Begin* return the options JSON the browser's
 // PublicKeyCredential.parseCreationOptionsFromJSON /
@@ -44,12 +48,14 @@ const Kind = "webauthn"
 // KV is the part of store.KV this package uses: one durable record per user
 // (its handle and all its credentials, so one compare-and-swap keeps names
 // unique and counters monotonic), two durable indexes (user handle → user,
-// credential ID → user) and short-lived ceremonies consumed once.
+// credential ID → user) and short-lived ceremonies consumed once. Scan is
+// only for Reassess over every user, an admin task off the sign-in path.
 type KV interface {
 	Get(ctx context.Context, key string) (store.Item, error)
 	CompareAndSet(ctx context.Context, key string, value []byte, prev uint64, opt store.WriteOptions) (uint64, error)
 	CompareAndDelete(ctx context.Context, key string, prev uint64) error
 	Consume(ctx context.Context, key string) ([]byte, error)
+	Scan(ctx context.Context, prefix string, fn func(store.Item) error) error
 }
 
 // TrustOptions are the attestation trust anchors. With none, no credential
@@ -152,6 +158,11 @@ var (
 	// same key. The sign-in is refused and the event recorded on the
 	// credential (CredentialInfo.CloneWarningAt).
 	ErrCloneWarning = errors.New("webauthn: signature counter went backwards; the authenticator may have been cloned")
+	// ErrAllSuspended: BeginLogin for a user whose every credential is
+	// suspended. There is nothing to offer (an empty allow list would let
+	// the browser pick any passkey), so it matches factors.ErrNotEnrolled
+	// as well: callers that only know "not enrolled" do the right thing.
+	ErrAllSuspended = fmt.Errorf("webauthn: every credential of the user is suspended: %w", factors.ErrNotEnrolled)
 )
 
 // Reasons a ceremony's response is refused (VerifyError.Reason).
@@ -166,6 +177,7 @@ const (
 	ReasonUnknownCredential = "unknown_credential" // no such credential for this user (removed, or another user's)
 	ReasonAlreadyRegistered = "already_registered" // this credential is already enrolled
 	ReasonNotAllowed        = "not_allowed"        // refused by policy (not in the allowed list, bad flags)
+	ReasonSuspended         = "suspended"          // the credential is suspended (Factor.Suspend)
 	ReasonRejected          = "rejected"           // any other verification failure
 )
 
