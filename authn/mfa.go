@@ -108,7 +108,13 @@ type MFAOptions struct {
 	RequireSecondFactor func() bool
 	// Notices mails the person about security events (nil = none).
 	Notices *Notices
-	Now     func() time.Time
+	// Regulator limits tries of every second factor per account and
+	// address (nil = unlimited, apart from each factor's own limits).
+	Regulator *Regulator
+	// Activity logs sign-ins, failures and security changes and mails the
+	// person about them (nil = no log).
+	Activity *Activity
+	Now      func() time.Time
 }
 
 // MFA runs the second-factor flows on sessions: it checks a proof with the
@@ -237,20 +243,25 @@ func (m *MFA) VerifyTOTP(ctx context.Context, id, code string) (*Session, error)
 	if m.o.TOTP == nil {
 		return nil, ErrFactorUnavailable
 	}
-	_, u, err := m.sessionUser(ctx, id)
+	sess, u, err := m.sessionUser(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	try, err := m.admit(ctx, sess, u)
 	if err != nil {
 		return nil, err
 	}
 	cred, ok, err := m.o.TOTP.Verify(ctx, u.Username, code)
 	switch {
 	case errors.Is(err, factors.ErrNotEnrolled):
-		return nil, ErrWrongCode // the same answer as for someone who has an app
+		err = ErrWrongCode // the same answer as for someone who has an app
 	case errors.Is(err, factors.ErrReplayed):
-		return nil, ErrCodeUsed
-	case err != nil:
+		err = ErrCodeUsed
+	case err == nil && !ok:
+		err = ErrWrongCode
+	}
+	if err := m.settle(ctx, try, sess, u, policy.FactorTOTP, err); err != nil {
 		return nil, err
-	case !ok:
-		return nil, ErrWrongCode
 	}
 	return m.prove(ctx, id, policy.Proof{Kind: policy.FactorTOTP, Ref: cred})
 }
@@ -262,20 +273,25 @@ func (m *MFA) VerifyRecovery(ctx context.Context, id, code, lang, ip string) (*S
 	if m.o.Recovery == nil {
 		return nil, 0, ErrFactorUnavailable
 	}
-	_, u, err := m.sessionUser(ctx, id)
+	sess, u, err := m.sessionUser(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	try, err := m.admit(ctx, sess, u)
 	if err != nil {
 		return nil, 0, err
 	}
 	ok, left, err := m.o.Recovery.Verify(ctx, u.Username, code)
 	switch {
 	case errors.Is(err, factors.ErrNotEnrolled):
-		return nil, 0, ErrWrongCode
+		err = ErrWrongCode
 	case errors.Is(err, factors.ErrReplayed):
-		return nil, 0, ErrCodeUsed
-	case err != nil:
+		err = ErrCodeUsed
+	case err == nil && !ok:
+		err = ErrWrongCode
+	}
+	if err := m.settle(ctx, try, sess, u, policy.FactorRecovery, err); err != nil {
 		return nil, 0, err
-	case !ok:
-		return nil, 0, ErrWrongCode
 	}
 	s, err := m.prove(ctx, id, policy.Proof{Kind: policy.FactorRecovery, Ref: policy.FactorRecovery})
 	if err == nil {
@@ -331,16 +347,26 @@ func (m *MFA) VerifyEmailCode(ctx context.Context, id string, purpose emailcode.
 	if m.o.Email == nil {
 		return nil, ErrFactorUnavailable
 	}
-	_, u, err := m.sessionUser(ctx, id)
+	sess, u, err := m.sessionUser(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	try, err := m.admit(ctx, sess, u)
 	if err != nil {
 		return nil, err
 	}
 	ok, err := m.o.Email.Verify(ctx, u.Username, purpose, code)
 	if err != nil {
-		return nil, emailErr(err)
+		err = emailErr(err)
+	} else if !ok {
+		err = ErrWrongCode
 	}
-	if !ok {
-		return nil, ErrWrongCode
+	factor := policy.FactorEmail
+	if purpose != emailcode.PurposeSignIn {
+		factor = "" // a code that confirms an address or grants enrolment proves no sign-in
+	}
+	if err := m.settle(ctx, try, sess, u, factor, err); err != nil {
+		return nil, err
 	}
 	switch purpose {
 	case emailcode.PurposeSignIn:
@@ -351,15 +377,17 @@ func (m *MFA) VerifyEmailCode(ctx context.Context, id string, purpose emailcode.
 	case emailcode.PurposeEnroll:
 		return m.prove(ctx, id, policy.Proof{Kind: ProofEnrollment, Ref: "email"})
 	case emailcode.PurposeVerifyAddress:
-		if _, err := m.users.Update(ctx, u.Username, func(x *User) error {
+		nu, err := m.users.Update(ctx, u.Username, func(x *User) error {
 			if x.Email != u.Email {
 				return ErrEmailNotVerified // the address changed meanwhile
 			}
 			x.EmailVerified = true
 			return nil
-		}); err != nil {
+		})
+		if err != nil {
 			return nil, err
 		}
+		m.o.Activity.Changed(ctx, nu, EventEmailVerified, "", "", clientOf(sess))
 		return m.sessions.Rotate(ctx, id)
 	}
 	return nil, fmt.Errorf("authn: unknown code purpose %q", purpose)
@@ -387,13 +415,17 @@ func (m *MFA) FinishWebAuthnLogin(ctx context.Context, id, ceremony string, resp
 	if m.o.WebAuthn == nil {
 		return nil, ErrFactorUnavailable
 	}
-	_, u, err := m.sessionUser(ctx, id)
+	sess, u, err := m.sessionUser(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	try, err := m.admit(ctx, sess, u)
 	if err != nil {
 		return nil, err
 	}
 	a, err := m.o.WebAuthn.FinishLogin(ctx, u.Username, ceremony, response)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrAssertionRefused, err)
+	if err := m.settle(ctx, try, sess, u, policy.FactorWebAuthn, assertionErr(err)); err != nil {
+		return nil, err
 	}
 	return m.prove(ctx, id, webauthnProof(a))
 }
@@ -413,19 +445,49 @@ func (m *MFA) FinishPasskey(ctx context.Context, ceremony string, response []byt
 	if m.o.WebAuthn == nil {
 		return nil, ErrFactorUnavailable
 	}
+	// A passkey names its account only once verified, so tries are
+	// counted per address. An account lock after guessed passwords does
+	// not stop a passkey (it cannot be guessed); a reported account and a
+	// locked address do.
+	c := Client{IP: meta.IP, UserAgent: meta.UserAgent}
+	try, err := m.o.Regulator.Begin(ctx, GatePassword, "", meta.IP)
+	if err != nil {
+		return nil, err
+	}
+	if !try.Check {
+		return nil, ErrAssertionRefused
+	}
 	name, a, err := m.o.WebAuthn.FinishPasskey(ctx, ceremony, response)
 	if err != nil {
+		if countable(err) {
+			try.Fail(ctx)
+		} else {
+			_ = try.Release(ctx)
+		}
 		return nil, fmt.Errorf("%w: %w", ErrAssertionRefused, err)
 	}
 	u, err := m.users.Get(ctx, name)
 	if err != nil || u.Disabled {
+		try.Fail(ctx)
 		return nil, ErrAssertionRefused
+	}
+	if try.Locked != nil {
+		return nil, try.Locked
+	}
+	if le, err := m.o.Regulator.Status(ctx, GatePassword, u.Username, ""); err != nil {
+		return nil, err
+	} else if le != nil && le.Reported {
+		return nil, m.lockedFor(ctx, u, le)
+	}
+	if err := try.Pass(ctx); err != nil {
+		return nil, err
 	}
 	now := m.o.Now().UTC()
 	sess, err := m.sessions.Create(ctx, u, policy.Proof{Kind: policy.FactorPassword, At: now, Ref: "passkey"}, meta)
 	if err != nil {
 		return nil, err
 	}
+	m.o.Activity.SignedIn(ctx, u, "passkey", c)
 	if a.UserVerified && m.o.PasskeyIsTwoFactor {
 		return m.prove(ctx, sess.ID, webauthnProof(a))
 	}
@@ -524,6 +586,9 @@ func (m *MFA) FinishTOTPEnroll(ctx context.Context, id, enrollID, code, name str
 		return factors.Credential{}, nil, err
 	}
 	sess, err := m.afterChange(ctx, id, u.Username, policy.Proof{Kind: policy.FactorTOTP, Ref: cred.ID})
+	if err == nil {
+		m.o.Activity.Changed(ctx, u, EventFactorAdded, policy.FactorTOTP, cred.Name, clientOf(sess))
+	}
 	return cred, sess, err
 }
 
@@ -553,6 +618,9 @@ func (m *MFA) FinishWebAuthnEnroll(ctx context.Context, id, ceremony string, res
 		return factors.Credential{}, nil, err
 	}
 	sess, err := m.afterChange(ctx, id, u.Username, policy.Proof{})
+	if err == nil {
+		m.o.Activity.Changed(ctx, u, EventFactorAdded, policy.FactorWebAuthn, cred.Name, clientOf(sess))
+	}
 	return cred, sess, err
 }
 
@@ -570,6 +638,9 @@ func (m *MFA) GenerateRecovery(ctx context.Context, id string) ([]string, *Sessi
 		return nil, nil, err
 	}
 	sess, err := m.afterChange(ctx, id, u.Username, policy.Proof{})
+	if err == nil {
+		m.o.Activity.Changed(ctx, u, EventRecoveryCreated, policy.FactorRecovery, "", clientOf(sess))
+	}
 	return codes, sess, err
 }
 
@@ -598,11 +669,11 @@ func (m *MFA) RemoveCredential(ctx context.Context, id, credID string) (*Session
 	if err != nil {
 		return nil, err
 	}
+	creds, err := m.Credentials(ctx, u.Username)
+	if err != nil {
+		return nil, err
+	}
 	if m.o.RequireSecondFactor() {
-		creds, err := m.Credentials(ctx, u.Username)
-		if err != nil {
-			return nil, err
-		}
 		others := slices.IndexFunc(creds, func(c factors.Credential) bool { return c.ID != credID && c.Kind != policy.FactorRecovery }) >= 0
 		emailFactor := m.o.Email != nil && u.EmailVerified
 		if !others && !emailFactor {
@@ -618,6 +689,9 @@ func (m *MFA) RemoveCredential(ctx context.Context, id, credID string) (*Session
 	}
 	if _, err := m.sessions.RevokeRef(ctx, u.Username, credID); err != nil {
 		return nil, err
+	}
+	if i := slices.IndexFunc(creds, func(c factors.Credential) bool { return c.ID == credID }); i >= 0 {
+		m.o.Activity.Changed(ctx, u, EventFactorRemoved, creds[i].Kind, creds[i].Name, clientOf(sess))
 	}
 	return sess, nil
 }
@@ -673,7 +747,11 @@ func (m *MFA) TrustDevice(ctx context.Context, id, userAgent, ip string, ttl tim
 	if !fresh {
 		return "", Device{}, ErrElevationRequired
 	}
-	return m.o.Devices.Trust(ctx, u.Username, userAgent, ip, ttl)
+	token, dev, err := m.o.Devices.Trust(ctx, u.Username, userAgent, ip, ttl)
+	if err == nil {
+		m.o.Activity.Changed(ctx, u, EventDeviceTrusted, "", dev.Name, Client{IP: ip, UserAgent: userAgent})
+	}
+	return token, dev, err
 }
 
 // UseDevice marks a fresh session as started on a remembered device when
@@ -727,6 +805,7 @@ func (m *MFA) ForgetDevice(ctx context.Context, id, deviceID string) error {
 			return err
 		}
 	}
+	m.o.Activity.Note(ctx, sess.Username, EventDevicesForgotten, "", clientOf(sess))
 	return nil
 }
 
@@ -742,7 +821,8 @@ func (m *MFA) PasskeysEnabled() bool { return m.o.WebAuthn != nil }
 // remembered devices and ends their sessions (an admin's reset when a
 // person lost everything). It returns how many credentials it removed.
 func (m *MFA) ResetFactors(ctx context.Context, username string) (int, error) {
-	if _, err := m.users.Get(ctx, username); err != nil {
+	u, err := m.users.Get(ctx, username)
+	if err != nil {
 		return 0, err
 	}
 	n := 0
@@ -761,6 +841,7 @@ func (m *MFA) ResetFactors(ctx context.Context, username string) (int, error) {
 	if _, err := m.sessions.RevokeUser(ctx, username); err != nil {
 		return n, err
 	}
+	m.o.Activity.Changed(ctx, u, EventFactorsReset, "", "", Client{})
 	return n, nil
 }
 

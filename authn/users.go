@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/keygate/keygate/authn/store"
+	"github.com/keygate/keygate/policy"
 )
 
 // User is a person who may sign in.
@@ -82,6 +83,9 @@ type Users struct {
 	hasher *Hasher
 	policy PasswordPolicy
 	now    func() time.Time
+	// reg and act are set once by Guard, before Users serves anyone.
+	reg *Regulator
+	act *Activity
 }
 
 // NewUsers returns a Users over kv. now may be nil (time.Now).
@@ -90,6 +94,13 @@ func NewUsers(kv KV, h *Hasher, pol PasswordPolicy, now func() time.Time) *Users
 		now = time.Now
 	}
 	return &Users{kv: kv, hasher: h, policy: pol, now: now}
+}
+
+// Guard turns on brute-force regulation of sign-ins (r) and the activity
+// log with its notices (a); either may be nil. Call it while wiring, before
+// Users is shared.
+func (us *Users) Guard(r *Regulator, a *Activity) {
+	us.reg, us.act = r, a
 }
 
 // Add creates a user. The username is lower-cased; it and the email (if
@@ -185,8 +196,11 @@ func (us *Users) SetPassword(ctx context.Context, username, password string) err
 	if err != nil {
 		return fmt.Errorf("set password of %q: %w", u.Username, err)
 	}
-	_, err = us.update(ctx, u.Username, func(x *User) error { x.PasswordHash = hash; return nil }, true)
-	return err
+	if _, err = us.update(ctx, u.Username, func(x *User) error { x.PasswordHash = hash; return nil }, true); err != nil {
+		return err
+	}
+	us.act.Changed(ctx, u, EventPasswordChanged, "", "", Client{})
+	return nil
 }
 
 // SetDisabled disables or re-enables a user. A disabled user cannot sign
@@ -300,13 +314,25 @@ func (us *Users) Delete(ctx context.Context, username string) error {
 	return fmt.Errorf("delete user %q: %w", name, store.ErrConflict)
 }
 
-// Authenticate checks a password for a username or an email address (both
-// case-insensitive). Unknown users, disabled users and wrong passwords all
-// return ErrInvalidCredentials after the same argon2 work (unknown users
-// are verified against the hasher's dummy hash), so neither the answer nor
-// its timing tells whether an account exists. Other errors are technical
-// failures. A hash made with older parameters is upgraded on success.
+// Authenticate is SignIn without a client address: regulated per account
+// only.
 func (us *Users) Authenticate(ctx context.Context, login, password string) (User, error) {
+	return us.SignIn(ctx, login, password, Client{})
+}
+
+// SignIn checks a password for a username or an email address (both
+// case-insensitive), under regulation per account and per c.IP.
+//
+// Unknown users, disabled users, wrong passwords and locked accounts all
+// return ErrInvalidCredentials after the same work: the same argon2 hash
+// (unknown users are verified against the hasher's dummy hash) and the
+// same regulator reads and writes (a login that matches no account is
+// counted under its own name), so neither the answer nor its timing tells
+// whether an account exists. Only right credentials for a locked account
+// (or from a locked address) get a *LockedError, saying until when. Other
+// errors are technical failures. A hash made with older parameters is
+// upgraded on success.
+func (us *Users) SignIn(ctx context.Context, login, password string, c Client) (User, error) {
 	// No stored password can be this long (the policy caps it), so refuse
 	// before spending time on normalising megabytes. The answer does not
 	// depend on the account, so it reveals nothing.
@@ -318,16 +344,43 @@ func (us *Users) Authenticate(ctx context.Context, login, password string) (User
 	if err != nil {
 		return User{}, fmt.Errorf("authenticate: %w", err)
 	}
+	subject := strings.TrimSpace(login)
+	if found {
+		subject = u.Username
+	}
+	try, err := us.reg.Begin(ctx, GatePassword, subject, c.IP)
+	if err != nil {
+		return User{}, fmt.Errorf("authenticate: %w", err)
+	}
 	phc := us.hasher.dummy
-	if found && u.PasswordHash != "" {
+	if found && u.PasswordHash != "" && try.Check {
 		phc = u.PasswordHash
 	}
+	// The hash runs even when the lock's budget is spent (Check false):
+	// the answer must take as long as any other.
 	ok, err := us.hasher.Verify(pw, phc)
 	if err != nil {
+		_ = try.Release(ctx)
 		return User{}, fmt.Errorf("authenticate %q: stored password hash: %w", u.Username, err)
 	}
-	if !found || !ok || u.Disabled {
+	if !try.Check {
 		return User{}, ErrInvalidCredentials
+	}
+	if !found || !ok || u.Disabled || phc == us.hasher.dummy {
+		locked := try.Fail(ctx)
+		if found {
+			us.act.Failed(ctx, u.Username, EventSignInFailed, policy.FactorPassword, c)
+			if !locked.IsZero() {
+				us.act.Note(ctx, u.Username, EventLocked, locked.Format(time.RFC3339), c)
+			}
+		}
+		return User{}, ErrInvalidCredentials
+	}
+	if try.Locked != nil {
+		return User{}, us.locked(ctx, u, try.Locked)
+	}
+	if err := try.Pass(ctx); err != nil {
+		return User{}, fmt.Errorf("authenticate: %w", err)
 	}
 	if us.hasher.NeedsRehash(phc) {
 		if hash, err := us.hasher.Hash(pw); err == nil {
@@ -344,7 +397,22 @@ func (us *Users) Authenticate(ctx context.Context, login, password string) (User
 			}
 		}
 	}
+	us.act.SignedIn(ctx, u, policy.FactorPassword, c)
 	return u, nil
+}
+
+// locked completes a lock revealed to right credentials: an account lock
+// gets an unlock ticket when a code can reach a confirmed address.
+func (us *Users) locked(ctx context.Context, u User, le *LockedError) error {
+	out := *le
+	if !out.Network && u.EmailVerified && u.Email != "" {
+		t, err := us.reg.IssueTicket(ctx, u.Username)
+		if err != nil {
+			return fmt.Errorf("authenticate: %w", err)
+		}
+		out.Ticket = t
+	}
+	return &out
 }
 
 var errHashChanged = errors.New("password hash changed during sign-in")

@@ -1,7 +1,401 @@
 package web
 
-import "github.com/gin-gonic/gin"
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
 
-// accountRoutes registers the person's account pages beyond the security
-// page: recent activity, sessions, "this wasn't me".
-func (s *Server) accountRoutes(k, api *gin.RouterGroup) {}
+	"github.com/gin-gonic/gin"
+	"github.com/keygate/keygate/authn"
+)
+
+// The person's account pages beyond the security page: recent activity,
+// their sessions, unlocking a locked account by email, and "this wasn't
+// me". They need the second-factor flows (MFA), which hold the activity log
+// and the regulator.
+
+// sessionLister is what the sessions page needs beyond SessionStore;
+// authn.Sessions has it. Checked once, when the routes are registered.
+type sessionLister interface {
+	ListUser(username string) []*authn.Session
+	RevokeHandle(ctx context.Context, username, handle string) error
+}
+
+// activityLimit is how many events the activity page shows.
+const activityLimit = 100
+
+// accountView is what the account templates see.
+type accountView struct {
+	Events   []eventView
+	Sessions []sessionView
+	// Unlock page: the ticket from a lock shown to right credentials, the
+	// masked address a code goes to, and whether one was sent.
+	Ticket   string
+	MaskedTo string
+	CodeSent bool
+	Token    string // "this wasn't me"
+}
+
+type eventView struct {
+	Date, Time, Kind, Factor, Detail, IP, Browser string
+	Failure                                       bool
+}
+
+type sessionView struct {
+	Handle, Browser, IP, Created, LastSeen string
+	Current                                bool
+}
+
+// accountRoutes registers the account pages and their JSON twins.
+func (s *Server) accountRoutes(k, api *gin.RouterGroup) {
+	if s.mfa == nil {
+		return
+	}
+	k.GET("/activity", s.activityPage)
+	api.GET("/activity", s.apiActivity)
+	if _, ok := s.sessions.(sessionLister); ok {
+		k.GET("/sessions", s.sessionsPage)
+		k.POST("/sessions/:handle/revoke", s.sessionRevoke)
+		api.GET("/sessions", s.apiSessions)
+		api.DELETE("/sessions/:handle", s.apiSessionRevoke)
+	}
+	k.POST("/unlock/send", s.unlockSend)
+	k.POST("/unlock", s.unlockSubmit)
+	k.GET("/not-me/:token", s.notMePage)
+	k.POST("/not-me", s.notMeSubmit)
+}
+
+// client describes the request for regulation, the activity log and
+// notices.
+func (s *Server) client(c *gin.Context) authn.Client {
+	cl := authn.Client{UserAgent: c.Request.UserAgent(), Lang: langOf(s.tr.pick(c.GetHeader("Accept-Language")))}
+	if a := clientAddr(c); a.IsValid() {
+		cl.IP = a.String()
+	}
+	return cl
+}
+
+// activity is the log, or nil without second factors (its methods then do
+// nothing).
+func (s *Server) activity() *authn.Activity {
+	if s.mfa == nil {
+		return nil
+	}
+	return s.mfa.ActivityLog()
+}
+
+func (s *Server) events(c *gin.Context, username string) ([]authn.Event, error) {
+	return s.mfa.Activity(c.Request.Context(), username, activityLimit)
+}
+
+// activityPage lists the person's recent sign-ins, failures and security
+// changes with when, where from and how.
+func (s *Server) activityPage(c *gin.Context) {
+	sess := s.requireSession(c)
+	if sess == nil {
+		return
+	}
+	events, err := s.events(c, sess.Username)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	d := s.page(c)
+	d.Title = d.T.T("activity.title")
+	v := &accountView{}
+	for _, e := range events {
+		ev := eventView{Date: e.At.UTC().Format("2006-01-02"), Time: e.At.UTC().Format("15:04:05 UTC"), Kind: d.T.T("activity.kind." + e.Kind),
+			Detail: e.Detail, IP: e.IP, Browser: e.Browser,
+			Failure: e.Kind == authn.EventSignInFailed || e.Kind == authn.EventSecondFactorFailed || e.Kind == authn.EventLocked}
+		if e.Factor != "" {
+			ev.Factor = d.T.T("factor." + e.Factor)
+		}
+		if e.Kind == authn.EventLocked {
+			// The detail of a lock is when it ends, for people to read.
+			if t, err := time.Parse(time.RFC3339, e.Detail); err == nil {
+				ev.Detail = d.T.Tf("activity.locked_until", t.UTC().Format("2006-01-02 15:04 UTC"))
+			}
+		}
+		v.Events = append(v.Events, ev)
+	}
+	d.Account = v
+	s.render(c, http.StatusOK, "activity", d)
+}
+
+// apiActivity: GET /api/activity.
+func (s *Server) apiActivity(c *gin.Context) {
+	sess := s.session(c.Request)
+	if sess == nil {
+		s.fail(c, errf(http.StatusUnauthorized, "not_signed_in", "err.not_signed_in", nil))
+		return
+	}
+	events, err := s.events(c, sess.Username)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if events == nil {
+		events = []authn.Event{}
+	}
+	writeJSON(c.Writer, http.StatusOK, gin.H{"events": events})
+}
+
+func (s *Server) sessionViews(sess *authn.Session) []sessionView {
+	var out []sessionView
+	for _, o := range s.sessions.(sessionLister).ListUser(sess.Username) {
+		out = append(out, sessionView{Handle: o.Handle, Browser: authn.DescribeUserAgent(o.UserAgent), IP: o.IP,
+			Created: o.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"), LastSeen: o.LastSeen.UTC().Format("2006-01-02 15:04 UTC"),
+			Current: o.Handle == sess.Handle})
+	}
+	return out
+}
+
+// sessionsPage lists the person's sessions (browser, address, last use),
+// each with a button to end it, and "sign out everywhere".
+func (s *Server) sessionsPage(c *gin.Context) {
+	sess := s.requireSession(c)
+	if sess == nil {
+		return
+	}
+	d := s.page(c)
+	d.Title = d.T.T("sessions.title")
+	if c.Query("done") == "revoked" {
+		d.Notice = d.T.T("sessions.revoked")
+	}
+	d.Account = &accountView{Sessions: s.sessionViews(sess)}
+	s.render(c, http.StatusOK, "sessions", d)
+}
+
+// revokeSession ends one of the person's sessions by its handle; it says
+// whether that was the session of this very browser.
+func (s *Server) revokeSession(c *gin.Context, sess *authn.Session, handle string) (bool, error) {
+	err := s.sessions.(sessionLister).RevokeHandle(c.Request.Context(), sess.Username, handle)
+	if errors.Is(err, authn.ErrSessionNotFound) {
+		return false, errf(http.StatusNotFound, "not_found", "err.no_such_session", nil)
+	}
+	if err != nil {
+		return false, err
+	}
+	s.activity().Note(c.Request.Context(), sess.Username, authn.EventSessionRevoked, handle, s.client(c))
+	current := handle == sess.Handle
+	if current {
+		s.clearSessionCookie(c)
+	}
+	return current, nil
+}
+
+func (s *Server) sessionRevoke(c *gin.Context) {
+	sess := s.requireSession(c)
+	if sess == nil {
+		return
+	}
+	current, err := s.revokeSession(c, sess, c.Param("handle"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if current {
+		c.Redirect(http.StatusSeeOther, portalPrefix+"signed-out")
+		return
+	}
+	c.Redirect(http.StatusSeeOther, portalPrefix+"sessions?done=revoked")
+}
+
+// apiSessions: GET /api/sessions.
+func (s *Server) apiSessions(c *gin.Context) {
+	sess := s.session(c.Request)
+	if sess == nil {
+		s.fail(c, errf(http.StatusUnauthorized, "not_signed_in", "err.not_signed_in", nil))
+		return
+	}
+	type row struct {
+		Handle   string    `json:"handle"`
+		Browser  string    `json:"browser"`
+		IP       string    `json:"ip"`
+		Created  time.Time `json:"created_at"`
+		LastSeen time.Time `json:"last_seen"`
+		Current  bool      `json:"current"`
+	}
+	out := []row{}
+	for _, o := range s.sessions.(sessionLister).ListUser(sess.Username) {
+		out = append(out, row{o.Handle, authn.DescribeUserAgent(o.UserAgent), o.IP, o.CreatedAt, o.LastSeen, o.Handle == sess.Handle})
+	}
+	writeJSON(c.Writer, http.StatusOK, gin.H{"sessions": out})
+}
+
+// apiSessionRevoke: DELETE /api/sessions/:handle.
+func (s *Server) apiSessionRevoke(c *gin.Context) {
+	sess := s.session(c.Request)
+	if sess == nil {
+		s.fail(c, errf(http.StatusUnauthorized, "not_signed_in", "err.not_signed_in", nil))
+		return
+	}
+	current, err := s.revokeSession(c, sess, c.Param("handle"))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	writeJSON(c.Writer, http.StatusOK, gin.H{"status": "revoked", "current": current})
+}
+
+// renderLocked shows a lock to someone who gave right credentials: until
+// when, and (with a ticket) the way to unlock it now by email.
+func (s *Server) renderLocked(c *gin.Context, e *Error, sent bool, masked string) {
+	d := s.page(c)
+	d.Title = d.T.T("locked.title")
+	d.Error = d.T.T(e.Key)
+	if len(e.Args) > 0 {
+		d.Error = d.T.Tf(e.Key, e.Args...)
+	}
+	v := &accountView{CodeSent: sent, MaskedTo: masked}
+	if t, ok := e.Extra["unlock_ticket"].(string); ok {
+		v.Ticket = t
+	}
+	if v.Ticket != "" && masked == "" {
+		if m, err := s.mfa.UnlockTarget(c.Request.Context(), v.Ticket); err == nil {
+			v.MaskedTo = m
+		} else {
+			v.Ticket = "" // no way to send a code: only waiting or an admin helps
+		}
+	}
+	d.Account = v
+	status := e.Status
+	if status == 0 {
+		status = http.StatusTooManyRequests
+	}
+	s.render(c, status, "locked", d)
+}
+
+// unlockForm reads the ticket and code of the unlock forms (form fields,
+// or a JSON body from scripts).
+func (s *Server) unlockForm(c *gin.Context) (ticket, code string, ok bool) {
+	if wantsJSON(c.Request) && c.ContentType() == "application/json" {
+		var req struct {
+			Ticket string `json:"ticket"`
+			Code   string `json:"code"`
+		}
+		if err := decodeJSON(c, &req); err != nil {
+			s.fail(c, err)
+			return "", "", false
+		}
+		return req.Ticket, req.Code, true
+	}
+	return c.PostForm("ticket"), c.PostForm("code"), true
+}
+
+// unlockFail shows a refused unlock step on the unlock page itself, so
+// the person can try again without signing in again.
+func (s *Server) unlockFail(c *gin.Context, ticket string, err error) {
+	e := mfaError(err)
+	if wantsJSON(c.Request) || e.Status >= 500 || errors.Is(err, authn.ErrTicketInvalid) {
+		s.fail(c, e)
+		return
+	}
+	d := s.page(c)
+	d.Title = d.T.T("locked.title")
+	d.Error = d.T.T(e.Key)
+	if len(e.Args) > 0 {
+		d.Error = d.T.Tf(e.Key, e.Args...)
+	}
+	v := &accountView{Ticket: ticket, CodeSent: true}
+	v.MaskedTo, _ = s.mfa.UnlockTarget(c.Request.Context(), ticket)
+	d.Account = v
+	s.render(c, e.Status, "locked", d)
+}
+
+// unlockSend mails an unlock code (POST /unlock/send {ticket}).
+func (s *Server) unlockSend(c *gin.Context) {
+	ticket, _, ok := s.unlockForm(c)
+	if !ok {
+		return
+	}
+	sent, err := s.mfa.SendUnlockCode(c.Request.Context(), ticket, langOf(s.tr.pick(c.GetHeader("Accept-Language"))))
+	if err != nil {
+		s.unlockFail(c, ticket, err)
+		return
+	}
+	if wantsJSON(c.Request) {
+		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "sent", "to": sent.Masked, "resend_at": sent.ResendAt, "expires_at": sent.ExpiresAt})
+		return
+	}
+	d := s.page(c)
+	d.Title = d.T.T("locked.title")
+	d.Account = &accountView{Ticket: ticket, CodeSent: true, MaskedTo: sent.Masked}
+	s.render(c, http.StatusOK, "locked", d)
+}
+
+// unlockSubmit checks the unlock code (POST /unlock {ticket, code}).
+func (s *Server) unlockSubmit(c *gin.Context) {
+	ticket, code, ok := s.unlockForm(c)
+	if !ok {
+		return
+	}
+	if code == "" {
+		s.unlockFail(c, ticket, errf(http.StatusBadRequest, "missing_code", "err.missing_code", nil))
+		return
+	}
+	user, err := s.mfa.Unlock(c.Request.Context(), ticket, code, s.client(c))
+	if err != nil {
+		s.unlockFail(c, ticket, err)
+		return
+	}
+	s.log.Info("account unlocked by email code", "user", user, "ip", s.client(c).IP)
+	if wantsJSON(c.Request) {
+		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "unlocked"})
+		return
+	}
+	d := s.page(c)
+	d.Title = d.T.T("unlocked.title")
+	d.Paragraphs = []string{d.T.T("unlocked.text")}
+	d.LinkURL, d.LinkText = portalPrefix+"login", d.T.T("signedout.again")
+	s.render(c, http.StatusOK, "message", d)
+}
+
+// notMePage is where a notice's "This wasn't me" link lands: it explains
+// what will happen and asks to confirm with a button (a GET never changes
+// anything: mail scanners follow links).
+func (s *Server) notMePage(c *gin.Context) {
+	token := c.Param("token")
+	if err := s.mfa.CheckNotMe(c.Request.Context(), token); err != nil {
+		s.fail(c, mfaError(err))
+		return
+	}
+	d := s.page(c)
+	d.Title = d.T.T("notme.title")
+	d.Account = &accountView{Token: token}
+	s.render(c, http.StatusOK, "notme", d)
+}
+
+// notMeSubmit secures the account: every session ends, remembered devices
+// are forgotten, and the account stays locked until unlocked by email or
+// by an admin.
+func (s *Server) notMeSubmit(c *gin.Context) {
+	token := c.PostForm("token")
+	if wantsJSON(c.Request) && c.ContentType() == "application/json" {
+		var req struct {
+			Token string `json:"token"`
+		}
+		if err := decodeJSON(c, &req); err != nil {
+			s.fail(c, err)
+			return
+		}
+		token = req.Token
+	}
+	user, err := s.mfa.ReportNotMe(c.Request.Context(), token, s.client(c))
+	if err != nil {
+		s.fail(c, mfaError(err))
+		return
+	}
+	s.log.Warn("account reported as used by someone else: signed out everywhere and locked", "user", user, "ip", s.client(c).IP)
+	s.clearSessionCookie(c)
+	if wantsJSON(c.Request) {
+		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "locked"})
+		return
+	}
+	d := s.page(c)
+	d.Title = d.T.T("notme.done_title")
+	d.Paragraphs = []string{d.T.T("notme.done_text"), d.T.T("notme.done_next")}
+	d.LinkURL, d.LinkText = portalPrefix+"login", d.T.T("notme.done_link")
+	s.render(c, http.StatusOK, "message", d)
+}

@@ -31,6 +31,7 @@ func (s *Server) apiVerifyCode(kind string) gin.HandlerFunc {
 			return
 		}
 		next, err := s.verifyCode(c, kind, req.Code)
+		s.metrics.SecondFactor(kind, err)
 		if err != nil {
 			s.fail(c, mfaError(err))
 			return
@@ -91,6 +92,7 @@ func (s *Server) apiWebAuthnLoginFinish(c *gin.Context) {
 		return
 	}
 	next, err := s.mfa.FinishWebAuthnLogin(c.Request.Context(), cookieID(c.Request), req.Ceremony, req.Credential)
+	s.metrics.SecondFactor(policy.FactorWebAuthn, err)
 	if err != nil {
 		s.fail(c, mfaError(err))
 		return
@@ -115,6 +117,7 @@ func (s *Server) apiPasskeyFinish(c *gin.Context) {
 	}
 	r := c.Request
 	sess, err := s.mfa.FinishPasskey(r.Context(), req.Ceremony, req.Credential, authn.Meta{IP: clientAddr(c).String(), UserAgent: r.UserAgent()})
+	s.metrics.SignIn("passkey", err)
 	if err != nil {
 		s.fail(c, mfaError(err))
 		return

@@ -116,6 +116,7 @@ func (s *Server) authz(c *gin.Context) {
 	ip := clientAddr(c)
 	sess := s.session(r)
 	d := s.policy.Load().Evaluate(policy.Request{Host: t.name, Path: evalPath, Method: t.method, IP: ip}, subjectOf(sess), s.now())
+	s.metrics.lookupHost(t.name).count(decisionOf(d.Outcome))
 	h := c.Writer.Header()
 	h.Set("Cache-Control", "no-store")
 	switch d.Outcome {

@@ -56,6 +56,48 @@ func peerAddr(r *http.Request) netip.Addr {
 	return a.Unmap()
 }
 
+// peerOf is peerAddr plus the address as text, without allocating in the
+// common case: RemoteAddr's host part is already the canonical form, except
+// for an IPv4-mapped IPv6 address, which is unmapped.
+func peerOf(r *http.Request) (netip.Addr, string) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, ""
+	}
+	if a.Is4In6() {
+		a = a.Unmap()
+		return a, a.String()
+	}
+	return a, host
+}
+
+// clientInfo is who sent a request, worked out once per request.
+type clientInfo struct {
+	ip      netip.Addr // the client: the peer, or what a trusted proxy reports
+	ipStr   string     // ip as text, for X-Forwarded-For and the access line
+	trusted bool       // the peer is a trusted proxy
+}
+
+// clientOf works out the client of a proxied request. Requests straight from
+// clients (the peer is not a trusted proxy) are answered from RemoteAddr
+// without Gin's ClientIP, which parses it into a net.IP and walks the
+// forwarding headers; behind a trusted proxy Gin walks X-Forwarded-For as
+// for every other handler.
+func (s *Server) clientOf(c *gin.Context) clientInfo {
+	peer, peerStr := peerOf(c.Request)
+	if peer.IsValid() && !s.trusted.contains(peer) {
+		return clientInfo{ip: peer, ipStr: peerStr}
+	}
+	// A trusted proxy, or a peer that is not an IP address (a unix
+	// socket, which Gin trusts).
+	ip := clientAddr(c)
+	return clientInfo{ip: ip, ipStr: ip.String(), trusted: peer.IsValid()}
+}
+
 // clientAddr is the client's address: the peer, or what a trusted proxy
 // reports in X-Forwarded-For (Gin walks the chain, given SetTrustedProxies).
 func clientAddr(c *gin.Context) netip.Addr {

@@ -2,9 +2,11 @@ package web
 
 import (
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
@@ -22,38 +24,80 @@ const (
 
 // gate is the proxy hot path: every request that is not for keygate itself.
 // It must stay free of disk I/O: the session comes from memory, the policy
-// is a compiled matcher behind an atomic pointer.
+// is a compiled matcher behind an atomic pointer. What it does per request
+// besides forwarding: parse the peer address and the session cookie
+// without allocating, one session lookup, one policy evaluation, one
+// pre-resolved counter, and one buffered access line when those are on.
 func (s *Server) gate(c *gin.Context) {
+	// One clock reading serves the policy, the session's idle check and
+	// the start of the access line and latency: a reading costs up to
+	// 100 ns on virtual machines.
+	now := s.now()
+	r := c.Request
+	cl := s.clientOf(c)
+	id := requestID(r.Header, cl.trusted)
+	host := hostOnly(r.Host)
+	up := s.upstream(host)
+	sess, d := s.pass(c, up, host, cl, id, now)
+
+	var hm *hostMetrics
+	if up != nil {
+		hm = up.m
+	} else if s.metrics != nil {
+		hm = s.metrics.other
+	}
+	al := s.access.Load()
+	if hm == nil && al == nil {
+		return
+	}
+	end := s.now()
+	if hm != nil {
+		hm.count(d)
+		if d == decAllow {
+			hm.latency.Observe(end.Sub(now).Seconds())
+		}
+	}
+	if al != nil {
+		e := accessEntry{start: now, id: id, method: r.Method, host: r.Host, path: r.URL.Path, ip: cl.ipStr,
+			decision: decisionNames[d], status: c.Writer.Status(), bytes: max(c.Writer.Size(), 0)}
+		if sess != nil {
+			e.user = sess.Username
+		}
+		al.write(&e, end)
+	}
+}
+
+// pass decides on a request and answers it: forwarded, challenged or
+// refused.
+func (s *Server) pass(c *gin.Context, up *upstream, host string, cl clientInfo, id string, now time.Time) (*authn.Session, decision) {
 	r := c.Request
 	p := r.URL.Path
 	if p == "/.keygate" || strings.HasPrefix(p, portalPrefix) {
 		// The reserved prefix is never forwarded, even when no portal
 		// route matched.
 		s.fail(c, errf(http.StatusNotFound, "not_found", "err.not_found", nil))
-		return
+		return nil, decRefused
 	}
-	host := hostOnly(r.Host)
-	up := s.upstream(host)
 	if up == nil {
 		s.fail(c, errf(http.StatusMisdirectedRequest, "unknown_host", "err.unknown_host", nil))
-		return
+		return nil, decRefused
 	}
 	evalPath, ok := policyPath(p)
 	if !ok {
 		s.fail(c, errf(http.StatusBadRequest, "bad_path", "err.bad_path", nil))
-		return
+		return nil, decRefused
 	}
-	ip := clientAddr(c)
-	sess := s.session(r)
-	d := s.policy.Load().Evaluate(policy.Request{Host: host, Path: evalPath, Method: r.Method, IP: ip}, subjectOf(sess), s.now())
+	sess := s.sessionAt(r, now)
+	d := s.policy.Load().Evaluate(policy.Request{Host: host, Path: evalPath, Method: r.Method, IP: cl.ip}, subjectOf(sess), now)
 	switch d.Outcome {
 	case policy.Allow:
-		s.forward(c, up, sess, ip.String())
+		s.forward(c, up, sess, cl.ipStr, id)
 	case policy.Challenge:
 		s.challenge(c, d)
 	default:
 		s.fail(c, errf(http.StatusForbidden, "forbidden", "err.forbidden", nil))
 	}
+	return sess, decisionOf(d.Outcome)
 }
 
 // policyPath gives the path the policy judges. Dot segments are refused
@@ -79,23 +123,54 @@ func policyPath(p string) (string, bool) {
 	return p, true
 }
 
-// cookieID is the session ID the browser sent, or "".
+// cookieID is the session ID the browser sent, or "". It reads the Cookie
+// header itself because r.Cookie allocates a slice and a *Cookie for the
+// match, on every proxied request; the rules are net/http's: pairs split at
+// ';', the first well-formed keygate_session pair wins, one pair of
+// surrounding double quotes is removed.
 func cookieID(r *http.Request) string {
-	ck, err := r.Cookie(CookieName)
-	if err != nil {
-		return ""
+	for _, line := range r.Header["Cookie"] {
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			name, val, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(name) != CookieName {
+				continue
+			}
+			if v, ok := cookieValue(val); ok {
+				return v
+			}
+		}
 	}
-	return ck.Value
+	return ""
+}
+
+// cookieValue is net/http's parseCookieValue (quotes allowed).
+func cookieValue(v string) (string, bool) {
+	if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f || c == '"' || c == ';' || c == '\\' {
+			return "", false
+		}
+	}
+	return v, true
 }
 
 // session returns the live session named by the cookie, or nil. (Sessions
 // from Lookup carry no ID; use cookieID to act on the session.)
 func (s *Server) session(r *http.Request) *authn.Session {
+	return s.sessionAt(r, s.now())
+}
+
+// sessionAt is session with the clock already read.
+func (s *Server) sessionAt(r *http.Request, now time.Time) *authn.Session {
 	id := cookieID(r)
 	if id == "" {
 		return nil
 	}
-	sess, ok := s.sessions.Lookup(id)
+	sess, ok := s.sessions.LookupAt(id, now)
 	if !ok {
 		return nil
 	}
@@ -117,22 +192,20 @@ func subjectOf(sess *authn.Session) policy.Subject {
 
 // forward sends an allowed request upstream with identity headers we vouch
 // for and nothing the client made up.
-func (s *Server) forward(c *gin.Context, up *upstream, sess *authn.Session, clientIP string) {
+func (s *Server) forward(c *gin.Context, up *upstream, sess *authn.Session, clientIP, id string) {
 	r := c.Request
-	h := r.Header
-	scrubInbound(h)
-	stripOwnCookie(h)
-	// The values ReverseProxy's Rewrite copies to the upstream request.
-	h["X-Forwarded-For"] = []string{clientIP}
-	h["X-Forwarded-Host"] = []string{r.Host}
-	h["X-Forwarded-Proto"] = []string{s.scheme(r)}
+	// The values for the upstream, in vouchedHeaders' order, handed to
+	// the Rewrite function in one slice (see vouchedKey).
+	n := 4
 	if sess != nil {
-		h[HeaderUser] = []string{sess.Username}
-		h[HeaderEmail] = []string{sess.Email}
-		h[HeaderGroups] = []string{strings.Join(sess.Groups, ",")}
-		h[HeaderName] = []string{sess.DisplayName}
-		h[HeaderFactors] = []string{factorList(sess.Proofs)}
+		n = len(vouchedHeaders)
 	}
+	v := make([]string, n)
+	v[0], v[1], v[2], v[3] = clientIP, r.Host, s.scheme(r), id
+	if sess != nil {
+		v[4], v[5], v[6], v[7], v[8] = sess.Username, sess.Email, strings.Join(sess.Groups, ","), sess.DisplayName, factorList(sess.Proofs)
+	}
+	r.Header[vouchedKey] = v
 	up.proxy.ServeHTTP(c.Writer, r)
 }
 

@@ -93,6 +93,10 @@ type harnessOptions struct {
 	dir            string           // reuse a data dir (restart tests)
 	mail           emailcode.Sender // nil = an outbox directory
 	noMFA          bool             // the gateway without second factors
+	regulation     authn.RegulationOptions
+	metrics        *Metrics   // nil = none
+	accessLog      *AccessLog // nil = off
+	admin          adminHook  // the admin area (admin_test.go); nil = off
 }
 
 // testClock is the one clock every part of the harness reads, so a test
@@ -124,6 +128,8 @@ type harness struct {
 	kv       *badgerstore.Store
 	users    *authn.Users
 	sessions *authn.Sessions
+	reg      *authn.Regulator
+	activity *authn.Activity
 	web      *Server
 	srv      *httptest.Server
 	up       *recorder
@@ -192,6 +198,10 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	// Cheap argon2 parameters: the tests exercise the flow, not the cost.
 	hasher := authn.NewHasher(authn.Argon2Params{MemoryKiB: 8 << 10, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 4)
 	h.users = authn.NewUsers(h.kv, hasher, authn.PasswordPolicy{MinLength: 12}, h.clock.Now)
+	reg := o.regulation
+	reg.Now = h.clock.Now
+	h.reg = authn.NewRegulator(h.kv, reg)
+	h.users.Guard(h.reg, nil)
 	h.sessions, err = authn.NewSessions(ctx, h.kv, authn.SessionOptions{IdleTimeout: 30 * time.Minute, Lifetime: 12 * time.Hour, Now: h.clock.Now})
 	if err != nil {
 		t.Fatalf("sessions: %v", err)
@@ -238,6 +248,9 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		CookieDomain:   "example.com",
 		TrustedProxies: o.trustedProxies,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Metrics:        o.metrics,
+		AccessLog:      o.accessLog,
+		Admin:          o.admin.build(h, holder),
 	})
 	if err != nil {
 		t.Fatalf("web.New: %v", err)
@@ -283,13 +296,18 @@ func (h *harness) newMFA(mail emailcode.Sender) *authn.MFA {
 	if err != nil {
 		t.Fatal(err)
 	}
+	notices := authn.NewNotices(mail, "keygate", nil, h.clock.Now)
+	h.activity = authn.NewActivity(h.kv, authn.ActivityOptions{Notices: notices, PortalURL: h.origin, Now: h.clock.Now})
+	h.users.Guard(h.reg, h.activity)
 	return authn.NewMFA(h.users, h.sessions, authn.MFAOptions{
 		TOTP: tf, Recovery: rf, Email: ef, WebAuthn: wf,
 		Devices:            authn.NewDevices(h.kv, h.clock.Now),
 		Links:              authn.NewEnrollLinks(h.kv, h.clock.Now),
 		EmailEnrollment:    true,
 		PasskeyIsTwoFactor: true,
-		Notices:            authn.NewNotices(mail, "keygate", nil, h.clock.Now),
+		Notices:            notices,
+		Regulator:          h.reg,
+		Activity:           h.activity,
 		Now:                h.clock.Now,
 	})
 }

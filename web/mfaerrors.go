@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"time"
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/factors"
@@ -18,7 +19,14 @@ import (
 func mfaError(err error) *Error {
 	var cd *emailcode.CooldownError
 	var ve *fwa.VerifyError
+	var le *authn.LockedError
 	switch {
+	case errors.As(err, &le):
+		return lockedError(le)
+	case errors.Is(err, authn.ErrTicketInvalid):
+		return errf(http.StatusBadRequest, "unlock_expired", "err.unlock_expired", nil)
+	case errors.Is(err, authn.ErrNotMeInvalid):
+		return errf(http.StatusBadRequest, "link_invalid", "err.notme_invalid", nil)
 	case errors.As(err, &cd):
 		secs := int(math.Ceil(cd.Remaining.Seconds()))
 		e := errf(http.StatusTooManyRequests, "cooldown", "err.cooldown", err)
@@ -87,4 +95,32 @@ func mfaError(err error) *Error {
 		return e
 	}
 	return errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("second factor: %w", err))
+}
+
+// lockedError is the answer to right credentials for a locked account or
+// from a locked address: it says until when, and (for an account with a
+// confirmed address) carries the ticket to ask for an unlock code. A
+// timed lock is 429 Too Many Requests; a reported account waits for an
+// unlock, so it is 403.
+func lockedError(le *authn.LockedError) *Error {
+	until := le.Until.UTC().Format("2006-01-02 15:04 UTC")
+	var e *Error
+	switch {
+	case le.Reported:
+		e = errf(http.StatusForbidden, "account_locked", "err.locked_reported", le)
+	case le.Network:
+		e = errf(http.StatusTooManyRequests, "address_locked", "err.locked_network", le)
+		e.Args = []any{until}
+	default:
+		e = errf(http.StatusTooManyRequests, "account_locked", "err.locked_account", le)
+		e.Args = []any{until}
+	}
+	e.Extra = map[string]any{}
+	if !le.Until.IsZero() {
+		e.Extra["locked_until"] = le.Until.UTC().Format(time.RFC3339)
+	}
+	if le.Ticket != "" {
+		e.Extra["unlock_ticket"] = le.Ticket
+	}
+	return e
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -27,15 +28,21 @@ type step struct {
 }
 
 // signIn checks the password and starts a fresh session. Unknown users,
-// disabled users and wrong passwords get one and the same answer.
+// disabled users, wrong passwords and locked accounts get one and the same
+// answer; only right credentials learn that a lock holds (authn decides).
 func (s *Server) signIn(c *gin.Context, login, password, rd string) (*authn.Session, step, error) {
 	if strings.TrimSpace(login) == "" || password == "" {
 		return nil, step{}, errf(http.StatusBadRequest, "missing_credentials", "err.missing_credentials", nil)
 	}
 	r := c.Request
-	u, err := s.users.Authenticate(r.Context(), login, password)
-	if errors.Is(err, authn.ErrInvalidCredentials) {
+	u, err := s.users.SignIn(r.Context(), login, password, s.client(c))
+	s.metrics.SignIn(policy.FactorPassword, err)
+	var locked *authn.LockedError
+	switch {
+	case errors.Is(err, authn.ErrInvalidCredentials):
 		return nil, step{}, errf(http.StatusUnauthorized, "invalid_credentials", "err.invalid_credentials", nil)
+	case errors.As(err, &locked):
+		return nil, step{}, lockedError(locked)
 	}
 	if err != nil {
 		return nil, step{}, errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("authenticate: %w", err))
@@ -160,6 +167,10 @@ func (s *Server) loginSubmit(c *gin.Context) {
 	_, st, err := s.signIn(c, login, password, rd)
 	if err != nil {
 		var e *Error
+		if errors.As(err, &e) && errors.Is(e, authn.ErrLocked) {
+			s.renderLocked(c, e, false, "")
+			return
+		}
 		if errors.As(err, &e) && e.Status < 500 {
 			// Show the form again, with the message, keeping what the
 			// person typed except the password.
@@ -217,6 +228,7 @@ func (s *Server) signOut(c *gin.Context, everywhere bool) error {
 		if err != nil {
 			return errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("revoke sessions: %w", err))
 		}
+		s.activity().Note(r.Context(), sess.Username, authn.EventSignedOutAll, strconv.Itoa(n), s.client(c))
 		s.log.Info("sign-out everywhere", "user", sess.Username, "sessions", n)
 		return nil
 	}

@@ -33,7 +33,7 @@ func loadPages() (pages, error) {
 		return nil, fmt.Errorf("parse layout: %w", err)
 	}
 	p := pages{}
-	for _, name := range []string{"login", "home", "logout", "message", "chooser", "code", "webauthn", "settings", "totp_enroll", "recovery_codes", "enroll", "resume"} {
+	for _, name := range []string{"login", "home", "logout", "message", "chooser", "code", "webauthn", "settings", "totp_enroll", "recovery_codes", "enroll", "resume", "admin", "admin_user", "activity", "sessions", "locked", "notme"} {
 		set, err := base.Clone()
 		if err != nil {
 			return nil, fmt.Errorf("clone layout: %w", err)
@@ -85,6 +85,12 @@ type pageData struct {
 	Download        template.URL
 	Token           string
 	Fields          []formField // a parked form to submit again
+
+	// Admin pages (admin_page.go).
+	Admin *adminView
+
+	// Account pages (account.go): activity, sessions, unlock, "this wasn't me".
+	Account *accountView
 }
 
 // Error is the one error type handlers return: a status, a stable code for

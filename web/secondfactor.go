@@ -201,10 +201,15 @@ func (s *Server) factorSubmit(c *gin.Context) {
 		return
 	}
 	next, err := s.verifyCode(c, kind, c.PostForm("code"))
+	s.metrics.SecondFactor(kind, err)
 	if err != nil {
 		e := mfaError(err)
 		if e.Status >= 500 {
 			s.fail(c, e)
+			return
+		}
+		if errors.Is(e, authn.ErrLocked) {
+			s.renderLocked(c, e, false, "")
 			return
 		}
 		s.renderFactor(c, sess, kind, rd, e, e.Status)

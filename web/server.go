@@ -30,9 +30,10 @@ const (
 	maxPortalBody = 64 << 10
 )
 
-// Authenticator checks a first factor. Owned here, implemented by authn.Users.
+// Authenticator checks a first factor under brute-force regulation (per
+// account and per c.IP). Owned here, implemented by authn.Users.
 type Authenticator interface {
-	Authenticate(ctx context.Context, login, password string) (authn.User, error)
+	SignIn(ctx context.Context, login, password string, c authn.Client) (authn.User, error)
 }
 
 // SessionStore is what the web layer needs from sessions. Lookup is the hot
@@ -40,6 +41,7 @@ type Authenticator interface {
 type SessionStore interface {
 	Create(ctx context.Context, u authn.User, p policy.Proof, m authn.Meta) (*authn.Session, error)
 	Lookup(id string) (*authn.Session, bool)
+	LookupAt(id string, now time.Time) (*authn.Session, bool)
 	Revoke(ctx context.Context, id string) error
 	RevokeUser(ctx context.Context, username string) (int, error)
 }
@@ -82,6 +84,13 @@ type Options struct {
 	// Ready reports whether the parts behind keygate work (the store
 	// answers); /.keygate/readyz says 503 otherwise. nil = always ready.
 	Ready func(context.Context) error
+	// Metrics records requests and sign-ins (nil = none).
+	Metrics *Metrics
+	// AccessLog receives one line per request (nil = off; SetAccessLog
+	// changes it while serving).
+	AccessLog *AccessLog
+	// Admin switches the admin page and API on (nil = off); see admin.go.
+	Admin *AdminOptions
 }
 
 // Server is keygate's HTTP handler.
@@ -106,6 +115,10 @@ type Server struct {
 	emailEnrollment bool
 	parked          *authn.ParkedRequests
 	ready           func(context.Context) error
+	metrics         *Metrics
+	access          atomic.Pointer[AccessLog]
+	adminOptions    *AdminOptions
+	admin           *adminArea // built by adminRoutes
 }
 
 // New builds the handler. It fails on configuration that cannot work.
@@ -131,6 +144,8 @@ func New(o Options) (*Server, error) {
 		emailEnrollment: o.EmailEnrollment,
 		parked:          o.Parked,
 		ready:           o.Ready,
+		metrics:         o.Metrics,
+		adminOptions:    o.Admin,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -152,6 +167,8 @@ func New(o Options) (*Server, error) {
 	if s.transport == nil {
 		s.transport = newTransport()
 	}
+	s.access.Store(o.AccessLog)
+	s.metrics.addPolicyHosts(o.Policy.Load())
 	if err := s.SetUpstreams(o.Upstreams); err != nil {
 		return nil, err
 	}
@@ -174,7 +191,7 @@ func (s *Server) SetUpstreams(list []Upstream) error {
 		if _, dup := set[h]; dup {
 			return fmt.Errorf("web: upstream host %q listed twice", h)
 		}
-		set[h] = s.newUpstream(u.URL, s.transport)
+		set[h] = s.newUpstream(h, u.URL, s.transport)
 	}
 	s.upstreams.Store(&set)
 	return nil
@@ -204,7 +221,7 @@ func (s *Server) routes(trusted []string) (*gin.Engine, error) {
 	e.RedirectFixedPath = false
 	e.Use(s.recover)
 
-	k := e.Group("/.keygate", s.portalGuard)
+	k := e.Group("/.keygate", s.accessPortal, s.portalGuard)
 	k.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
 	k.GET("/readyz", s.readyz)
 	static, err := fs.Sub(staticFS, "static")

@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keygate/keygate/authn"
@@ -36,6 +38,9 @@ type userAdmin interface {
 	Factors(ctx context.Context, name string) ([]factors.Credential, error)
 	ResetFactors(ctx context.Context, name, by string) (int, error)
 	EnrollLink(ctx context.Context, name string, ttl time.Duration) (enrollLink, error)
+	// Unlock ends the user's brute-force or "this wasn't me" lock and says
+	// whether one was in force.
+	Unlock(ctx context.Context, name string) (bool, error)
 }
 
 // enrollLink is an admin's one-time enrolment link.
@@ -52,10 +57,11 @@ type localAdmin struct {
 	mfa      *authn.MFA
 	baseURL  string // where enrolment links point
 	log      *slog.Logger
+	audit    *authn.Audit // records every change (admin: actorOf)
 }
 
 func (a *app) localAdmin() localAdmin {
-	return localAdmin{users: a.users, sessions: a.sessions, mfa: a.mfa, baseURL: a.portalBase(), log: a.log}
+	return localAdmin{users: a.users, sessions: a.sessions, mfa: a.mfa, baseURL: a.portalBase(), log: a.log, audit: a.audit}
 }
 
 func (l localAdmin) Factors(ctx context.Context, name string) ([]factors.Credential, error) {
@@ -66,11 +72,30 @@ func (l localAdmin) Factors(ctx context.Context, name string) ([]factors.Credent
 }
 
 func (l localAdmin) ResetFactors(ctx context.Context, name, by string) (int, error) {
+	if by == "" {
+		by = actorOf(ctx)
+	}
+	u, err := l.users.Get(ctx, name)
+	if err != nil {
+		return 0, err
+	}
 	n, err := l.mfa.ResetFactors(ctx, name)
 	if err == nil {
 		l.log.Warn("admin reset the second factors of a user", "user", name, "by", by, "credentials", n)
+		l.record(ctx, authn.AuditResetFactors, u.Username, map[string]string{"removed": strconv.Itoa(n)})
 	}
 	return n, err
+}
+
+func (l localAdmin) Unlock(ctx context.Context, name string) (bool, error) {
+	was, err := l.mfa.UnlockByAdmin(ctx, name)
+	if err == nil && was {
+		l.log.Warn("admin unlocked a user", "user", name)
+	}
+	if err == nil {
+		l.record(ctx, authn.AuditUnlock, name, map[string]string{"was_locked": strconv.FormatBool(was)})
+	}
+	return was, err
 }
 
 func (l localAdmin) EnrollLink(ctx context.Context, name string, ttl time.Duration) (enrollLink, error) {
@@ -78,6 +103,7 @@ func (l localAdmin) EnrollLink(ctx context.Context, name string, ttl time.Durati
 	if err != nil {
 		return enrollLink{}, err
 	}
+	l.record(ctx, authn.AuditEnrollLink, name, map[string]string{"expires_at": exp.UTC().Format(time.RFC3339)})
 	return enrollLink{URL: l.baseURL + "/.keygate/enroll/" + token, ExpiresAt: exp}, nil
 }
 
@@ -100,6 +126,9 @@ func viewOf(u authn.User) userView {
 
 func (l localAdmin) Add(ctx context.Context, nu authn.NewUser) (userView, error) {
 	u, err := l.users.Add(ctx, nu)
+	if err == nil {
+		l.record(ctx, authn.AuditUserAdd, u.Username, map[string]string{"groups": strings.Join(u.Groups, ",")})
+	}
 	return viewOf(u), err
 }
 
@@ -121,6 +150,7 @@ func (l localAdmin) SetPassword(ctx context.Context, name, password string) erro
 	if err := l.users.SetPassword(ctx, name, password); err != nil {
 		return err
 	}
+	l.record(ctx, authn.AuditUserPassword, name, nil)
 	_, err := l.sessions.RevokeUser(ctx, name)
 	return err
 }
@@ -129,6 +159,11 @@ func (l localAdmin) SetDisabled(ctx context.Context, name string, disabled bool)
 	if err := l.users.SetDisabled(ctx, name, disabled); err != nil {
 		return err
 	}
+	action := authn.AuditUserEnable
+	if disabled {
+		action = authn.AuditUserDisable
+	}
+	l.record(ctx, action, name, nil)
 	if disabled {
 		_, err := l.sessions.RevokeUser(ctx, name)
 		return err
@@ -140,6 +175,7 @@ func (l localAdmin) Delete(ctx context.Context, name string) error {
 	if err := l.users.Delete(ctx, name); err != nil {
 		return err
 	}
+	l.record(ctx, authn.AuditUserDelete, name, nil)
 	_, err := l.sessions.RevokeUser(ctx, name)
 	return err
 }
@@ -268,6 +304,10 @@ func adminHandler(ua userAdmin) http.Handler {
 		n, err := ua.ResetFactors(r.Context(), r.PathValue("name"), body.By)
 		reply(w, map[string]int{"removed": n}, err)
 	})
+	mux.HandleFunc("POST /users/{name}/unlock", func(w http.ResponseWriter, r *http.Request) {
+		was, err := ua.Unlock(r.Context(), r.PathValue("name"))
+		reply(w, map[string]bool{"was_locked": was}, err)
+	})
 	mux.HandleFunc("POST /users/{name}/enroll-link", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			TTL string `json:"ttl"`
@@ -306,12 +346,13 @@ func (a *app) startAdminSocket(path string) (func(), error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
-	users := adminHandler(a.localAdmin())
+	users := withActor(adminHandler(a.localAdmin()))
 	mux := http.NewServeMux()
 	for _, p := range []string{"/users", "/users/", "/ping"} {
 		mux.Handle(p, users)
 	}
 	a.adminOps(mux)
+	a.policyOps(mux)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return func() {
@@ -348,6 +389,7 @@ func (s socketAdmin) do(ctx context.Context, method, p string, in, out any) erro
 	if err != nil {
 		return err
 	}
+	req.Header.Set(adminHeader, osAdmin()) // for the audit log
 	resp, err := s.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("admin socket: %w", err)
@@ -411,6 +453,14 @@ func (s socketAdmin) ResetFactors(ctx context.Context, name, by string) (int, er
 	}
 	err := s.do(ctx, http.MethodPost, "/users/"+url.PathEscape(name)+"/reset-factors", map[string]string{"by": by}, &out)
 	return out.Removed, err
+}
+
+func (s socketAdmin) Unlock(ctx context.Context, name string) (bool, error) {
+	var out struct {
+		WasLocked bool `json:"was_locked"`
+	}
+	err := s.do(ctx, http.MethodPost, "/users/"+url.PathEscape(name)+"/unlock", nil, &out)
+	return out.WasLocked, err
 }
 
 func (s socketAdmin) EnrollLink(ctx context.Context, name string, ttl time.Duration) (enrollLink, error) {

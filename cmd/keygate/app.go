@@ -38,7 +38,12 @@ type app struct {
 	mfa      *authn.MFA
 	links    *authn.EnrollLinks
 	devices  *authn.Devices
+	policies *authn.Policies  // versioned policies in the store (policycmd.go)
+	audit    *authn.Audit     // what admins did
+	reg      *authn.Regulator // brute-force limits of every verifier
+	activity *authn.Activity  // per-user activity log and its notices
 	outbox   *delivery.Outbox // set when email goes to a directory (demo)
+	obs      observability    // metrics and access log (metrics.go)
 
 	// Reloadable parts (SIGHUP).
 	reloadMu sync.Mutex
@@ -86,12 +91,12 @@ func openApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, e
 		return nil, err
 	}
 	a := &app{cfg: cfg, log: log, kv: kv, policy: &policy.Holder{}}
-	compiled, err := policy.Compile(cfg.Policy)
-	if err != nil {
+	// The policy in force is the store's current version; the
+	// configuration's policy only seeds version 1 on the first start.
+	if err := a.loadPolicy(ctx); err != nil {
 		_ = kv.Close()
-		return nil, fmt.Errorf("policy: %w", err)
+		return nil, err
 	}
-	a.policy.Store(compiled)
 	p := cfg.Passwords
 	hasher := authn.NewHasher(authn.Argon2Params{
 		MemoryKiB: uint32(p.Argon2id.MemoryKiB), Iterations: uint32(p.Argon2id.Iterations),
@@ -104,6 +109,10 @@ func openApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, e
 	if err != nil {
 		_ = kv.Close()
 		return nil, fmt.Errorf("load sessions: %w", err)
+	}
+	if err := a.initMetrics(); err != nil {
+		_ = kv.Close()
+		return nil, err
 	}
 	if err := a.wireFactors(ctx, key); err != nil {
 		_ = kv.Close()
@@ -155,7 +164,7 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 		// the SMTP server under them.
 		a.mail = &swapSender{}
 		a.mail.set(direct)
-		sender := a.mail
+		sender := countingSender{next: a.mail, m: a.obs.metrics}
 		mailSecrets, err := secrets("email")
 		if err != nil {
 			return err
@@ -173,6 +182,22 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 			return fmt.Errorf("webauthn: %w", err)
 		}
 	}
+	// Every verifier is regulated and every sign-in and security change
+	// logged (and mailed, when email is on).
+	r := cfg.Regulation
+	a.reg = authn.NewRegulator(a.kv, authn.RegulationOptions{MaxFailures: r.MaxFailures, IPMaxFailures: r.IPMaxFailures,
+		Window: r.Window.D(), Lockout: r.Lockout.D(), MaxLockout: r.MaxLockout.D(), Logger: a.log})
+	a.reg.OnLockout(func(kind string) {
+		scope := web.LockoutUser
+		if kind == authn.LockoutIP {
+			scope = web.LockoutIP
+		}
+		a.obs.metrics.Lockout(scope)
+	})
+	a.activity = authn.NewActivity(a.kv, authn.ActivityOptions{Retention: time.Duration(cfg.Activity.RetentionDays) * 24 * time.Hour,
+		Notices: o.Notices, PortalURL: a.portalBase(), Logger: a.log})
+	a.users.Guard(a.reg, a.activity)
+	o.Regulator, o.Activity = a.reg, a.activity
 	a.mfa = authn.NewMFA(a.users, a.sessions, o)
 	return nil
 }
@@ -265,6 +290,9 @@ func (a *app) webServer() (*web.Server, error) {
 		RememberDevice:  time.Duration(a.cfg.Session.RememberDeviceDays) * 24 * time.Hour,
 		EmailEnrollment: a.cfg.Email.Enrollment && a.cfg.Email.From != "",
 		Parked:          authn.NewParkedRequests(a.kv, 0),
+		Metrics:         a.obs.metrics,
+		AccessLog:       a.obs.access,
+		Admin:           a.adminOptions(),
 		Ready: func(ctx context.Context) error {
 			_, err := a.kv.Get(ctx, "meta/ready-probe")
 			if errors.Is(err, store.ErrNotFound) {
@@ -280,5 +308,5 @@ func (a *app) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	errFlush := a.sessions.Flush(ctx)
-	return errors.Join(errFlush, a.kv.Close())
+	return errors.Join(errFlush, a.obs.flush(), a.kv.Close())
 }

@@ -62,6 +62,9 @@ func demoConfig(listen, data, upstreamURL string) config.Config {
 	cfg.WebAuthn.RPID, cfg.WebAuthn.RPName, cfg.WebAuthn.Origins = "localhost", "keygate demo", []string{origin}
 	cfg.Email.From = "keygate demo <keygate@localhost>"
 	cfg.Email.Outbox = filepath.Join(data, "outbox")
+	if listen != demoMetricsListen {
+		cfg.Metrics.Listen = demoMetricsListen
+	}
 	cfg.Policy = policy.Policy{
 		Default: policy.ActionOneFactor,
 		Rules: []policy.Rule{
@@ -113,6 +116,8 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, listen, data string,
 	if err != nil {
 		return err
 	}
+	a.obs.optional = true // another demo may hold the metrics port
+	a.startAccessLog(stderr)
 	defer func() {
 		if err := a.Close(); err != nil {
 			log.Error("close", "err", err)

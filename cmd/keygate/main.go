@@ -56,6 +56,7 @@ func newRootCmd() *cobra.Command {
 		newBackupCmd(g),
 		newRestoreCmd(g),
 		newWebAuthnCmd(g),
+		newDevCmd(g),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

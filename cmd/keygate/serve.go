@@ -33,6 +33,7 @@ func newServeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			a.level = level
+			a.startAccessLog(cmd.ErrOrStderr())
 			defer func() {
 				if err := a.Close(); err != nil {
 					log.Error("close", "err", err)
@@ -82,6 +83,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(addr string
 		return err
 	}
 	a.web = h
+	a.tuneRuntime()
 	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !isLoopback(host) && a.certs == nil {
 		a.log.Warn("serving plain HTTP on a non-loopback address: put a TLS-terminating proxy in front and list it in server.trusted_proxies", "listen", ln.Addr().String())
 	}
@@ -91,10 +93,17 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(addr string
 		return err
 	}
 	defer adminStop()
+	_, metricsStop, err := a.startMetrics(a.cfg.Metrics.Listen)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer metricsStop()
 
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
 	go a.sessions.Run(bg, 15*time.Second)
+	go a.obs.runAccessLog(bg)
 	go a.kv.RunGC(bg, 10*time.Minute)
 
 	srv := &http.Server{

@@ -130,8 +130,9 @@ func newUserCmd(g *globals) *cobra.Command {
 	add.Flags().BoolVar(&verified, "email-verified", false, "mark the email address as verified")
 	_ = add.MarkFlagRequired("email")
 
+	var search string
 	list := &cobra.Command{
-		Use: "list", Short: "List users", Args: cobra.NoArgs,
+		Use: "list [--search TEXT]", Short: "List users (or those whose name, email or a group contains TEXT)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withAdmin(cmd.Context(), g, func(ua userAdmin) error {
 				us, err := ua.List(cmd.Context())
@@ -141,6 +142,9 @@ func newUserCmd(g *globals) *cobra.Command {
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "USER\tEMAIL\tGROUPS\tSTATUS")
 				for _, u := range us {
+					if !matchesUser(u, search) {
+						continue
+					}
 					status := "active"
 					if u.Disabled {
 						status = "disabled"
@@ -151,6 +155,8 @@ func newUserCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
+
+	list.Flags().StringVar(&search, "search", "", "show only users whose name, email, display name or a group contains this (any case)")
 
 	show := &cobra.Command{
 		Use: "show NAME", Short: "Show one user", Args: cobra.ExactArgs(1),
@@ -272,7 +278,25 @@ func newUserCmd(g *globals) *cobra.Command {
 		},
 	}
 
-	cmd.AddCommand(link, factorsCmd, reset, add, list, show, passwd,
+	unlock := &cobra.Command{
+		Use: "unlock NAME", Short: "End a user's lock after failed attempts or a reported sign-in", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withAdmin(cmd.Context(), g, func(ua userAdmin) error {
+				was, err := ua.Unlock(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				if !was {
+					fmt.Fprintf(cmd.OutOrStdout(), "user %s was not locked\n", args[0])
+					return nil
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "user %s unlocked; if the lock followed a reported sign-in, set a new password: keygate user passwd %s\n", args[0], args[0])
+				return nil
+			})
+		},
+	}
+
+	cmd.AddCommand(unlock, link, factorsCmd, reset, add, list, show, passwd,
 		setDisabled("disable NAME", "Disable a user (ends their sessions)", true, "disabled; their sessions ended"),
 		setDisabled("enable NAME", "Enable a disabled user", false, "enabled"),
 		del)

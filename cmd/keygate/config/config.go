@@ -34,6 +34,10 @@ type Config struct {
 	Metrics   Metrics       `yaml:"metrics"`
 	Log       Log           `yaml:"log"`
 	Policy    policy.Policy `yaml:"policy"`
+
+	// Regulation limits failed attempts; Activity keeps the per-user log.
+	Regulation Regulation `yaml:"regulation"`
+	Activity   Activity   `yaml:"activity"`
 }
 
 // Server is the HTTP listener and what it trusts.
@@ -53,6 +57,16 @@ type Server struct {
 	// TLS, when set, makes the listener speak HTTPS itself (for setups
 	// without a TLS-terminating proxy). The files are read again on SIGHUP.
 	TLS ServerTLS `yaml:"tls"`
+	// GOGC is the Go garbage collector's target (percent heap growth
+	// between collections; -1 = off, 0 = the runtime's own setting). A
+	// proxy's live heap is small and its garbage is per request, so a
+	// higher target trades a few MiB for fewer collections. The GOGC
+	// environment variable, when set, wins.
+	GOGC int `yaml:"gogc"`
+	// MemoryLimit is the Go runtime's soft memory limit (0 = none): the
+	// collector works harder as the heap nears it. GOMEMLIMIT, when set,
+	// wins.
+	MemoryLimit ByteSize `yaml:"memory_limit"`
 }
 
 // ServerTLS names the certificate chain and key of the HTTPS listener.
@@ -168,6 +182,10 @@ type SMTP struct {
 // Admin says who may administer keygate.
 type Admin struct {
 	Groups []string `yaml:"groups"`
+	// MaxAge: the admin area needs a second factor at most this old. It
+	// can be shorter or longer, never off: the admin area always needs two
+	// factors.
+	MaxAge policy.Duration `yaml:"max_age"`
 }
 
 // Passwords is the first-factor password policy and hashing cost.
@@ -191,17 +209,39 @@ type Metrics struct {
 	Listen string `yaml:"listen"`
 }
 
+// Regulation limits failed attempts at every verifier (password, TOTP,
+// email and recovery codes, security keys), per account and per client
+// address, with locks that double on every repeat.
+type Regulation struct {
+	// MaxFailures per account within Window before it locks.
+	MaxFailures int `yaml:"max_failures"`
+	// IPMaxFailures per client address within Window before it locks.
+	IPMaxFailures int             `yaml:"ip_max_failures"`
+	Window        policy.Duration `yaml:"window"`
+	// Lockout is the first lock; each further one doubles, up to MaxLockout.
+	Lockout    policy.Duration `yaml:"lockout"`
+	MaxLockout policy.Duration `yaml:"max_lockout"`
+}
+
+// Activity is the per-user log of sign-ins, failures and security changes.
+type Activity struct {
+	// RetentionDays: how long events are kept.
+	RetentionDays int `yaml:"retention_days"`
+}
+
 // Log is the log output.
 type Log struct {
 	Level  string `yaml:"level"`  // debug | info | warn | error
 	Format string `yaml:"format"` // text | json
+	// Access writes one line per request (with its request ID).
+	Access bool `yaml:"access"`
 }
 
 // Default returns the configuration used for every key the file and the
 // environment leave unset.
 func Default() Config {
 	return Config{
-		Server: Server{Listen: "127.0.0.1:9091"},
+		Server: Server{Listen: "127.0.0.1:9091", GOGC: DefaultGOGC},
 		Session: Session{
 			IdleTimeout:        policy.Duration(30 * time.Minute),
 			Lifetime:           policy.Duration(12 * time.Hour),
@@ -215,7 +255,7 @@ func Default() Config {
 			Code:       EmailCode{Length: 6, TTL: policy.Duration(10 * time.Minute), MaxTries: 5, Cooldown: policy.Duration(time.Minute), HourlyCap: 5},
 			Enrollment: true,
 		},
-		Admin: Admin{Groups: []string{"admins"}},
+		Admin: Admin{Groups: []string{"admins"}, MaxAge: policy.Duration(15 * time.Minute)},
 		Passwords: Passwords{
 			MinLength: 12,
 			// 64 MiB, t=1, p=2: well above OWASP's memory floor (19 MiB)
@@ -224,8 +264,12 @@ func Default() Config {
 			Argon2id:            Argon2id{MemoryKiB: 65536, Iterations: 1, Parallelism: 2},
 			MaxConcurrentHashes: 4,
 		},
-		Log:    Log{Level: "info", Format: "text"},
+		Log:    Log{Level: "info", Format: "text", Access: true},
 		Policy: policy.Policy{Default: policy.ActionTwoFactor},
+
+		Regulation: Regulation{MaxFailures: 5, IPMaxFailures: 20, Window: policy.Duration(10 * time.Minute),
+			Lockout: policy.Duration(5 * time.Minute), MaxLockout: policy.Duration(time.Hour)},
+		Activity: Activity{RetentionDays: 90},
 	}
 }
 

@@ -256,7 +256,7 @@ func TestDefaultsApplied(t *testing.T) {
 		d.Session.Lifetime.D() != 12*time.Hour || d.Storage.Path != "./keygate-data" ||
 		d.Email.SMTP.Port != 1025 || d.Email.SMTP.TLS != TLSNone || !slices.Equal(d.Admin.Groups, []string{"admins"}) ||
 		d.Passwords.MinLength != 12 || d.Passwords.Argon2id != (Argon2id{65536, 1, 2}) || d.Passwords.MaxConcurrentHashes != 4 ||
-		d.Metrics.Listen != "" || d.Log != (Log{"info", "text"}) || d.Policy.Default != policy.ActionTwoFactor {
+		d.Metrics.Listen != "" || d.Log != (Log{"info", "text", true}) || d.Policy.Default != policy.ActionTwoFactor {
 		t.Errorf("Default() = %+v", d)
 	}
 	if err := (&d).Validate(); err != nil {

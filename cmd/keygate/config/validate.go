@@ -57,6 +57,7 @@ func (c *Config) Validate() error {
 	c.validateMetrics(&ps)
 	c.validateLog(&ps)
 	c.validatePolicy(&ps)
+	c.validateRegulation(&ps)
 	return ps.err()
 }
 
@@ -114,6 +115,7 @@ func (c *Config) validateFactors(ps *Problems) {
 
 func (c *Config) validateServer(ps *Problems) {
 	s := c.Server
+	c.validateRuntime(ps)
 	if s.Listen == "" {
 		ps.add("server.listen", "required (host:port such as 127.0.0.1:9091)")
 	} else if msg := checkListen(s.Listen); msg != "" {
@@ -322,6 +324,11 @@ func (c *Config) validateAdmin(ps *Problems) {
 		if strings.TrimSpace(g) == "" {
 			ps.add(fmt.Sprintf("admin.groups[%d]", i), "empty group name")
 		}
+	}
+	// A second factor older than a working day is no step-up at all; one
+	// younger than a minute sends admins to their key between two clicks.
+	if m := c.Admin.MaxAge.D(); m < time.Minute || m > 24*time.Hour {
+		ps.add("admin.max_age", "%s is outside 1m to 24h; the admin area always needs a recent second factor", c.Admin.MaxAge)
 	}
 }
 

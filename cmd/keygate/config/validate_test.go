@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/policy"
 )
@@ -121,6 +122,8 @@ func TestValidateChecks(t *testing.T) {
 		// admin
 		{"admin groups empty", func(c *Config) { c.Admin.Groups = nil }, []string{"admin.groups"}},
 		{"admin group blank", func(c *Config) { c.Admin.Groups = []string{"admins", ""} }, []string{"admin.groups[1]"}},
+		{"admin max_age off", func(c *Config) { c.Admin.MaxAge = 0 }, []string{"admin.max_age"}},
+		{"admin max_age too long", func(c *Config) { c.Admin.MaxAge = policy.Duration(48 * time.Hour) }, []string{"admin.max_age"}},
 		// passwords
 		{"min length", func(c *Config) { c.Passwords.MinLength = 7 }, []string{"passwords.min_length"}},
 		{"argon2 memory low", func(c *Config) { c.Passwords.Argon2id.MemoryKiB = 19455 }, []string{"passwords.argon2id.memory_kib"}},

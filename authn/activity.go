@@ -1,0 +1,343 @@
+package authn
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/authn/store"
+)
+
+// Client is where an attempt or a change comes from: the address
+// regulation counts, what the activity log shows, and the language notices
+// are written in.
+type Client struct {
+	IP        string
+	UserAgent string
+	Lang      string
+}
+
+// Meta is the session metadata of c.
+func (c Client) Meta() Meta { return Meta{IP: c.IP, UserAgent: c.UserAgent} }
+
+// clientOf describes the browser of a session (its sign-in address and
+// user agent), for events that happen on it.
+func clientOf(s *Session) Client { return Client{IP: s.IP, UserAgent: s.UserAgent} }
+
+// Event kinds of the activity log.
+const (
+	EventSignIn             = "sign_in"
+	EventSignInFailed       = "sign_in_failed"
+	EventSecondFactor       = "second_factor"
+	EventSecondFactorFailed = "second_factor_failed"
+	EventLocked             = "locked"
+	EventUnlocked           = "unlocked"
+	EventFactorAdded        = "factor_added"
+	EventFactorRemoved      = "factor_removed"
+	EventRecoveryCreated    = "recovery_codes_created"
+	EventPasswordChanged    = "password_changed"
+	EventDeviceTrusted      = "device_trusted"
+	EventDevicesForgotten   = "devices_forgotten"
+	EventEmailVerified      = "email_verified"
+	EventSessionRevoked     = "session_revoked"
+	EventSignedOutAll       = "signed_out_everywhere"
+	EventReported           = "reported"
+	EventFactorsReset       = "factors_reset"
+)
+
+// Event is one entry of a person's activity log.
+type Event struct {
+	At      time.Time `json:"at"`
+	Kind    string    `json:"kind"`
+	Factor  string    `json:"factor,omitempty"` // password, passkey, totp, …
+	Detail  string    `json:"detail,omitempty"` // a credential's name, a lock's end
+	IP      string    `json:"ip,omitempty"`
+	Browser string    `json:"browser,omitempty"` // DescribeUserAgent
+	// Lang is the language the person used, so that a later notice (sent
+	// from a request that does not say) is written in it.
+	Lang string `json:"lang,omitempty"`
+}
+
+// ActivityOptions configure the log; zero values take the defaults.
+type ActivityOptions struct {
+	// Retention: how long events are kept (default 90 days).
+	Retention time.Duration
+	// Notices mails people about new sign-ins and security changes (nil:
+	// nothing is mailed).
+	Notices *Notices
+	// PortalURL is the origin links in notices point to
+	// ("https://app.example.com").
+	PortalURL string
+	Now       func() time.Time
+	Logger    *slog.Logger
+}
+
+// DefaultRetention keeps activity for 90 days.
+const DefaultRetention = 90 * 24 * time.Hour
+
+const (
+	activityPrefix = "activity/"
+	notMePrefix    = "notme/"
+	// notMeTTL: how long the "This wasn't me" link of a notice works.
+	notMeTTL = 7 * 24 * time.Hour
+	// knownScan bounds how far back a sign-in is compared with earlier
+	// ones to tell a new device or address.
+	knownScan = 200
+	// maxEventField clips client-supplied text.
+	maxEventField = 128
+)
+
+// ErrNotMeInvalid: a "This wasn't me" link that is unknown, used or
+// expired.
+var ErrNotMeInvalid = errors.New("authn: this link is invalid, already used or expired")
+
+// Activity is the append-only per-user event log (each event its own key,
+// written once with compare-and-set against absence, expiring after the
+// retention), and the notices that go with it.
+type Activity struct {
+	kv KV
+	o  ActivityOptions
+}
+
+// NewActivity builds the log.
+func NewActivity(kv KV, o ActivityOptions) *Activity {
+	o.Retention = cmp.Or(max(o.Retention, 0), DefaultRetention)
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	o.PortalURL = strings.TrimSuffix(o.PortalURL, "/")
+	return &Activity{kv: kv, o: o}
+}
+
+// eventKey sorts newest first: the time is stored inverted, so a prefix
+// scan reads the latest events first and can stop early. The random tail
+// keeps two events of one nanosecond apart.
+func eventKey(username string, at time.Time) string {
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	return fmt.Sprintf("%s%s/%016x%s", activityPrefix, username, uint64(math.MaxInt64-at.UnixNano()), hex.EncodeToString(rnd[:]))
+}
+
+// Record appends e to username's log (At zero = now). A nil Activity
+// records nothing.
+func (a *Activity) Record(ctx context.Context, username string, e Event) error {
+	if a == nil {
+		return nil
+	}
+	if e.At.IsZero() {
+		e.At = a.o.Now().Round(0).UTC()
+	}
+	e.IP, e.Browser, e.Detail = clip(e.IP, maxIPLen), clip(e.Browser, maxEventField), clip(e.Detail, maxEventField)
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("record activity: %w", err)
+	}
+	// Not durable: an fsync per event would make every wrong password a
+	// disk flush; a crash loses at most the last moments of the log.
+	if _, err := a.kv.CompareAndSet(ctx, eventKey(username, e.At), raw, 0, store.WriteOptions{TTL: a.o.Retention}); err != nil {
+		return fmt.Errorf("record activity of %q: %w", username, err)
+	}
+	return nil
+}
+
+// List returns up to limit of username's events, newest first, within the
+// retention.
+func (a *Activity) List(ctx context.Context, username string, limit int) ([]Event, error) {
+	if a == nil {
+		return nil, nil
+	}
+	oldest := a.o.Now().Add(-a.o.Retention)
+	var out []Event
+	errEnough := errors.New("enough")
+	err := a.kv.Scan(ctx, activityPrefix+username+"/", func(it store.Item) error {
+		var e Event
+		if json.Unmarshal(it.Value, &e) != nil {
+			return nil // an unreadable entry expires with the rest
+		}
+		if e.At.Before(oldest) {
+			return errEnough // newest first: everything after is older
+		}
+		out = append(out, e)
+		if limit > 0 && len(out) >= limit {
+			return errEnough
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return nil, fmt.Errorf("list activity of %q: %w", username, err)
+	}
+	return out, nil
+}
+
+// event is an Event from c.
+func event(kind, factor, detail string, c Client) Event {
+	e := Event{Kind: kind, Factor: factor, Detail: detail, IP: c.IP, Lang: c.Lang}
+	if c.UserAgent != "" {
+		e.Browser = DescribeUserAgent(c.UserAgent)
+	}
+	return e
+}
+
+// record is Record for best-effort callers: the action the event describes
+// already happened, and must not fail because the log could not be written.
+func (a *Activity) record(ctx context.Context, username string, e Event) {
+	if err := a.Record(ctx, username, e); err != nil {
+		a.o.Logger.Error("activity not recorded", "user", username, "kind", e.Kind, "err", err)
+	}
+}
+
+// SignedIn records a sign-in and mails the person when it came from a
+// browser or an address their recent sign-ins did not.
+func (a *Activity) SignedIn(ctx context.Context, u User, factor string, c Client) {
+	if a == nil {
+		return
+	}
+	e := event(EventSignIn, factor, "", c)
+	known, err := a.known(ctx, u.Username, e)
+	if err != nil {
+		a.o.Logger.Error("activity: compare with earlier sign-ins", "user", u.Username, "err", err)
+		known = true // no mail on a guess
+	}
+	a.record(ctx, u.Username, e)
+	if !known {
+		a.notify(ctx, u, NoticeNewSignIn, e)
+	}
+}
+
+// known says whether an earlier sign-in came from the same browser and
+// the same address.
+func (a *Activity) known(ctx context.Context, username string, e Event) (bool, error) {
+	events, err := a.List(ctx, username, knownScan)
+	if err != nil {
+		return false, err
+	}
+	sameIP, sameBrowser := false, false
+	for _, p := range events {
+		if p.Kind != EventSignIn {
+			continue
+		}
+		sameIP = sameIP || p.IP == e.IP
+		sameBrowser = sameBrowser || p.Browser == e.Browser
+	}
+	return sameIP && sameBrowser, nil
+}
+
+// Failed records a failed attempt of a known account.
+func (a *Activity) Failed(ctx context.Context, username, kind, factor string, c Client) {
+	if a == nil {
+		return
+	}
+	a.record(ctx, username, event(kind, factor, "", c))
+}
+
+// Note records an event that needs no mail (a session ended, devices
+// forgotten, a lock).
+func (a *Activity) Note(ctx context.Context, username, kind, detail string, c Client) {
+	if a == nil {
+		return
+	}
+	a.record(ctx, username, event(kind, "", detail, c))
+}
+
+// Changed records a security change and mails the person about it, with a
+// "This wasn't me" link.
+func (a *Activity) Changed(ctx context.Context, u User, kind, factor, detail string, c Client) {
+	if a == nil {
+		return
+	}
+	e := event(kind, factor, detail, c)
+	a.record(ctx, u.Username, e)
+	a.notify(ctx, u, NoticeSecurityChange, e)
+}
+
+// notify mails a notice with a fresh "This wasn't me" link. Only a
+// confirmed address gets one: the link locks the account, and an address
+// nobody confirmed may belong to someone else.
+func (a *Activity) notify(ctx context.Context, u User, notice string, e Event) {
+	if a.o.Notices == nil || a.o.Notices.send == nil || u.Email == "" || !u.EmailVerified {
+		return
+	}
+	token, err := a.issueNotMe(ctx, u.Username)
+	if err != nil {
+		a.o.Logger.Error("notice not sent: no link", "user", u.Username, "err", err)
+		return
+	}
+	if e.Lang == "" {
+		e.Lang = a.lastLang(ctx, u.Username)
+	}
+	a.o.Notices.Activity(ctx, u, notice, e, a.o.PortalURL+"/.keygate/not-me/"+token)
+}
+
+// lastLang is the language of the person's latest event that had one.
+func (a *Activity) lastLang(ctx context.Context, username string) string {
+	events, err := a.List(ctx, username, 50)
+	if err != nil {
+		return ""
+	}
+	for _, e := range events {
+		if e.Lang != "" {
+			return e.Lang
+		}
+	}
+	return ""
+}
+
+// issueNotMe stores a one-time "This wasn't me" token for username. The
+// token is hex so that it can never look like a one-time code in a mail.
+func (a *Activity) issueNotMe(ctx context.Context, username string) (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	token := hex.EncodeToString(b)
+	if _, err := a.kv.Set(ctx, notMeKey(token), []byte(username), store.WriteOptions{TTL: notMeTTL, Durable: true}); err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
+// CheckNotMe says whether a "This wasn't me" token is live (the
+// confirmation page), without using it.
+func (a *Activity) CheckNotMe(ctx context.Context, token string) error {
+	if a == nil || len(token) != 64 {
+		return ErrNotMeInvalid
+	}
+	if _, err := a.kv.Get(ctx, notMeKey(token)); errors.Is(err, store.ErrNotFound) {
+		return ErrNotMeInvalid
+	} else if err != nil {
+		return fmt.Errorf("check link: %w", err)
+	}
+	return nil
+}
+
+// redeemNotMe uses a token once and returns its account.
+func (a *Activity) redeemNotMe(ctx context.Context, token string) (string, error) {
+	if a == nil || len(token) != 64 {
+		return "", ErrNotMeInvalid
+	}
+	v, err := a.kv.Consume(ctx, notMeKey(token))
+	if errors.Is(err, store.ErrNotFound) {
+		return "", ErrNotMeInvalid
+	}
+	if err != nil {
+		return "", fmt.Errorf("redeem link: %w", err)
+	}
+	return string(v), nil
+}
+
+func notMeKey(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return notMePrefix + hex.EncodeToString(h[:])
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/keygate/keygate/factors/emailcode"
+	"github.com/keygate/keygate/web"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// demoMetricsListen is where `keygate demo` serves /metrics.
+const demoMetricsListen = "127.0.0.1:9092"
+
+// observability is the app's metrics and access log.
+//
+// The metric families exist whether or not metrics.listen is set: counting
+// costs an atomic add, and the parts that count (the handler, the mail
+// sender, regulation) need not know whether anyone scrapes.
+type observability struct {
+	registry *prometheus.Registry
+	metrics  *web.Metrics
+	access   *web.AccessLog // nil = access lines off
+	// optional: failing to listen on metrics.listen only warns (the demo,
+	// whose fixed address may be taken by another demo); serve fails.
+	optional bool
+}
+
+// initMetrics creates the registry with keygate's families, the gauges
+// read at scrape time (sessions in memory, store size) and the Go runtime
+// and process collectors. It runs once the store and sessions are open.
+func (a *app) initMetrics() error {
+	reg := prometheus.NewRegistry()
+	m, err := web.NewMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	size := &storeSize{read: a.kv.Size}
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "keygate_sessions_active",
+			Help: "Sessions held in memory (live ones, and expired ones until the next sweep).",
+		}, func() float64 { return float64(a.sessions.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "keygate_store_size_bytes",
+			Help:        "Bytes on disk of the Badger store, by part (lsm: tables, vlog: value log).",
+			ConstLabels: prometheus.Labels{"part": "lsm"},
+		}, func() float64 { l, _ := size.get(); return float64(l) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "keygate_store_size_bytes",
+			Help:        "Bytes on disk of the Badger store, by part (lsm: tables, vlog: value log).",
+			ConstLabels: prometheus.Labels{"part": "vlog"},
+		}, func() float64 { _, v := size.get(); return float64(v) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "keygate_build_info",
+			Help:        "Always 1; the version label says which keygate runs.",
+			ConstLabels: prometheus.Labels{"version": version},
+		}, func() float64 { return 1 }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	a.obs.registry, a.obs.metrics = reg, m
+	return nil
+}
+
+// storeSize caches the store's size for a few seconds: it is a directory
+// walk, and several scrapers (or one scraping often) must not repeat it.
+type storeSize struct {
+	read func() (int64, int64)
+
+	mu        sync.Mutex
+	at        time.Time
+	lsm, vlog int64
+}
+
+func (s *storeSize) get() (int64, int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.at) > 10*time.Second {
+		s.lsm, s.vlog = s.read()
+		s.at = time.Now()
+	}
+	return s.lsm, s.vlog
+}
+
+// startAccessLog turns the access lines on when log.access says so; they go
+// to w (where the other log lines go) in log.format.
+func (a *app) startAccessLog(w io.Writer) {
+	if a.cfg.Log.Access {
+		a.obs.access = web.NewAccessLog(w, a.cfg.Log.Format)
+	}
+}
+
+// startMetrics serves /metrics on metrics.listen (nothing when it is
+// empty) until stop is called. The metrics have their own listener so they
+// are never exposed with the gateway.
+func (a *app) startMetrics(listen string) (addr string, stop func(), err error) {
+	nop := func() {}
+	if listen == "" || a.obs.registry == nil {
+		return "", nop, nil
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		err = fmt.Errorf("metrics.listen %s: %w", listen, err)
+		if a.obs.optional {
+			a.log.Warn("metrics are not served", "err", err)
+			return "", nop, nil
+		}
+		return "", nop, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.obs.registry, promhttp.HandlerOpts{
+		Registry:            a.obs.registry, // counts its own scrape errors
+		ErrorLog:            slogPrinter{a},
+		MaxRequestsInFlight: 4,
+		Timeout:             10 * time.Second,
+	}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("metrics listener", "err", err)
+		}
+	}()
+	a.log.Info("metrics are served", "url", "http://"+ln.Addr().String()+"/metrics")
+	return ln.Addr().String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// slogPrinter gives promhttp's error log to the app's logger.
+type slogPrinter struct{ a *app }
+
+func (p slogPrinter) Println(v ...any) { p.a.log.Error("metrics", "err", fmt.Sprint(v...)) }
+
+// runAccessLog flushes the access lines every second until ctx ends.
+func (o *observability) runAccessLog(ctx context.Context) {
+	if o.access != nil {
+		o.access.Run(ctx, time.Second)
+	}
+}
+
+// flush writes out buffered access lines (shutdown).
+func (o *observability) flush() error {
+	if o.access == nil {
+		return nil
+	}
+	return o.access.Flush()
+}
+
+// countingSender counts every mail handed over (codes, notices) as sent or
+// failed.
+type countingSender struct {
+	next emailcode.Sender
+	m    *web.Metrics
+}
+
+func (s countingSender) Send(ctx context.Context, msg emailcode.Message) error {
+	err := s.next.Send(ctx, msg)
+	s.m.Email(err)
+	return err
+}
+
+var _ emailcode.Sender = countingSender{}
