@@ -62,6 +62,9 @@ func (a *app) reload(path string) error {
 		return err
 	}
 	old := a.cfg
+	if !reflect.DeepEqual(old.Policy, next.Policy) {
+		a.log.Warn("the policy section of the configuration file is only read on the very first start; the policy in force lives in the store: use keygate policy import (or the admin page) to change it")
+	}
 	if restart := needsRestart(old, next); len(restart) > 0 {
 		a.log.Warn("configuration changes that need a restart were not applied", "keys", strings.Join(restart, ", "))
 	}
