@@ -29,7 +29,9 @@ lint: ## go vet + staticcheck + gofmt
 bench: ## micro-benchmarks of the hot path pieces
 	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./authn/ ./web/ ./factors/totp/
 
-FUZZ_TARGETS := ./policy/:FuzzCompileEvaluate ./policy/:FuzzGlob ./web/:FuzzSafeRedirect ./web/:FuzzPolicyPath ./web/:FuzzAuthzTarget ./authn/:FuzzParsePHC
+FUZZ_TARGETS := ./policy/:FuzzCompileEvaluate ./policy/:FuzzGlob ./web/:FuzzSafeRedirect ./web/:FuzzPolicyPath ./web/:FuzzAuthzTarget ./authn/:FuzzParsePHC \
+	./authn/:FuzzSessionLookup ./web/:FuzzSessionCookie ./web/:FuzzForwardedHeaders ./web/:FuzzDecodeJSON \
+	./factors/webauthn/:FuzzFinishLogin ./factors/webauthn/:FuzzFinishRegistration
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -45,16 +45,6 @@ func (h *harness) loginFrom(c *http.Client, user, password, ip, ua string) (*htt
 	return resp, out
 }
 
-func (h *harness) postJSONFrom(c *http.Client, path string, body any, ip string) (*http.Response, map[string]any) {
-	h.t.Helper()
-	b, _ := json.Marshal(body)
-	opts := append([]reqOpt{setHeader("Content-Type", "application/json"), setHeader("Accept", "application/json")}, from(ip, firefoxLinux)...)
-	resp, raw := h.do(c, http.MethodPost, "http://app.example.com"+path, string(b), opts...)
-	out := map[string]any{}
-	_ = json.Unmarshal([]byte(raw), &out)
-	return resp, out
-}
-
 func TestPasswordLockoutSurvivesRestartAndEnds(t *testing.T) {
 	dir := t.TempDir()
 	h := newHarness(t, harnessOptions{dir: dir, policyYAML: "default: one_factor\n", trustedProxies: []string{"127.0.0.1"}})

@@ -3,10 +3,7 @@ package webauthn
 import (
 	"errors"
 	"fmt"
-	"os"
-	"runtime"
 	"testing"
-	"time"
 )
 
 // The WebAuthn responses a browser posts are attacker-controlled bytes.
@@ -69,17 +66,6 @@ func FuzzFinishRegistration(f *testing.F) {
 	n := 0
 	f.Fuzz(func(t *testing.T, data []byte, at uint16, spliced bool) {
 		n++
-		done := make(chan struct{})
-		defer close(done)
-		go func() {
-			select {
-			case <-done:
-			case <-time.After(2 * time.Second):
-				buf := make([]byte, 1<<20)
-				m := runtime.Stack(buf, true)
-				_ = os.WriteFile("/tmp/slow.log", append([]byte(fmt.Sprintf("input %q %d %v\n", data, at, spliced)), buf[:m]...), 0o644)
-			}
-		}()
 		u := User{Username: fmt.Sprintf("user%d", n)}
 		opts, cer, err := e.f.BeginRegistration(ctx, u, SecurityKey)
 		if err != nil {
