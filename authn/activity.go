@@ -242,6 +242,25 @@ func (a *Activity) Failed(ctx context.Context, username, kind, factor string, c 
 	a.record(ctx, username, event(kind, factor, "", c))
 }
 
+// decoyTTL: decoy events are kept only briefly; nobody reads them.
+const decoyTTL = time.Hour
+
+// decoy does the work of Failed for a login that matches no account: an
+// event of the same size written the same way, under a name no account
+// can have ('#' and a hash), expiring soon. See Users.SignIn.
+func (a *Activity) decoy(ctx context.Context, login string, c Client) {
+	if a == nil {
+		return
+	}
+	e := event(EventSignInFailed, "password", "", c)
+	e.At = a.o.Now().Round(0).UTC()
+	e.IP, e.Browser = clip(e.IP, maxIPLen), clip(e.Browser, maxEventField)
+	raw, _ := json.Marshal(e)
+	if _, err := a.kv.CompareAndSet(ctx, eventKey(subjectKey("#"+login), e.At), raw, 0, store.WriteOptions{TTL: decoyTTL}); err != nil {
+		a.o.Logger.Error("activity: decoy write", "err", err)
+	}
+}
+
 // Note records an event that needs no mail (a session ended, devices
 // forgotten, a lock).
 func (a *Activity) Note(ctx context.Context, username, kind, detail string, c Client) {

@@ -479,9 +479,11 @@ func (r *Regulator) load(ctx context.Context, key string) (failRecord, uint64, e
 // record decide; the TTL only collects garbage.
 func (r *Regulator) ttl(rec failRecord, now time.Time) time.Duration {
 	d := rec.Since.Add(r.o.Window).Sub(now)
-	d = max(d, rec.Until.Sub(now))
+	if !rec.Until.IsZero() {
+		d = max(d, rec.Until.Sub(now))
+	}
 	if rec.Strikes > 0 {
-		d = max(d, rec.Until.Sub(now)+strikeMemory)
+		d = max(d, rec.Last.Add(strikeMemory).Sub(now))
 	}
 	return max(d, time.Second)
 }

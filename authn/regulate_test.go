@@ -291,3 +291,22 @@ func TestSubjectKeysDoNotCollide(t *testing.T) {
 		}
 	}
 }
+
+// The store's TTL only collects garbage, but it must not forget strikes
+// before the day is over: the doubling needs them.
+func TestRegulatorTTLKeepsStrikes(t *testing.T) {
+	clk := newClock()
+	r := newTestRegulator(t, openStore(t, t.TempDir()), clk)
+	now := clk.Now()
+	rec := failRecord{Tries: 1, Since: now, Strikes: 2, Last: now}
+	if d := r.ttl(rec, now); d < strikeMemory {
+		t.Fatalf("a record with strikes lives %v, want at least %v", d, strikeMemory)
+	}
+	rec.Until = now.Add(48 * time.Hour)
+	if d := r.ttl(rec, now); d < 48*time.Hour {
+		t.Fatalf("a locked record lives %v, shorter than its lock", d)
+	}
+	if d := r.ttl(failRecord{Tries: 1, Since: now, Last: now}, now); d != 10*time.Minute {
+		t.Fatalf("a plain count lives %v, want the window", d)
+	}
+}

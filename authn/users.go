@@ -373,6 +373,14 @@ func (us *Users) SignIn(ctx context.Context, login, password string, c Client) (
 			if !locked.IsZero() {
 				us.act.Note(ctx, u.Username, EventLocked, locked.Format(time.RFC3339), c)
 			}
+		} else {
+			// The same log writes for a login without an account, or the
+			// time they take would tell accounts apart (as the dummy hash
+			// does for the hash).
+			us.act.decoy(ctx, subject, c)
+			if !locked.IsZero() {
+				us.act.decoy(ctx, subject, c)
+			}
 		}
 		return User{}, ErrInvalidCredentials
 	}

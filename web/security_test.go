@@ -595,3 +595,30 @@ func TestAdminUnlock(t *testing.T) {
 		t.Fatalf("after the admin's unlock: %d", resp.StatusCode)
 	}
 }
+
+// Every refusal of the account flows has a message in every language.
+func TestAccountErrorsSpeakBothLanguages(t *testing.T) {
+	tr, err := loadTranslator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC)
+	for _, e := range []error{
+		&authn.LockedError{Until: until}, &authn.LockedError{Until: until, Network: true}, &authn.LockedError{Reported: true},
+		authn.ErrTicketInvalid, authn.ErrNotMeInvalid,
+	} {
+		got := mfaError(e)
+		if got.Status >= 500 {
+			t.Errorf("%v maps to %d", e, got.Status)
+		}
+		for _, c := range tr.cats {
+			msg := c.T(got.Key)
+			if len(got.Args) > 0 {
+				msg = c.Tf(got.Key, got.Args...)
+			}
+			if msg == got.Key || strings.Contains(msg, "%!") || (len(got.Args) > 0 && !strings.Contains(msg, "2030-01-02 03:04 UTC")) {
+				t.Errorf("%s: %s → %q", c.Lang(), got.Key, msg)
+			}
+		}
+	}
+}

@@ -331,10 +331,11 @@ func (s *Server) recover(c *gin.Context) {
 func (s *Server) portalGuard(c *gin.Context) {
 	r := c.Request
 	r.Body = http.MaxBytesReader(c.Writer, r.Body, maxPortalBody)
+	// Headers first, so refusals (JSON too) carry them as well.
+	portalHeaders(c.Writer.Header())
 	if err := s.cop.Check(r); err != nil {
 		s.fail(c, errf(http.StatusForbidden, "cross_origin", "err.cross_origin", err))
 		return
 	}
-	portalHeaders(c.Writer.Header())
 	c.Next()
 }
