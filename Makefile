@@ -26,10 +26,10 @@ lint: ## go vet + staticcheck + gofmt
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt wants changes"; exit 1; }
 
-bench: ## micro-benchmarks of the hot path pieces
-	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./authn/ ./web/ ./factors/totp/
+bench: build ## wrk: keygate vs bare proxy, direct, nginx; scale; Go benchmarks (bench/results.md)
+	GO=$(GO) bench/run.sh
 
-FUZZ_TARGETS := ./policy/:FuzzCompileEvaluate ./policy/:FuzzGlob ./web/:FuzzSafeRedirect ./web/:FuzzPolicyPath ./web/:FuzzAuthzTarget ./authn/:FuzzParsePHC \
+FUZZ_TARGETS := ./policy/:FuzzCompileEvaluate ./policy/:FuzzGlob ./web/:FuzzSafeRedirect ./web/:FuzzPolicyPath ./web/:FuzzAuthzTarget ./authn/:FuzzParsePHC ./web/:FuzzCookieID \
 	./authn/:FuzzSessionLookup ./web/:FuzzSessionCookie ./web/:FuzzForwardedHeaders ./web/:FuzzDecodeJSON \
 	./factors/webauthn/:FuzzFinishLogin ./factors/webauthn/:FuzzFinishRegistration
 

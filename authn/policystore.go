@@ -134,6 +134,9 @@ type Policies struct {
 	guard  func(policy.Policy) policy.ValidationErrors
 	now    func() time.Time
 	log    *slog.Logger
+	// OnChange, when set (before serving), hears every version put in
+	// force by this process (metrics show the version in force).
+	OnChange func(version int)
 	// mu orders this process's writers: without it two quick saves could
 	// reach the store as 6 then 7 but the holder as 7 then 6, leaving the
 	// proxy on a version that is no longer current. The store's CAS still
@@ -373,6 +376,9 @@ func (ps *Policies) update(ctx context.Context, p policy.Policy, ifVersion int, 
 	}
 	ps.writeHistory(ctx, rec)
 	ps.holder.Store(compiled)
+	if ps.OnChange != nil {
+		ps.OnChange(rec.Version)
+	}
 	ps.log.Info("policy version in force", "version", rec.Version, "author", author, "restored_from", restoredFrom)
 	return rec.version()
 }

@@ -136,10 +136,13 @@ type Sessions struct {
 	// holding mu may read every shard without its lock.
 	shards [shardCount]shard
 
-	mu      sync.Mutex                 // serialises changes to the set of sessions
-	byUser  map[string]map[skey]*entry // guarded by mu
-	count   int                        // guarded by mu
-	flushMu sync.Mutex                 // one Flush at a time
+	mu sync.Mutex // serialises changes to the set of sessions
+	// byUser lists each user's sessions (e.userIdx is e's index). A slice,
+	// not a map: most users have one to three sessions, and an inner map
+	// per user cost ~200 bytes a session.
+	byUser  map[string][]*entry // guarded by mu
+	count   int                 // guarded by mu
+	flushMu sync.Mutex          // one Flush at a time
 }
 
 type skey = [sha256.Size]byte
@@ -169,6 +172,7 @@ type entry struct {
 
 	rotating bool // guarded by Sessions.mu: a Rotate/AddProof is under way
 	revoked  bool // guarded by Sessions.mu: tells a rotation under way not to publish a successor
+	userIdx  int  // guarded by Sessions.mu: index in Sessions.byUser
 }
 
 // sessionRecord is the stored form of a session (the ID is not in it; the
@@ -210,7 +214,7 @@ func NewSessions(ctx context.Context, kv KV, opt SessionOptions) (*Sessions, err
 		now:      opt.Now,
 		max:      cmp.Or(max(opt.MaxSessions, 0), DefaultMaxSessions),
 		log:      opt.Logger,
-		byUser:   make(map[string]map[skey]*entry),
+		byUser:   make(map[string][]*entry),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -224,6 +228,7 @@ func NewSessions(ctx context.Context, kv KV, opt SessionOptions) (*Sessions, err
 
 	now := s.now().UnixNano()
 	var stale []skey
+	in := newInterner()
 	s.mu.Lock()
 	err := kv.Scan(ctx, sessionPrefix, func(it store.Item) error {
 		key, ok := parseStoreKey(it.Key)
@@ -237,6 +242,7 @@ func NewSessions(ctx context.Context, kv KV, opt SessionOptions) (*Sessions, err
 			return nil
 		}
 		sess.Handle = handleOf(key)
+		in.session(sess)
 		e := newEntry(key, sess, it.Version)
 		if !s.live(e, now) {
 			stale = append(stale, key)
@@ -526,7 +532,7 @@ func (s *Sessions) revokeWhere(ctx context.Context, username string, match func(
 	s.mu.Lock()
 	var keys []skey
 	n := 0
-	for _, e := range s.byUser[username] {
+	for _, e := range slices.Clone(s.byUser[username]) { // removeLocked changes the list
 		if match != nil && !match(e.sess.Load()) {
 			continue
 		}
@@ -728,11 +734,8 @@ func (s *Sessions) insertLocked(e *entry) {
 	sh.m[e.key] = e
 	sh.mu.Unlock()
 	u := s.byUser[e.username]
-	if u == nil {
-		u = make(map[skey]*entry)
-		s.byUser[e.username] = u
-	}
-	u[e.key] = e
+	e.userIdx = len(u)
+	s.byUser[e.username] = append(u, e)
 	s.count++
 }
 
@@ -747,10 +750,16 @@ func (s *Sessions) removeLocked(e *entry) {
 	sh.mu.Lock()
 	delete(sh.m, e.key)
 	sh.mu.Unlock()
-	if u := s.byUser[e.username]; u != nil {
-		delete(u, e.key)
-		if len(u) == 0 {
+	if u := s.byUser[e.username]; e.userIdx < len(u) && u[e.userIdx] == e {
+		// Swap with the last: O(1) whatever a user's number of sessions.
+		last := len(u) - 1
+		u[e.userIdx] = u[last]
+		u[e.userIdx].userIdx = e.userIdx
+		u[last] = nil
+		if last == 0 {
 			delete(s.byUser, e.username)
+		} else {
+			s.byUser[e.username] = u[:last]
 		}
 	}
 	s.count--
@@ -914,4 +923,53 @@ func decodeSession(b []byte) (*Session, error) {
 			UserVerified: p.UserVerified, BackupEligible: p.BackupEligible}
 	}
 	return s, nil
+}
+
+// interner makes equal strings of the sessions loaded at start share one
+// copy: a user's sessions repeat its name, address and groups, proofs
+// repeat a few kinds and credential IDs, and most browsers of a site send
+// one of a few User-Agent strings. With 100k sessions that is a fifth of
+// their memory. It lives only while NewSessions loads.
+type interner struct {
+	strs   map[string]string
+	groups map[string][]string // by the list joined with NUL
+}
+
+func newInterner() *interner {
+	return &interner{strs: map[string]string{}, groups: map[string][]string{}}
+}
+
+func (in *interner) str(v string) string {
+	if v == "" {
+		return ""
+	}
+	if w, ok := in.strs[v]; ok {
+		return w
+	}
+	in.strs[v] = v
+	return v
+}
+
+// session interns s's strings. Equal group lists share one backing array:
+// a snapshot's slices are never modified (SyncUser and mergeProof build new
+// ones).
+func (in *interner) session(s *Session) {
+	s.Username, s.Email, s.DisplayName = in.str(s.Username), in.str(s.Email), in.str(s.DisplayName)
+	s.IP, s.UserAgent = in.str(s.IP), in.str(s.UserAgent)
+	for i := range s.Proofs {
+		p := &s.Proofs[i]
+		p.Kind, p.Ref, p.AAGUID = in.str(p.Kind), in.str(p.Ref), in.str(p.AAGUID)
+	}
+	if len(s.Groups) == 0 {
+		return
+	}
+	key := strings.Join(s.Groups, "\x00")
+	if shared, ok := in.groups[key]; ok {
+		s.Groups = shared
+		return
+	}
+	for i := range s.Groups {
+		s.Groups[i] = in.str(s.Groups[i])
+	}
+	in.groups[key] = s.Groups
 }

@@ -328,3 +328,45 @@ var (
 	_ authn.KV = (*memKV)(nil)
 	_ authn.KV = bulkKV{}
 )
+
+// BenchmarkSessionMemory reports the heap that live sessions hold, per
+// session, once 100k of them are loaded the way keygate loads them at
+// start (decoded from their stored records), after a collection.
+func BenchmarkSessionMemory(b *testing.B) {
+	const n = 100_000
+	kv := newMemKV()
+	src, err := authn.NewSessions(ctx, kv, authn.SessionOptions{IdleTimeout: time.Hour, MaxSessions: n + 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range n {
+		u := authn.User{Username: fmt.Sprintf("user%06d", i%50_000), Email: fmt.Sprintf("user%06d@example.com", i%50_000),
+			DisplayName: fmt.Sprintf("User %d", i%50_000), Groups: []string{"staff", "dev"}}
+		s, err := src.Create(ctx, u, policy.Proof{Kind: policy.FactorPassword}, authn.Meta{IP: "192.0.2.1",
+			UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := src.AddProof(ctx, s.ID, policy.Proof{Kind: policy.FactorTOTP, Ref: "cred-1"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	src = nil
+	for b.Loop() {
+		runtime.GC()
+		before := heapInUse()
+		loaded, err := authn.NewSessions(ctx, kv, authn.SessionOptions{IdleTimeout: time.Hour, MaxSessions: n + 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		b.ReportMetric(float64(heapInUse()-before)/n, "heap-B/session")
+		runtime.KeepAlive(loaded)
+	}
+}
+
+func heapInUse() int64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}

@@ -56,10 +56,15 @@ func (recorder2) CloseNotify() <-chan bool { return nil }
 func benchServe(b *testing.B, h http.Handler, req *http.Request) {
 	b.ReportAllocs()
 	b.ResetTimer()
+	// A cancellable context, as a real server's request has: with
+	// context.Background ReverseProxy would start a goroutine per request
+	// to watch CloseNotify.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	cpu := startCPU()
 	for b.Loop() {
 		rec := recorder2{httptest.NewRecorder()}
-		r := req.Clone(context.Background())
+		r := req.Clone(ctx)
 		h.ServeHTTP(rec, r)
 		if rec.Code != http.StatusOK {
 			b.Fatalf("status %d: %s", rec.Code, rec.Body.String())
@@ -209,7 +214,7 @@ func BenchmarkAccessLine(b *testing.B) {
 	for _, format := range []string{"text", "json"} {
 		b.Run(format, func(b *testing.B) {
 			al := NewAccessLog(io.Discard, format)
-			e := accessEntry{start: time.Now(), id: newRequestID(), method: "GET", host: "app.example.com", path: "/some/page",
+			e := accessEntry{start: time.Now(), id: newRequestIDs().next(), method: "GET", host: "app.example.com", path: "/some/page",
 				ip: "192.0.2.10", user: "alice", decision: "allow", status: 200, bytes: 1024}
 			b.ReportAllocs()
 			for b.Loop() {
@@ -223,7 +228,7 @@ func BenchmarkAccessLine(b *testing.B) {
 // buffer's lock.
 func BenchmarkAccessLineParallel(b *testing.B) {
 	al := NewAccessLog(bufio.NewWriter(io.Discard), "text")
-	e := accessEntry{start: time.Now(), id: newRequestID(), method: "GET", host: "app.example.com", path: "/some/page",
+	e := accessEntry{start: time.Now(), id: newRequestIDs().next(), method: "GET", host: "app.example.com", path: "/some/page",
 		ip: "192.0.2.10", user: "alice", decision: "allow", status: 200, bytes: 1024}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

@@ -35,7 +35,7 @@ func (s *Server) gate(c *gin.Context) {
 	now := s.now()
 	r := c.Request
 	cl := s.clientOf(c)
-	id := requestID(r.Header, cl.trusted)
+	id := s.requestID(r.Header, cl.trusted)
 	host := hostOnly(r.Host)
 	up := s.upstream(host)
 	sess, d := s.pass(c, up, host, cl, id, now)
@@ -215,6 +215,13 @@ func factorList(ps []policy.Proof) string {
 	if len(ps) == 1 {
 		return ps[0].Kind // the common case, without building a string
 	}
+	if len(ps) == 2 && ps[0].Kind == policy.FactorPassword {
+		// The other common case, a password and one second factor:
+		// a constant, not a string built on every request.
+		if l, ok := passwordAnd[ps[1].Kind]; ok {
+			return l
+		}
+	}
 	var b strings.Builder
 	for i, p := range ps {
 		if p.Kind != policy.FactorPassword && !authn.IsSecondFactor(p.Kind) {
@@ -233,6 +240,16 @@ func factorList(ps []policy.Proof) string {
 		b.WriteString(p.Kind)
 	}
 	return b.String()
+}
+
+// passwordAnd is factorList's answer for a password and one more proof.
+var passwordAnd = map[string]string{
+	policy.FactorWebAuthn: policy.FactorPassword + "," + policy.FactorWebAuthn,
+	policy.FactorTOTP:     policy.FactorPassword + "," + policy.FactorTOTP,
+	policy.FactorEmail:    policy.FactorPassword + "," + policy.FactorEmail,
+	policy.FactorRecovery: policy.FactorPassword + "," + policy.FactorRecovery,
+	policy.FactorPassword: policy.FactorPassword,
+	authn.ProofDevice:     policy.FactorPassword,
 }
 
 // challenge sends a browser to the portal (302) and tells API clients where

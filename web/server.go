@@ -117,6 +117,7 @@ type Server struct {
 	ready           func(context.Context) error
 	metrics         *Metrics
 	access          atomic.Pointer[AccessLog]
+	ids             *requestIDs
 	adminOptions    *AdminOptions
 	admin           *adminArea // built by adminRoutes
 }
@@ -145,6 +146,7 @@ func New(o Options) (*Server, error) {
 		parked:          o.Parked,
 		ready:           o.Ready,
 		metrics:         o.Metrics,
+		ids:             newRequestIDs(),
 		adminOptions:    o.Admin,
 	}
 	if s.log == nil {

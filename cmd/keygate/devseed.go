@@ -236,4 +236,13 @@ func (b bulkKV) CompareAndSet(ctx context.Context, key string, value []byte, pre
 	return b.Store.CompareAndSet(ctx, key, value, prev, opt)
 }
 
+// Delete writes an already expired tombstone instead: the store's Delete
+// always fsyncs, and every seeded two-factor session replaces its
+// one-factor predecessor (AddProof) with a delete. An expired record reads
+// as not found and is dropped at the next compaction.
+func (b bulkKV) Delete(ctx context.Context, key string) error {
+	_, err := b.Store.Set(ctx, key, nil, store.WriteOptions{TTL: time.Nanosecond})
+	return err
+}
+
 var _ authn.KV = bulkKV{}

@@ -100,7 +100,7 @@ policy:
 	before := scrape()
 	for _, family := range []string{
 		"keygate_requests_total", "keygate_upstream_duration_seconds", "keygate_sign_ins_total", "keygate_second_factor_total",
-		"keygate_lockouts_total", "keygate_emails_total", "keygate_sessions_active 5", "keygate_policy_version",
+		"keygate_lockouts_total", "keygate_emails_total", "keygate_sessions_active 5", "keygate_policy_version 1",
 		`keygate_store_size_bytes{part="lsm"}`, `keygate_store_size_bytes{part="vlog"}`, "keygate_build_info",
 		"go_goroutines", "go_memstats_heap_alloc_bytes", "process_resident_memory_bytes",
 	} {

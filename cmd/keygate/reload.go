@@ -134,6 +134,7 @@ func needsRestart(old, next *config.Config) []string {
 	check("passwords", old.Passwords, next.Passwords)
 	check("metrics", old.Metrics, next.Metrics)
 	check("log.format", old.Log.Format, next.Log.Format)
+	check("log.access", old.Log.Access, next.Log.Access)
 	check("admin", old.Admin, next.Admin)
 	return keys
 }

@@ -58,10 +58,15 @@ func main() {
 	flag.StringVar(&o.keygate, "keygate", "bin/keygate", "the keygate binary")
 	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "wrk duration at 64 connections")
-	flag.DurationVar(&o.c1, "c1-duration", 3*time.Second, "wrk duration at 1 connection")
+	flag.DurationVar(&o.c1, "c1-duration", 2*time.Second, "wrk duration at 1 connection")
 	flag.BoolVar(&o.scale, "scale", true, "also measure start-up and memory with 100k users and 100k sessions")
 	flag.IntVar(&o.scaleN, "scale-n", 100_000, "users and sessions for -scale")
 	flag.BoolVar(&o.noLog, "variant-nolog", false, "also run keygate with log.access: false")
+	flag.StringVar(&o.gogc, "variant-gogc", "", "also run keygate with these GOGC values (comma-separated)")
+	flag.IntVar(&o.pairs, "pairs", 4, "rounds of keygate and the bare proxy loaded at the same time")
+	flag.BoolVar(&o.bareIdentity, "pair-bare-identity", false, "also pair keygate with a bare proxy that sends keygate's identity headers")
+	flag.BoolVar(&o.aa, "pair-aa", false, "also pair two identical bare proxies (the method's own bias and noise)")
+	flag.DurationVar(&o.pairDuration, "pair-duration", 6*time.Second, "wrk duration of a paired round")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "proxybench:", err)
@@ -75,6 +80,11 @@ type options struct {
 	duration, c1 time.Duration
 	scale, noLog bool
 	scaleN       int
+	gogc         string
+	pairs        int
+	pairDuration time.Duration
+	bareIdentity bool
+	aa           bool
 }
 
 // serveUpstream is the fixed app: 1 KiB of text for every request.
@@ -101,11 +111,24 @@ func serveBare(upstream string) {
 	if err != nil {
 		fatal(err)
 	}
+	// PROXYBENCH_IDENTITY=1 makes the bare proxy send the headers keygate
+	// sends besides X-Forwarded-* (identity and request ID, fixed values):
+	// it separates the cost of carrying them from keygate's own work.
+	identity := os.Getenv("PROXYBENCH_IDENTITY") == "1"
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
+			if identity {
+				h := pr.Out.Header
+				h["X-Request-Id"] = []string{"0123456789abcdef"}
+				h["Remote-User"] = []string{"user000000"}
+				h["Remote-Email"] = []string{"user000000@seed.example.com"}
+				h["Remote-Groups"] = []string{"staff"}
+				h["Remote-Name"] = []string{"Seeded user000000"}
+				h["Remote-Factors"] = []string{"password,totp"}
+			}
 		},
 		Transport:  web.NewTransport(),
 		BufferPool: web.NewBufferPool(),
@@ -138,6 +161,9 @@ type proc struct {
 	// workers).
 	pids func() []int
 }
+
+// URL is the server's base URL.
+func (p *proc) URL() string { return "http://" + p.addr }
 
 func (p *proc) stop() {
 	if p.cmd == nil || p.cmd.Process == nil {
@@ -249,7 +275,7 @@ policy:
 
 // startKeygate seeds a store (one user with a two-factor session unless
 // users/sessions say more) and starts keygate serve on it.
-func startKeygate(bin, dir, upstream string, access bool, users, sessions int) (*proc, string, time.Duration, error) {
+func startKeygate(bin, dir, upstream string, access bool, users, sessions int, env ...string) (*proc, string, time.Duration, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, "", 0, err
 	}
@@ -268,18 +294,19 @@ func startKeygate(bin, dir, upstream string, access bool, users, sessions int) (
 		return nil, "", 0, err
 	}
 	cookie := strings.TrimSpace(string(raw))
-	p, took, err := launchKeygate(bin, cfg, dir, listen)
+	p, took, err := launchKeygate(bin, cfg, dir, listen, env...)
 	return p, cookie, took, err
 }
 
 // launchKeygate starts keygate serve and returns how long it took to
 // answer its health check.
-func launchKeygate(bin, cfg, dir, listen string) (*proc, time.Duration, error) {
+func launchKeygate(bin, cfg, dir, listen string, env ...string) (*proc, time.Duration, error) {
 	logf, err := os.Create(filepath.Join(dir, "keygate.log"))
 	if err != nil {
 		return nil, 0, err
 	}
 	cmd := exec.Command(bin, "serve", "--config", cfg)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -350,7 +377,7 @@ http {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &proc{name: "nginx", cmd: cmd, addr: listen}
+	p := &proc{name: "nginx proxy_pass", cmd: cmd, addr: listen}
 	p.pids = func() []int { return append([]int{cmd.Process.Pid}, children(cmd.Process.Pid)...) }
 	if err := waitHTTP("http://"+listen+"/", http.Header{"Host": {benchHost}}, http.StatusOK, 10*time.Second); err != nil {
 		p.stop()
@@ -529,7 +556,7 @@ func run(o options) error {
 		return err
 	}
 
-	up, err := startChild("direct", nil, "upstream")
+	up, err := startChild("direct (no proxy)", nil, "upstream")
 	if err != nil {
 		return err
 	}
@@ -537,7 +564,7 @@ func run(o options) error {
 	upURL := "http://" + up.addr
 	// The bare proxy runs with keygate's GC target, so the comparison
 	// measures keygate's own work, not a runtime setting.
-	bare, err := startChild("bare", []string{"GOGC=200"}, "bare", upURL)
+	bare, err := startChild("bare ReverseProxy", []string{"GOGC=200"}, "bare", upURL)
 	if err != nil {
 		return err
 	}
@@ -559,6 +586,19 @@ func run(o options) error {
 		// The seeded session of this store is a different one.
 		raw, _ := os.ReadFile(filepath.Join(tmp, "keygate-nolog", "cookie"))
 		targets = append(targets, withCookie(kn, strings.TrimSpace(string(raw))))
+	}
+	for g := range strings.SplitSeq(o.gogc, ",") {
+		if g = strings.TrimSpace(g); g == "" {
+			continue
+		}
+		dir := filepath.Join(tmp, "keygate-gogc-"+g)
+		kv, c, _, err := startKeygate(o.keygate, dir, upURL, true, 1, 1, "GOGC="+g)
+		if err != nil {
+			return err
+		}
+		defer kv.stop()
+		kv.name = "keygate (GOGC=" + g + ")"
+		targets = append(targets, withCookie(kv, c))
 	}
 	ng, err := startNginx(filepath.Join(tmp, "nginx"), upURL)
 	if err != nil {
@@ -614,6 +654,38 @@ func run(o options) error {
 	}
 	loadRSS := rssMiB(kg.cmd.Process.Pid)
 	report(targets, results, up, bare, kg, ng, o)
+	if o.pairs > 0 {
+		if err := paired(ctx, kg, bare, header, header, o); err != nil {
+			return err
+		}
+		if o.aa {
+			b2, err := startChild("a second bare ReverseProxy", []string{"GOGC=200"}, "bare", up.URL())
+			if err != nil {
+				return err
+			}
+			defer b2.stop()
+			if err := paired(ctx, b2, bare, header, header, o); err != nil {
+				return err
+			}
+		}
+		if o.bareIdentity {
+			bi, err := startChild("bare ReverseProxy + keygate's headers", []string{"GOGC=200", "PROXYBENCH_IDENTITY=1"}, "bare", up.URL())
+			if err != nil {
+				return err
+			}
+			defer bi.stop()
+			if err := paired(ctx, kg, bi, header, header, o); err != nil {
+				return err
+			}
+		}
+		for _, p := range targets {
+			if c := cookies[p]; c != "" { // the variants, against the bare proxy too
+				if err := paired(ctx, p, bare, headerOf(p), header, o); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	fmt.Printf("\nkeygate memory: %.1f MiB RSS idle after start, %.1f MiB after the load; start-up (exec to healthz) %s\n",
 		idleRSS, loadRSS, startup.Round(time.Millisecond))
 	if o.scale {
@@ -691,6 +763,35 @@ func report(targets []*proc, res map[*proc][]sample, direct, bare, kg, ng *proc,
 	}
 }
 
+// paired loads keygate and the bare proxy at the same time (wrk -t1 -c32
+// each), round after round. Whatever the neighbours do to the machine then
+// hits both alike, so the difference in CPU time per request is far
+// steadier than between runs taken one after the other; and with the CPU
+// shared, the ratio of their req/s is the ratio of their costs.
+func paired(ctx context.Context, kg, bare *proc, kgHeader, header http.Header, o options) error {
+	var diffs, ratios []float64
+	fmt.Printf("\n## Paired: %s and %s under load at the same time (wrk -t1 -c32 each, %s, %d rounds)\n\n", kg.name, bare.name, o.pairDuration, o.pairs)
+	for round := range o.pairs {
+		var k, b wrkResult
+		var errK, errB error
+		done := make(chan struct{})
+		go func() { k, errK = runWrk(ctx, kg, 1, 32, o.pairDuration, kgHeader); close(done) }()
+		b, errB = runWrk(ctx, bare, 1, 32, o.pairDuration, header)
+		<-done
+		if err := errors.Join(errK, errB); err != nil {
+			return err
+		}
+		d := float64(k.cpuPerReq-b.cpuPerReq) / 1e3
+		diffs, ratios = append(diffs, d), append(ratios, k.rps/b.rps)
+		fmt.Printf("- round %d: %.0f req/s, %.1f µs CPU/request against %.0f req/s, %.1f µs: difference %+.1f µs, ratio %.2f×\n",
+			round+1, k.rps, float64(k.cpuPerReq.Nanoseconds())/1e3, b.rps, float64(b.cpuPerReq.Nanoseconds())/1e3, d, k.rps/b.rps)
+	}
+	id := func(x float64) float64 { return x }
+	fmt.Printf("- median: %s − %s %+.1f µs CPU/request (budget for keygate ≤ +5 µs); ratio %.2f× req/s (budget ≥ 0.95×)\n",
+		kg.name, bare.name, median(diffs, id), median(ratios, id))
+	return nil
+}
+
 // scale seeds a store with many users, then many sessions, and reports
 // keygate's start-up time and memory with them.
 func scale(o options, tmp, upURL string) error {
@@ -722,7 +823,9 @@ func scale(o options, tmp, upURL string) error {
 		n, seedUsers.Round(time.Second), startup.Round(time.Millisecond), time.Duration(median(starts, func(x float64) float64 { return x })).Round(time.Millisecond), idle)
 
 	t1 := time.Now()
-	seed := exec.Command(o.keygate, "dev", "seed", "--config", cfg, "--force", "--users", "1", "--sessions", strconv.Itoa(n))
+	cookieFile := filepath.Join(dir, "cookie")
+	seed := exec.Command(o.keygate, "dev", "seed", "--config", cfg, "--force", "--users", "1", "--sessions", strconv.Itoa(n),
+		"--session-out", cookieFile)
 	if out, err := seed.CombinedOutput(); err != nil {
 		return fmt.Errorf("seed sessions: %v\n%s", err, out)
 	}
@@ -732,9 +835,17 @@ func scale(o options, tmp, upURL string) error {
 		return err
 	}
 	defer q.stop()
-	time.Sleep(2 * time.Second)
-	fmt.Printf("- %d live sessions (+%d users): seeding took %s; start-up %s (loads every session); RSS %.1f MiB\n",
-		n, n, seedSessions.Round(time.Second), took.Round(time.Millisecond), rssMiB(q.cmd.Process.Pid))
+	time.Sleep(time.Second)
+	idleRSS := rssMiB(q.cmd.Process.Pid)
+	raw, _ := os.ReadFile(cookieFile)
+	h := http.Header{"Host": {benchHost}, "Cookie": {"keygate_session=" + strings.TrimSpace(string(raw))}}
+	r, err := runWrk(context.Background(), q, 2, 64, 5*time.Second, h)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("- %d live sessions (+%d users): seeding took %s; start-up %s (decodes every session); RSS %.1f MiB idle, %.1f MiB after 5 s of wrk -c64 (%.0f req/s, %.1f µs CPU/request)\n",
+		n, n, seedSessions.Round(time.Second), took.Round(time.Millisecond), idleRSS, rssMiB(q.cmd.Process.Pid),
+		r.rps, float64(r.cpuPerReq.Nanoseconds())/1e3)
 	return nil
 }
 
