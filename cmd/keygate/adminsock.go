@@ -227,27 +227,34 @@ func fromWire(w wireError) error {
 
 type badRequestError struct{ error }
 
+// socketReply writes an admin-socket answer: v, or the error as mapped
+// by toWire.
+func socketReply[W any](w http.ResponseWriter, v any, err error, toWire func(error) (int, W)) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		status, we := toWire(err)
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(we)
+		return
+	}
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// socketDecode reads one JSON request of at most limit bytes.
+func socketDecode(r *http.Request, v any, limit int64) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequestError{fmt.Errorf("decode request: %w", err)}
+	}
+	return nil
+}
+
 // adminHandler serves userAdmin over HTTP.
 func adminHandler(ua userAdmin) http.Handler {
 	mux := http.NewServeMux()
-	reply := func(w http.ResponseWriter, v any, err error) {
-		w.Header().Set("Content-Type", "application/json")
-		if err != nil {
-			status, we := toWire(err)
-			w.WriteHeader(status)
-			_ = json.NewEncoder(w).Encode(we)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(v)
-	}
-	decode := func(r *http.Request, v any) error {
-		dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 64<<10))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(v); err != nil {
-			return badRequestError{fmt.Errorf("decode request: %w", err)}
-		}
-		return nil
-	}
+	reply := func(w http.ResponseWriter, v any, err error) { socketReply(w, v, err, toWire) }
+	decode := func(r *http.Request, v any) error { return socketDecode(r, v, 64<<10) }
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) { reply(w, "pong", nil) })
 	mux.HandleFunc("POST /users", func(w http.ResponseWriter, r *http.Request) {
 		var nu authn.NewUser

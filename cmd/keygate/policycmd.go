@@ -275,24 +275,8 @@ type rollbackWrite struct {
 // policyOps registers the policy endpoints of the admin socket.
 func (a *app) policyOps(mux *http.ServeMux) {
 	pa := a.localPolicies()
-	reply := func(w http.ResponseWriter, v any, err error) {
-		w.Header().Set("Content-Type", "application/json")
-		if err != nil {
-			status, we := policyToWire(err)
-			w.WriteHeader(status)
-			_ = json.NewEncoder(w).Encode(we)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(v)
-	}
-	decode := func(r *http.Request, v any) error {
-		dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4<<20))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(v); err != nil {
-			return badRequestError{fmt.Errorf("decode request: %w", err)}
-		}
-		return nil
-	}
+	reply := func(w http.ResponseWriter, v any, err error) { socketReply(w, v, err, policyToWire) }
+	decode := func(r *http.Request, v any) error { return socketDecode(r, v, 4<<20) }
 	h := http.NewServeMux()
 	h.HandleFunc("GET /policy", func(w http.ResponseWriter, r *http.Request) {
 		v, err := pa.Current(r.Context())
