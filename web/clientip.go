@@ -21,6 +21,12 @@ func parseTrusted(list []string) (trustedPeers, error) {
 			if err != nil {
 				return nil, fmt.Errorf("web: trusted proxy %q: %w", v, err)
 			}
+			// Peers are compared unmapped, so an IPv4-mapped range
+			// (::ffff:10.0.0.0/104) is kept as the IPv4 range it names,
+			// as Gin reads it.
+			if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+				p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+			}
 			out = append(out, p.Masked())
 			continue
 		}
@@ -28,6 +34,7 @@ func parseTrusted(list []string) (trustedPeers, error) {
 		if err != nil {
 			return nil, fmt.Errorf("web: trusted proxy %q: %w", v, err)
 		}
+		a = a.Unmap()
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil

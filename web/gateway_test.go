@@ -3,6 +3,7 @@ package web
 import (
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -517,5 +518,20 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 	if h.up.count() != 0 {
 		t.Fatal("health checks reached the upstream")
+	}
+}
+
+func TestTrustedProxyInIPv4MappedForm(t *testing.T) {
+	tp, err := parseTrusted([]string{"::ffff:127.0.0.0/104", "::ffff:10.1.2.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"127.0.0.1", "::ffff:127.0.0.1", "10.1.2.3"} {
+		if !tp.contains(netip.MustParseAddr(a)) {
+			t.Errorf("%s not trusted", a)
+		}
+	}
+	if tp.contains(netip.MustParseAddr("10.1.2.4")) {
+		t.Error("10.1.2.4 trusted")
 	}
 }
