@@ -384,6 +384,12 @@ func newSocketAdmin(path string) socketAdmin {
 }
 
 func (s socketAdmin) do(ctx context.Context, method, p string, in, out any) error {
+	return socketCall(ctx, s.hc, method, p, in, out, fromWire)
+}
+
+// socketCall sends one JSON request over the admin socket and decodes the
+// answer into out, or the error (as W) through fromWire.
+func socketCall[W any](ctx context.Context, hc *http.Client, method, p string, in, out any, fromWire func(W) error) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -397,13 +403,13 @@ func (s socketAdmin) do(ctx context.Context, method, p string, in, out any) erro
 		return err
 	}
 	req.Header.Set(adminHeader, osAdmin()) // for the audit log
-	resp, err := s.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("admin socket: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var we wireError
+		var we W
 		if err := json.NewDecoder(resp.Body).Decode(&we); err != nil {
 			return fmt.Errorf("admin socket: status %d", resp.StatusCode)
 		}

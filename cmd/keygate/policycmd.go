@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -345,32 +344,7 @@ func (a *app) policyOps(mux *http.ServeMux) {
 type socketPolicies struct{ sa socketAdmin }
 
 func (s socketPolicies) do(ctx context.Context, method, p string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://keygate"+p, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set(adminHeader, osAdmin())
-	resp, err := s.sa.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("admin socket: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var we policyWire
-		if err := json.NewDecoder(resp.Body).Decode(&we); err != nil {
-			return fmt.Errorf("admin socket: status %d", resp.StatusCode)
-		}
-		return policyFromWire(we)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return socketCall(ctx, s.sa.hc, method, p, in, out, policyFromWire)
 }
 
 func (s socketPolicies) Current(ctx context.Context) (authn.PolicyVersion, error) {
