@@ -77,9 +77,6 @@ const handleSize = 32
 // re-reads, so the bound only matters under a storm of writes to one user.
 const maxCASRetries = 16
 
-// maxNameLen is the longest credential name, in characters.
-const maxNameLen = 64
-
 const recordVersion = 1
 
 // userRecord is the stored form of a user's WebAuthn state.
@@ -383,12 +380,11 @@ func (f *Factor) storedAttestation(ctx context.Context, id []byte) (gwa.Credenti
 // characters and bidi overrides (which can make a name read as another)
 // are refused rather than escaped.
 func cleanName(name string) (string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || !utf8.ValidString(name) || utf8.RuneCountInString(name) > maxNameLen ||
-		strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }) {
-		return "", fmt.Errorf("webauthn: %w: a name has 1 to %d characters of printable text", factors.ErrInvalidName, maxNameLen)
+	n, err := factors.CleanName(name)
+	if err != nil {
+		return "", fmt.Errorf("webauthn: %w", err)
 	}
-	return name, nil
+	return n, nil
 }
 
 // maxReasonLen is the longest suspension reason, in characters.
