@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -9,7 +10,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -56,10 +59,26 @@ const (
 //
 // Every argon2 run holds a slot of a semaphore: each run allocates MemoryKiB,
 // so without a cap a burst of sign-ins (or an attacker) could make the
-// process allocate memory without bound. Excess callers wait.
+// process allocate memory without bound. Peak hashing memory is therefore
+// MaxConcurrent × MemoryKiB, whatever the number of sign-ins waiting.
+//
+// Slots are shared fairly between clients: one key (a client address) holds
+// at most perKey of them at once (a quarter, at least one), and its extra
+// hashes wait in a queue of their own, outside the shared one. So a flood
+// from one address cannot take every slot, and the others' sign-ins still
+// find one free.
+//
+// Why no buffer is reused: golang.org/x/crypto/argon2 allocates its
+// MemoryKiB work area inside IDKey and offers no way to pass one in, so
+// each run makes 64 MiB of garbage. The semaphore bounds how much of it is
+// live; GOMEMLIMIT (set by cmd/keygate from the same numbers) makes the
+// collector return it before the heap grows past the bound.
 type Hasher struct {
 	params Argon2Params
 	sem    chan struct{}
+	perKey int
+	mu     sync.Mutex
+	keys   map[string]*keySlots // guarded by mu; only keys with a hash under way or waiting
 	// dummy is a well-formed PHC string with the hasher's parameters whose
 	// key matches no password. Authenticate verifies against it when there
 	// is no real hash, so unknown users cost the same work as known ones.
@@ -67,12 +86,25 @@ type Hasher struct {
 	// runs counts argon2 computations done by Verify; tests use it to prove
 	// that unknown users are verified too.
 	runs atomic.Uint64
+	// imitated counts answers that waited the usual time without hashing.
+	imitated atomic.Uint64
+	// typical is a moving average of how long one argon2 run with the
+	// current parameters takes (ns; 0 = not measured yet): the delay
+	// Imitate waits.
+	typical atomic.Int64
+}
+
+// keySlots is the per-key share of the slots.
+type keySlots struct {
+	ch    chan struct{}
+	users int // guarded by Hasher.mu: holders and waiters
 }
 
 // NewHasher returns a Hasher. Zero fields of p take the defaults; values
 // outside the bounds that Verify accepts are clamped (salt 8–128 bytes, key
 // 16–128 bytes, memory 8·p KiB–1 GiB, at most 64 passes). maxConcurrent <= 0
-// means GOMAXPROCS.
+// means GOMAXPROCS. One client key may hold a quarter of the slots (at
+// least one) at a time.
 func NewHasher(p Argon2Params, maxConcurrent int) *Hasher {
 	d := DefaultArgon2Params()
 	if p.MemoryKiB == 0 {
@@ -98,7 +130,7 @@ func NewHasher(p Argon2Params, maxConcurrent int) *Hasher {
 	if maxConcurrent <= 0 {
 		maxConcurrent = runtime.GOMAXPROCS(0)
 	}
-	h := &Hasher{params: p, sem: make(chan struct{}, maxConcurrent)}
+	h := &Hasher{params: p, sem: make(chan struct{}, maxConcurrent), perKey: max(1, maxConcurrent/4), keys: map[string]*keySlots{}}
 	// The dummy needs no argon2 run: random salt and random key bytes give a
 	// string that Verify treats exactly like a real one with these params.
 	h.dummy = encodePHC(p, randomBytes(p.SaltLen), randomBytes(p.KeyLen))
@@ -117,18 +149,53 @@ func (h *Hasher) Hash(password string) (string, error) {
 
 // Verify reports whether password matches the PHC string. ok=false with a
 // nil error is a wrong password; an error means the PHC string is malformed
-// or out of bounds (and ok is false).
+// or out of bounds (and ok is false). It takes a slot of the shared pool
+// only, with no per-client share: use VerifyFor for requests from clients.
 func (h *Hasher) Verify(password, phc string) (bool, error) {
+	return h.VerifyFor(context.Background(), "", password, phc)
+}
+
+// VerifyFor is Verify for a request from client key (its address, as
+// ipKey gives it; "" = no per-client share): the hash waits for one of the
+// key's share of slots first. It fails with ctx's error when ctx ends
+// while waiting.
+func (h *Hasher) VerifyFor(ctx context.Context, key, password, phc string) (bool, error) {
 	p, salt, want, err := parsePHC(phc)
 	if err != nil {
 		return false, err
 	}
-	got := h.derive(password, salt, p)
+	got, err := h.deriveFor(ctx, key, password, salt, p)
+	if err != nil {
+		return false, err
+	}
 	h.runs.Add(1)
 	// Constant time, so the comparison leaks nothing about how many leading
 	// bytes of the stored key a guess got right.
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }
+
+// Imitate waits as long as one argon2 run usually takes, without running
+// one: the answer to an attempt that regulation refuses before any check
+// (a lock whose budget is spent) then takes as long as a checked one, and
+// costs neither memory nor CPU. Until a run has been timed it hashes the
+// dummy for real (under key's share), so the first answers are honest too.
+func (h *Hasher) Imitate(ctx context.Context, key string) {
+	d := time.Duration(h.typical.Load())
+	if d == 0 {
+		_, _ = h.VerifyFor(ctx, key, "", h.dummy)
+		return
+	}
+	h.imitated.Add(1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// TypicalHash is the moving average of one argon2 run (0 until measured).
+func (h *Hasher) TypicalHash() time.Duration { return time.Duration(h.typical.Load()) }
 
 // NeedsRehash reports whether phc was made with other parameters than the
 // hasher's current ones (or cannot be parsed), so that a successful sign-in
@@ -139,9 +206,89 @@ func (h *Hasher) NeedsRehash(phc string) bool {
 }
 
 func (h *Hasher) derive(password string, salt []byte, p Argon2Params) []byte {
-	h.sem <- struct{}{}
-	defer func() { <-h.sem }()
-	return argon2.IDKey([]byte(password), salt, p.Iterations, p.MemoryKiB, p.Parallelism, p.KeyLen)
+	// Background never ends, so there is no error.
+	k, _ := h.deriveFor(context.Background(), "", password, salt, p)
+	return k
+}
+
+func (h *Hasher) deriveFor(ctx context.Context, key, password string, salt []byte, p Argon2Params) ([]byte, error) {
+	release, err := h.acquire(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("password hash: %w", err)
+	}
+	defer release()
+	start := time.Now()
+	k := argon2.IDKey([]byte(password), salt, p.Iterations, p.MemoryKiB, p.Parallelism, p.KeyLen)
+	if p == h.params {
+		h.observe(time.Since(start))
+	}
+	return k, nil
+}
+
+// observe folds one run's duration into the moving average (weight 1/8:
+// it follows a slower or faster machine within a few dozen sign-ins and
+// is not thrown by one run that a busy CPU stretched).
+func (h *Hasher) observe(d time.Duration) {
+	for {
+		old := h.typical.Load()
+		n := int64(d)
+		if old != 0 {
+			n = old + (int64(d)-old)/8
+		}
+		if h.typical.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// acquire takes one of key's share of slots (when key is set), then a
+// slot of the shared pool. Waiting for the key's share happens outside the
+// shared queue, so a key's excess never stands in front of other clients.
+func (h *Hasher) acquire(ctx context.Context, key string) (release func(), err error) {
+	var ks *keySlots
+	if key != "" && h.perKey < cap(h.sem) {
+		h.mu.Lock()
+		ks = h.keys[key]
+		if ks == nil {
+			ks = &keySlots{ch: make(chan struct{}, h.perKey)}
+			h.keys[key] = ks
+		}
+		ks.users++
+		h.mu.Unlock()
+		select {
+		case ks.ch <- struct{}{}:
+		case <-ctx.Done():
+			h.leave(key, ks)
+			return nil, ctx.Err()
+		}
+	}
+	select {
+	case h.sem <- struct{}{}:
+	case <-ctx.Done():
+		if ks != nil {
+			<-ks.ch
+			h.leave(key, ks)
+		}
+		return nil, ctx.Err()
+	}
+	return func() {
+		<-h.sem
+		if ks != nil {
+			<-ks.ch
+			h.leave(key, ks)
+		}
+	}, nil
+}
+
+// leave drops a holder or waiter of key, and the key once nobody uses it,
+// so the map holds only keys with hashes under way.
+func (h *Hasher) leave(key string, ks *keySlots) {
+	h.mu.Lock()
+	ks.users--
+	if ks.users == 0 {
+		delete(h.keys, key)
+	}
+	h.mu.Unlock()
 }
 
 func randomBytes(n uint32) []byte {

@@ -208,7 +208,11 @@ func (r *Regulator) Begin(ctx context.Context, gate Gate, subject, ip string) (*
 	now := r.now()
 	if k := ipKey(ip); k != "" {
 		t.ipKey = regulatePrefix + "ip/" + k
-		ok, lock, started, err := r.reserve(ctx, t.ipKey, r.o.IPMaxFailures, now)
+		// During an address lock only a small budget (the per-account
+		// one) is still checked, enough to tell a person who types right
+		// credentials that the address is locked; beyond it nothing is
+		// checked and no password hash is spent (see Users.SignIn).
+		ok, lock, started, err := r.reserve(ctx, t.ipKey, r.o.IPMaxFailures, min(r.o.MaxFailures, r.o.IPMaxFailures), now)
 		if err != nil {
 			return nil, err
 		}
@@ -225,7 +229,7 @@ func (r *Regulator) Begin(ctx context.Context, gate Gate, subject, ip string) (*
 		return t, nil
 	}
 	t.userKey = userFailKey(gate, subject)
-	ok, lock, started, err := r.reserve(ctx, t.userKey, r.o.MaxFailures, now)
+	ok, lock, started, err := r.reserve(ctx, t.userKey, r.o.MaxFailures, r.o.MaxFailures, now)
 	if err != nil {
 		return nil, err
 	}
@@ -336,10 +340,11 @@ func (t *Try) Release(ctx context.Context) error {
 	return nil
 }
 
-// reserve counts one try on key against limit. ok is false when a lock's
+// reserve counts one try on key against limit (tries in a window) and
+// budget (tries still checked during a lock). ok is false when a lock's
 // budget is spent (nothing is counted then); lock is the lock in force
 // for this try (zero if none); started is set when this try started a lock.
-func (r *Regulator) reserve(ctx context.Context, key string, limit int, now time.Time) (ok bool, lock, started time.Time, err error) {
+func (r *Regulator) reserve(ctx context.Context, key string, limit, budget int, now time.Time) (ok bool, lock, started time.Time, err error) {
 	err = r.update(ctx, key, func(rec *failRecord) (bool, error) {
 		ok, lock, started = true, time.Time{}, time.Time{}
 		if !rec.Until.IsZero() && !now.Before(rec.Until) {
@@ -353,7 +358,7 @@ func (r *Regulator) reserve(ctx context.Context, key string, limit int, now time
 		if !locked && now.Sub(rec.Since) >= r.o.Window {
 			rec.Tries, rec.Since = 0, now
 		}
-		if locked && rec.Tries >= limit {
+		if locked && rec.Tries >= budget {
 			ok, lock = false, rec.Until
 			return false, nil // the budget is spent: nothing to write
 		}
@@ -361,7 +366,7 @@ func (r *Regulator) reserve(ctx context.Context, key string, limit int, now time
 		rec.Last = now
 		if locked {
 			lock = rec.Until
-			if rec.Tries >= limit {
+			if rec.Tries >= budget {
 				// Still guessing during the lock: the next lock is longer
 				// and starts now. Tries stay spent until it ends.
 				rec.Strikes++

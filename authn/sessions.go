@@ -77,6 +77,11 @@ type SessionOptions struct {
 	// roughly 1 KiB each). Beyond it the least recently active sessions
 	// are ended.
 	MaxSessions int
+	// MaxPerUser bounds one user's sessions (default 20): creating one
+	// more ends that user's oldest first. It never touches another user's
+	// sessions, so nobody can sign someone else out by signing in a lot,
+	// and one account cannot fill memory (MaxSessions) with its own.
+	MaxPerUser int
 	// Logger receives errors of the background work in Run and of best
 	// effort clean-ups (default: discard). Nothing secret is logged.
 	Logger *slog.Logger
@@ -87,6 +92,7 @@ const (
 	DefaultIdleTimeout = 30 * time.Minute
 	DefaultLifetime    = 12 * time.Hour
 	DefaultMaxSessions = 200_000
+	DefaultMaxPerUser  = 20
 )
 
 const (
@@ -129,6 +135,7 @@ type Sessions struct {
 	lifetime time.Duration
 	now      func() time.Time
 	max      int
+	perUser  int
 	log      *slog.Logger
 
 	// shards hold the sessions by key. Lookup takes only a shard's read
@@ -213,6 +220,7 @@ func NewSessions(ctx context.Context, kv KV, opt SessionOptions) (*Sessions, err
 		lifetime: cmp.Or(max(opt.Lifetime, 0), DefaultLifetime),
 		now:      opt.Now,
 		max:      cmp.Or(max(opt.MaxSessions, 0), DefaultMaxSessions),
+		perUser:  cmp.Or(max(opt.MaxPerUser, 0), DefaultMaxPerUser),
 		log:      opt.Logger,
 		byUser:   make(map[string][]*entry),
 	}
@@ -251,7 +259,11 @@ func NewSessions(ctx context.Context, kv KV, opt SessionOptions) (*Sessions, err
 		s.insertLocked(e)
 		return nil
 	})
-	victims := s.evictLocked()
+	var victims []*entry
+	for name := range s.byUser {
+		victims = append(victims, s.capUserLocked(name, nil)...)
+	}
+	victims = append(victims, s.evictLocked()...)
 	s.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("load sessions: %w", err)
@@ -302,7 +314,8 @@ func (s *Sessions) Create(ctx context.Context, u User, p policy.Proof, m Meta) (
 	e := newEntry(key, sess, ver)
 	s.mu.Lock()
 	s.insertLocked(e)
-	victims := s.evictLocked()
+	victims := s.capUserLocked(e.username, e)
+	victims = append(victims, s.evictLocked()...)
 	s.mu.Unlock()
 	if len(victims) > 0 {
 		keys := make([]skey, len(victims))
@@ -784,6 +797,34 @@ func (s *Sessions) evictLocked() []*entry {
 	slices.SortFunc(all, func(a, b *entry) int { return cmp.Compare(a.lastSeen.Load(), b.lastSeen.Load()) })
 	victims := all[:min(n, len(all))]
 	for _, e := range victims {
+		s.removeLocked(e)
+	}
+	return victims
+}
+
+// capUserLocked ends name's oldest sessions (by creation) beyond
+// MaxPerUser, never keep (the one just created) nor one being rotated (its
+// successor replaces it), and returns them for deletion from the store;
+// s.mu must be held. Only name's own list is read: other users' sessions
+// are out of its reach by construction.
+func (s *Sessions) capUserLocked(name string, keep *entry) []*entry {
+	list := s.byUser[name]
+	if len(list) <= s.perUser {
+		return nil
+	}
+	cands := make([]*entry, 0, len(list))
+	for _, e := range list {
+		if e != keep && !e.rotating {
+			cands = append(cands, e)
+		}
+	}
+	slices.SortFunc(cands, func(a, b *entry) int {
+		return a.sess.Load().CreatedAt.Compare(b.sess.Load().CreatedAt)
+	})
+	n := min(len(list)-s.perUser, len(cands))
+	victims := cands[:n]
+	for _, e := range victims {
+		e.revoked = true // a rotation that starts later must not revive it
 		s.removeLocked(e)
 	}
 	return victims

@@ -324,14 +324,16 @@ func (us *Users) Authenticate(ctx context.Context, login, password string) (User
 // case-insensitive), under regulation per account and per c.IP.
 //
 // Unknown users, disabled users, wrong passwords and locked accounts all
-// return ErrInvalidCredentials after the same work: the same argon2 hash
+// return ErrInvalidCredentials after the same time: the same argon2 hash
 // (unknown users are verified against the hasher's dummy hash) and the
 // same regulator reads and writes (a login that matches no account is
 // counted under its own name), so neither the answer nor its timing tells
 // whether an account exists. Only right credentials for a locked account
 // (or from a locked address) get a *LockedError, saying until when. Other
 // errors are technical failures. A hash made with older parameters is
-// upgraded on success.
+// upgraded on success. Attempts that a lock refuses unchecked (its budget
+// spent) run no hash: they wait the hasher's usual hash time instead
+// (Hasher.Imitate), whatever the name.
 func (us *Users) SignIn(ctx context.Context, login, password string, c Client) (User, error) {
 	// No stored password can be this long (the policy caps it), so refuse
 	// before spending time on normalising megabytes. The answer does not
@@ -352,19 +354,27 @@ func (us *Users) SignIn(ctx context.Context, login, password string, c Client) (
 	if err != nil {
 		return User{}, fmt.Errorf("authenticate: %w", err)
 	}
+	if !try.Check {
+		// A lock whose budget is spent: nothing is checked, so no hash is
+		// spent either (a flood from a locked address or at a locked
+		// account costs no memory and no CPU), but the answer still takes
+		// as long as a checked one, for known and unknown names alike.
+		us.hasher.Imitate(ctx, ipKey(c.IP))
+		return User{}, ErrInvalidCredentials
+	}
 	phc := us.hasher.dummy
-	if found && u.PasswordHash != "" && try.Check {
+	if found && u.PasswordHash != "" {
 		phc = u.PasswordHash
 	}
-	// The hash runs even when the lock's budget is spent (Check false):
-	// the answer must take as long as any other.
-	ok, err := us.hasher.Verify(pw, phc)
+	// The hash waits for a slot of this address's share, so one address
+	// cannot take every slot from everybody else.
+	ok, err := us.hasher.VerifyFor(ctx, ipKey(c.IP), pw, phc)
 	if err != nil {
 		_ = try.Release(ctx)
+		if ctx.Err() != nil {
+			return User{}, fmt.Errorf("authenticate: %w", err)
+		}
 		return User{}, fmt.Errorf("authenticate %q: stored password hash: %w", u.Username, err)
-	}
-	if !try.Check {
-		return User{}, ErrInvalidCredentials
 	}
 	if !found || !ok || u.Disabled || phc == us.hasher.dummy {
 		locked := try.Fail(ctx)
