@@ -12,10 +12,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/factors"
@@ -23,8 +26,11 @@ import (
 
 // Badger lets one process open a data directory, so while keygate serves,
 // the CLI's user commands reach it through a unix socket that only the
-// owner of the data directory may open (mode 0600). The socket speaks small
-// JSON over HTTP so both ends are plain net/http.
+// owner of the data directory may open (mode 0600 from its first moment,
+// see listenPrivateSocket). The actor in the audit log is the peer's OS
+// user as the kernel reports it (SO_PEERCRED), never a name the client
+// sends. The socket speaks small JSON over HTTP so both ends are plain
+// net/http.
 
 // userAdmin is what the `keygate user` commands need. localAdmin works on
 // an open store; socketAdmin asks a running keygate.
@@ -342,16 +348,9 @@ func (a *app) startAdminSocket(path string) (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
-	// A socket file left by a process that died is stale: we hold the
-	// store lock, so no live keygate can be using it.
-	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
+	ln, err := listenPrivateSocket(path)
 	if err != nil {
-		return nil, fmt.Errorf("admin socket %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		_ = ln.Close()
-		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+		return nil, err
 	}
 	users := withActor(adminHandler(a.localAdmin()))
 	mux := http.NewServeMux()
@@ -360,7 +359,7 @@ func (a *app) startAdminSocket(path string) (func(), error) {
 	}
 	a.adminOps(mux)
 	a.policyOps(mux)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: peerActor(mux, a.log), ReadHeaderTimeout: 5 * time.Second, ConnContext: withPeerCred}
 	go func() { _ = srv.Serve(ln) }()
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -368,6 +367,118 @@ func (a *app) startAdminSocket(path string) (func(), error) {
 		_ = srv.Shutdown(ctx)
 		_ = os.Remove(path)
 	}, nil
+}
+
+// listenPrivateSocket listens on a unix socket at path that nobody but
+// this OS user can reach at any moment.
+//
+// bind(2) creates the socket file with mode 0777 less the umask, and a
+// chmod after it leaves a window in which another local user may connect
+// (and a connection made then survives the chmod). Changing the umask
+// around bind is no cure in Go: the umask is per process, and another
+// goroutine creating a file or directory at that moment would get it too.
+// So the socket is bound inside a fresh directory that MkdirTemp creates
+// with mode 0700 in the same system call (nobody else can traverse it to
+// reach the socket), made 0600 there, and then renamed to path: rename(2)
+// moves the inode atomically, so path never names anything but a 0600
+// socket (a stale socket left by a process that died is replaced in the
+// same step; we hold the store's lock, so no live keygate uses it).
+func listenPrivateSocket(path string) (*net.UnixListener, error) {
+	tmp, err := os.MkdirTemp(filepath.Dir(path), ".keygate-sock-")
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	// A short name: unix socket paths are limited to 107 bytes.
+	tmpPath := filepath.Join(tmp, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmpPath, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	// The file moves away from tmpPath; stop removes path itself.
+	ln.SetUnlinkOnClose(false)
+	if err := os.Chmod(tmpPath, 0o600); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	if err := os.Rename(tmpPath, path); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// peerCredKey carries the socket peer's credentials (SO_PEERCRED) in the
+// connection's context.
+type peerCredKey struct{}
+
+// withPeerCred reads who is at the other end of an admin socket
+// connection: the kernel's record of the connecting process (SO_PEERCRED),
+// which that process cannot choose or forge.
+func withPeerCred(ctx context.Context, c net.Conn) context.Context {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return ctx
+	}
+	var cred *unix.Ucred
+	_ = raw.Control(func(fd uintptr) {
+		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if err != nil || cred == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, peerCredKey{}, *cred)
+}
+
+// peerActor makes the socket peer's OS user the actor of every request,
+// for the audit log. A name the client sends (the X-Keygate-Admin header of
+// older CLIs) is dropped: any local program could claim to be anyone. Only
+// this OS user and root may use the socket (its mode lets nobody else
+// connect; this check holds even if the mode were loosened by hand).
+func peerActor(h http.Handler, log *slog.Logger) http.Handler {
+	self := os.Getuid()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del(adminHeader)
+		cred, ok := r.Context().Value(peerCredKey{}).(unix.Ucred)
+		if !ok || (int(cred.Uid) != self && cred.Uid != 0) {
+			log.Warn("admin socket: refused a connection from another OS user", "uid", cred.Uid, "pid", cred.Pid)
+			socketReply(w, nil, errForbiddenPeer, func(err error) (int, wireError) {
+				return http.StatusForbidden, wireError{Code: "forbidden", Message: err.Error()}
+			})
+			return
+		}
+		ctx := context.WithValue(r.Context(), actorKey{}, peerName(cred))
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+var errForbiddenPeer = errors.New("the admin socket serves only the OS user keygate runs as, and root")
+
+// peerName names the OS user of a socket peer: the user name of its uid,
+// plus the login it came from when that differs (root through sudo from
+// alice reads "root (login alice)"). The login is the kernel's audit
+// login uid of the process (/proc/PID/loginuid), which sudo and su keep
+// and the process cannot change, unlike SUDO_USER.
+func peerName(c unix.Ucred) string {
+	name := uidName(c.Uid)
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/loginuid", c.Pid)); err == nil {
+		if lu, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32); err == nil && lu != 1<<32-1 && uint32(lu) != c.Uid {
+			name += " (login " + uidName(uint32(lu)) + ")"
+		}
+	}
+	return name
+}
+
+func uidName(uid uint32) string {
+	id := strconv.FormatUint(uint64(uid), 10)
+	if u, err := user.LookupId(id); err == nil && cleanActor(u.Username) != "" {
+		return cleanActor(u.Username)
+	}
+	return "uid " + id
 }
 
 // socketAdmin is the client side.
@@ -402,7 +513,8 @@ func socketCall[W any](ctx context.Context, hc *http.Client, method, p string, i
 	if err != nil {
 		return err
 	}
-	req.Header.Set(adminHeader, osAdmin()) // for the audit log
+	// No actor header: the server names the OS user from the socket
+	// itself (SO_PEERCRED), which a client cannot forge.
 	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("admin socket: %w", err)
