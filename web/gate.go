@@ -2,7 +2,6 @@ package web
 
 import (
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"path"
 	"strings"
@@ -121,60 +120,6 @@ func policyPath(p string) (string, bool) {
 		return clean, true
 	}
 	return p, true
-}
-
-// cookieID is the session ID the browser sent, or "". It reads the Cookie
-// header itself because r.Cookie allocates a slice and a *Cookie for the
-// match, on every proxied request; the rules are net/http's: pairs split at
-// ';', the first well-formed keygate_session pair wins, one pair of
-// surrounding double quotes is removed.
-func cookieID(r *http.Request) string {
-	for _, line := range r.Header["Cookie"] {
-		for len(line) > 0 {
-			var part string
-			part, line, _ = strings.Cut(line, ";")
-			name, val, _ := strings.Cut(textproto.TrimString(part), "=")
-			if textproto.TrimString(name) != CookieName {
-				continue
-			}
-			if v, ok := cookieValue(val); ok {
-				return v
-			}
-		}
-	}
-	return ""
-}
-
-// cookieValue is net/http's parseCookieValue (quotes allowed).
-func cookieValue(v string) (string, bool) {
-	if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-		v = v[1 : len(v)-1]
-	}
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < 0x20 || c >= 0x7f || c == '"' || c == ';' || c == '\\' {
-			return "", false
-		}
-	}
-	return v, true
-}
-
-// session returns the live session named by the cookie, or nil. (Sessions
-// from Lookup carry no ID; use cookieID to act on the session.)
-func (s *Server) session(r *http.Request) *authn.Session {
-	return s.sessionAt(r, s.now())
-}
-
-// sessionAt is session with the clock already read.
-func (s *Server) sessionAt(r *http.Request, now time.Time) *authn.Session {
-	id := cookieID(r)
-	if id == "" {
-		return nil
-	}
-	sess, ok := s.sessions.LookupAt(id, now)
-	if !ok {
-		return nil
-	}
-	return sess
 }
 
 func subjectOf(sess *authn.Session) policy.Subject {

@@ -47,9 +47,10 @@ func (s *Server) signIn(c *gin.Context, login, password, rd string) (*authn.Sess
 	if err != nil {
 		return nil, step{}, errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("authenticate: %w", err))
 	}
-	// A session the browser already had ends here: a new sign-in never
-	// inherits an ID that someone else may have planted (fixation).
-	if old := cookieID(r); old != "" {
+	// Every session the browser named ends here: a new sign-in never
+	// inherits an ID that someone else may have planted (fixation), and
+	// no planted cookie stays live beside the new one to shadow it.
+	for _, old := range sessionCookieIDs(r) {
 		_ = s.sessions.Revoke(r.Context(), old)
 	}
 	sess, err := s.sessions.Create(r.Context(), u, policy.Proof{Kind: policy.FactorPassword, At: s.now()},
@@ -60,8 +61,8 @@ func (s *Server) signIn(c *gin.Context, login, password, rd string) (*authn.Sess
 	if s.mfa != nil {
 		// A remembered device lets this session skip the second factor
 		// where the rule allows it; the token is checked once, here.
-		if ck, err := r.Cookie(deviceCookie); err == nil {
-			if sess, err = s.mfa.UseDevice(r.Context(), sess, ck.Value, clientAddr(c).String()); err != nil {
+		if token, ok := readCookie(r, deviceCookie); ok {
+			if sess, err = s.mfa.UseDevice(r.Context(), sess, token, clientAddr(c).String()); err != nil {
 				return nil, step{}, errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("remembered device: %w", err))
 			}
 		}
@@ -119,29 +120,23 @@ func (s *Server) decisionFor(c *gin.Context, sess *authn.Session, target string)
 }
 
 func (s *Server) setSessionCookie(c *gin.Context, id string) {
-	http.SetCookie(c.Writer, s.cookie(c.Request, id, 0))
+	ck := s.cookie(c.Request, id, 0)
+	http.SetCookie(c.Writer, ck)
+	s.expireStale(c.Writer, c.Request, ck)
 }
 
 func (s *Server) clearSessionCookie(c *gin.Context) {
-	http.SetCookie(c.Writer, s.cookie(c.Request, "", -1))
+	ck := s.cookie(c.Request, "", -1)
+	http.SetCookie(c.Writer, ck)
+	s.expireStale(c.Writer, c.Request, ck)
 }
 
-// cookie builds the session cookie. It is a browser-session cookie (no
-// Expires): the server enforces idle and absolute limits, and a closed
-// browser on a shared computer should not stay signed in.
+// cookie builds the session cookie (see cookieFor for its name and
+// scope). It is a browser-session cookie (no Expires): the server enforces
+// idle and absolute limits, and a closed browser on a shared computer
+// should not stay signed in.
 func (s *Server) cookie(r *http.Request, value string, maxAge int) *http.Cookie {
-	ck := &http.Cookie{
-		Name: CookieName, Value: value, Path: "/", MaxAge: maxAge,
-		HttpOnly: true, Secure: s.isHTTPS(r), SameSite: http.SameSiteLaxMode,
-	}
-	// A browser drops a cookie whose Domain does not cover the host it
-	// came from; then fall back to a host-only cookie instead of failing.
-	if d := strings.TrimPrefix(s.cookieDomain, "."); d != "" {
-		if h := hostOnly(r.Host); h == d || strings.HasSuffix(h, "."+d) {
-			ck.Domain = d
-		}
-	}
-	return ck
+	return s.cookieFor(r, CookieName, value, maxAge)
 }
 
 func (s *Server) page(c *gin.Context) pageData {
@@ -221,6 +216,11 @@ func (s *Server) signOut(c *gin.Context, everywhere bool) error {
 	s.clearSessionCookie(c)
 	sess := s.session(r)
 	if sess == nil {
+		// Nothing live, or live sessions of several users (see
+		// liveSession): whatever this browser holds ends.
+		for _, id := range sessionCookieIDs(r) {
+			_ = s.sessions.Revoke(r.Context(), id)
+		}
 		return nil
 	}
 	if everywhere {
@@ -232,8 +232,17 @@ func (s *Server) signOut(c *gin.Context, everywhere bool) error {
 		s.log.Info("sign-out everywhere", "user", sess.Username, "sessions", n)
 		return nil
 	}
-	if err := s.sessions.Revoke(r.Context(), cookieID(r)); err != nil {
+	// Every session this browser names ends, the live one first: a
+	// stale or planted cookie left beside it must not come back to life
+	// as "the" session once the live one is gone.
+	_, live := s.liveSession(r, s.now())
+	if err := s.sessions.Revoke(r.Context(), live); err != nil {
 		return errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("revoke session: %w", err))
+	}
+	for _, id := range sessionCookieIDs(r) {
+		if id != live {
+			_ = s.sessions.Revoke(r.Context(), id)
+		}
 	}
 	s.log.Info("sign-out", "user", sess.Username)
 	return nil

@@ -214,7 +214,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func portalHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: with no-referrer Chromium sends
+	// "Origin: null" on the portal's own form posts, and over plain HTTP
+	// on a host other than localhost it sends no Sec-Fetch-Site either,
+	// so the cross-origin check could not tell them from a forgery and
+	// nobody could sign in. same-origin still sends nothing to other
+	// sites.
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cache-Control", "no-store")
 }

@@ -44,12 +44,30 @@ func (s *Server) parkForm(c *gin.Context, target string) {
 		s.log.Warn("park form", "err", err)
 		return
 	}
-	http.SetCookie(c.Writer, &http.Cookie{Name: resumeCookie, Value: id, Path: portalPrefix, MaxAge: 15 * 60,
-		HttpOnly: true, Secure: s.isHTTPS(r), SameSite: http.SameSiteLaxMode})
+	http.SetCookie(c.Writer, s.resumeCookieFor(r, id, 15*60))
+}
+
+// resumeCookieFor is this browser's parked-form cookie: always host-only
+// (the form is resumed on the host it was sent to), and over HTTPS named
+// __Host-keygate_resume so that a sibling subdomain cannot plant the ID of
+// a form it parked itself, to be replayed with the victim's fresh sign-in.
+// Over plain HTTP it stays on the portal's path, as nothing can stop a
+// planted one there anyway.
+func (s *Server) resumeCookieFor(r *http.Request, value string, maxAge int) *http.Cookie {
+	ck := &http.Cookie{Name: resumeCookie, Value: value, Path: portalPrefix, MaxAge: maxAge,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	if s.isHTTPS(r) {
+		ck.Name, ck.Path, ck.Secure = hostPrefix+resumeCookie, "/", true
+	}
+	return ck
 }
 
 // sameOrigin says whether the browser reports the request as coming from
-// the page's own origin (Fetch metadata, else the Origin header).
+// the page's own origin (Fetch metadata, else the Origin header). Browsers
+// send the page's real Origin on same-origin posts because portal pages
+// use Referrer-Policy: same-origin (with no-referrer Chromium sends
+// "Origin: null", and over plain HTTP on a non-localhost host there is no
+// Sec-Fetch-Site to fall back on).
 func sameOrigin(r *http.Request, scheme string) bool {
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
 		return site == "same-origin"
@@ -60,8 +78,8 @@ func sameOrigin(r *http.Request, scheme string) bool {
 
 // hasParked says whether this browser has a form waiting.
 func hasParked(r *http.Request) bool {
-	ck, err := r.Cookie(resumeCookie)
-	return err == nil && ck.Value != ""
+	_, ok := readCookie(r, resumeCookie)
+	return ok
 }
 
 // resumePage submits the parked form again: a page with the same fields
@@ -71,9 +89,9 @@ func (s *Server) resumePage(c *gin.Context) {
 	if sess == nil {
 		return
 	}
-	ck, err := c.Cookie(resumeCookie)
-	http.SetCookie(c.Writer, &http.Cookie{Name: resumeCookie, Path: portalPrefix, MaxAge: -1, HttpOnly: true})
-	if err != nil || s.parked == nil {
+	ck, ok := readCookie(c.Request, resumeCookie)
+	http.SetCookie(c.Writer, s.resumeCookieFor(c.Request, "", -1))
+	if !ok || s.parked == nil {
 		c.Redirect(http.StatusFound, s.redirectOrDefault(""))
 		return
 	}

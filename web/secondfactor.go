@@ -115,7 +115,7 @@ func (s *Server) secondFactorPage(c *gin.Context) {
 	}
 	// The last method used on this browser goes first; with "lost"
 	// set the chooser shows only what works without the usual device.
-	if ck, err := c.Cookie(lastFactorCookie); err == nil {
+	if ck, ok := readCookie(c.Request, lastFactorCookie); ok {
 		if i := slices.IndexFunc(methods, func(m authn.Method) bool { return m.Kind == ck }); i > 0 {
 			m := methods[i]
 			methods = append([]authn.Method{m}, slices.Delete(methods, i, i+1)...)
@@ -261,9 +261,7 @@ func (s *Server) afterSecondFactor(c *gin.Context, sess *authn.Session, kind, rd
 
 // plainCookie is a long-lived cookie with the session cookie's scope.
 func (s *Server) plainCookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
-	ck := s.cookie(r, value, maxAge)
-	ck.Name = name
-	return ck
+	return s.cookieFor(r, name, value, maxAge) // __Host- when host-only over HTTPS
 }
 
 // emailSend mails a sign-in code (form POST).

@@ -91,6 +91,10 @@ type Options struct {
 	AccessLog *AccessLog
 	// Admin switches the admin page and API on (nil = off); see admin.go.
 	Admin *AdminOptions
+	// HSTSIncludeSubdomains adds includeSubDomains to the
+	// Strict-Transport-Security header sent on answers over keygate's own
+	// TLS listener (see hsts.go); only when every subdomain speaks HTTPS.
+	HSTSIncludeSubdomains bool
 }
 
 // Server is keygate's HTTP handler.
@@ -120,6 +124,7 @@ type Server struct {
 	ids             *requestIDs
 	adminOptions    *AdminOptions
 	admin           *adminArea // built by adminRoutes
+	hsts            []string   // Strict-Transport-Security value (hsts.go)
 }
 
 // New builds the handler. It fails on configuration that cannot work.
@@ -148,6 +153,7 @@ func New(o Options) (*Server, error) {
 		metrics:         o.Metrics,
 		ids:             newRequestIDs(),
 		adminOptions:    o.Admin,
+		hsts:            hstsValue(o.HSTSIncludeSubdomains),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -221,9 +227,9 @@ func (s *Server) routes(trusted []string) (*gin.Engine, error) {
 	}
 	e.RedirectTrailingSlash = false
 	e.RedirectFixedPath = false
-	e.Use(s.recover)
+	e.Use(s.recover, s.strictTransport)
 
-	k := e.Group("/.keygate", s.accessPortal, s.portalGuard)
+	k := e.Group("/.keygate", s.accessPortal, s.portalGuard, s.pickSession)
 	k.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
 	k.GET("/readyz", s.readyz)
 	static, err := fs.Sub(staticFS, "static")

@@ -202,16 +202,17 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 	return nil
 }
 
-// portalBase is the origin links to the portal use: the first WebAuthn
-// origin (the public address people use), else the first protected host.
+// portalBase is the origin that links to the portal start with (mails,
+// enrolment links): server.portal_url or what config.PortalURL derives.
+// Validate demands one whenever keygate protects a host, so "" means
+// nothing is protected yet; a link built from it is refused before it is
+// shown (see user enroll-link).
 func (a *app) portalBase() string {
-	if len(a.cfg.WebAuthn.Origins) > 0 {
-		return a.cfg.WebAuthn.Origins[0]
+	u, err := a.cfg.PortalURL()
+	if err != nil {
+		return ""
 	}
-	if len(a.cfg.Upstreams) > 0 {
-		return "https://" + a.cfg.Upstreams[0].Host
-	}
-	return ""
+	return u
 }
 
 // mailSender is SMTP, or a directory when email.outbox is set.
@@ -300,6 +301,8 @@ func (a *app) webServer() (*web.Server, error) {
 			}
 			return err
 		},
+		// HSTS rides answers over the TLS listener only (web/hsts.go).
+		HSTSIncludeSubdomains: a.cfg.Server.TLS.HSTSIncludeSubdomains,
 	})
 }
 

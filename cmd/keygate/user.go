@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -231,6 +232,11 @@ func newUserCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if !absoluteLink(l.URL) {
+					// A path alone is useless in a message to the person;
+					// an admin must say where the portal is.
+					return fmt.Errorf("the link %q is not absolute: keygate does not know the portal's address; set server.portal_url (such as https://app.example.com)", l.URL)
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s\n(works once, until %s; give it to %s only)\n", l.URL, l.ExpiresAt.Format("2006-01-02 15:04 MST"), args[0])
 				return nil
 			})
@@ -301,4 +307,11 @@ func newUserCmd(g *globals) *cobra.Command {
 		setDisabled("enable NAME", "Enable a disabled user", false, "enabled"),
 		del)
 	return cmd
+}
+
+// absoluteLink says whether a link given to a person is an absolute
+// http(s) URL with a host, which they can open from a mail or a chat.
+func absoluteLink(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

@@ -54,6 +54,11 @@ type Server struct {
 	// DefaultRedirect is where people go after sign-in when no rd was given.
 	// Empty = the portal's own page.
 	DefaultRedirect string `yaml:"default_redirect"`
+	// PortalURL is the origin people open the portal at
+	// (scheme://host[:port]); links in mails and printed by the CLI start
+	// with it. Empty = derived where that is unambiguous (see
+	// Config.PortalURL); required behind a proxy and in forward-auth mode.
+	PortalURL string `yaml:"portal_url"`
 	// TLS, when set, makes the listener speak HTTPS itself (for setups
 	// without a TLS-terminating proxy). The files are read again on SIGHUP.
 	TLS ServerTLS `yaml:"tls"`
@@ -73,6 +78,11 @@ type Server struct {
 type ServerTLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// HSTSIncludeSubdomains adds includeSubDomains to the HSTS header
+	// keygate sends over this listener (max-age is one year). Only when
+	// every subdomain speaks HTTPS: browsers refuse plain HTTP on all of
+	// them for a year.
+	HSTSIncludeSubdomains bool `yaml:"hsts_include_subdomains"`
 }
 
 // Session is the session cookie's scope and life.

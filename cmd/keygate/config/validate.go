@@ -46,6 +46,7 @@ var (
 func (c *Config) Validate() error {
 	var ps Problems
 	c.validateServer(&ps)
+	c.validatePortalURL(&ps)
 	c.validateSession(&ps)
 	c.validateStorage(&ps)
 	c.validateUpstreams(&ps)
