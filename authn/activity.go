@@ -52,6 +52,11 @@ const (
 	EventSignedOutAll       = "signed_out_everywhere"
 	EventReported           = "reported"
 	EventFactorsReset       = "factors_reset"
+	EventFactorRenamed      = "factor_renamed"
+	// EventChangeRefused: a change of second factors refused for want of
+	// a strong enough fresh proof (Detail: the change). Logged, not
+	// mailed: it changed nothing, and whoever tried may read the mailbox.
+	EventChangeRefused = "factor_change_refused"
 )
 
 // Event is one entry of a person's activity log.

@@ -50,7 +50,40 @@ var (
 	ErrEmailNotVerified   = errors.New("authn: the email address is not verified")
 	ErrAssertionRefused   = errors.New("authn: the security key's answer was refused")
 	ErrSessionUnavailable = errors.New("authn: no such session")
+	// ErrEnrollCodeClosed: a code by email can no longer stand in for an
+	// admin's link, because the account already has a second factor (or
+	// email enrolment is off). Callers answer as if a code was sent.
+	ErrEnrollCodeClosed = errors.New("authn: the account already has a second factor; enrolment by email code is closed")
 )
+
+// Change actions on second factors, as WeakProofError names them.
+const (
+	ChangeAdd      = "add"      // enrol a security key, an app; also new recovery codes
+	ChangeRemove   = "remove"   // remove a credential
+	ChangeRename   = "rename"   // rename a credential
+	ChangeRecovery = "recovery" // replace the recovery codes with a new set
+)
+
+// WeakProofError refuses a change of second factors because the session's
+// fresh proof is weaker than what the change touches: adding needs the
+// account's strongest factor (or an admin's enrolment link), removing,
+// renaming or replacing one needs a proof at least as strong as it. It
+// matches ErrElevationRequired.
+type WeakProofError struct {
+	Action string           // Change* constant
+	Need   factors.Strength // the weakest fresh proof that would do
+	Have   factors.Strength // the strongest fresh proof the session has
+	// Kinds are the factor kinds the person can confirm with to reach
+	// Need, strongest first (empty when only an admin's link helps).
+	Kinds []string
+}
+
+func (e *WeakProofError) Error() string {
+	return fmt.Sprintf("authn: to %s a second factor, confirm with a %s factor first (this session has %s)", e.Action, e.Need, e.Have)
+}
+
+// Unwrap makes errors.Is(err, ErrElevationRequired) hold.
+func (e *WeakProofError) Unwrap() error { return ErrElevationRequired }
 
 // The factor capabilities authn drives; the factor packages implement them.
 type (
@@ -79,6 +112,9 @@ type (
 		FinishLogin(ctx context.Context, username, ceremonyID string, response []byte) (fwa.Assertion, error)
 		BeginPasskey(ctx context.Context) (json.RawMessage, string, error)
 		FinishPasskey(ctx context.Context, ceremonyID string, response []byte) (string, fwa.Assertion, error)
+		// Credentials lists the user's keys with their attestation, which
+		// decides their strength.
+		Credentials(ctx context.Context, user string) ([]fwa.CredentialInfo, error)
 	}
 )
 
@@ -313,7 +349,30 @@ func (m *MFA) SendEmailCode(ctx context.Context, id, lang string, purpose emailc
 	if u.Email == "" || (!u.EmailVerified && purpose != emailcode.PurposeVerifyAddress) {
 		return emailcode.Sent{}, ErrEmailNotVerified
 	}
+	if purpose == emailcode.PurposeEnroll {
+		if err := m.enrollCodeOpen(ctx, u); err != nil {
+			return emailcode.Sent{}, err
+		}
+	}
 	return m.o.Email.Send(ctx, u.Username, u.Email, lang, purpose)
+}
+
+// enrollCodeOpen says whether a code by email may stand in for an admin's
+// link: only while the account has no second factor. Once it has one, a
+// password and a mailbox must not be able to add another; the way back
+// for a person who lost their factors is an admin's enrolment link.
+func (m *MFA) enrollCodeOpen(ctx context.Context, u User) error {
+	if !m.o.EmailEnrollment {
+		return ErrEnrollCodeClosed
+	}
+	creds, err := m.held(ctx, u.Username)
+	if err != nil {
+		return err
+	}
+	if len(creds) > 0 {
+		return ErrEnrollCodeClosed
+	}
+	return nil
 }
 
 // PendingEmailCode tells the page where the last code went and when a new
@@ -350,6 +409,12 @@ func (m *MFA) VerifyEmailCode(ctx context.Context, id string, purpose emailcode.
 	sess, u, err := m.sessionUser(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if purpose == emailcode.PurposeEnroll {
+		// A code sent before the first factor was added is dead now.
+		if err := m.enrollCodeOpen(ctx, u); err != nil {
+			return nil, err
+		}
 	}
 	try, err := m.admit(ctx, sess, u)
 	if err != nil {
@@ -513,43 +578,181 @@ func (m *MFA) RedeemEnrollLink(ctx context.Context, id, token string) (*Session,
 // EnrollState says what the session may do on the security page.
 type EnrollState struct {
 	HasFactors bool // the user has at least one second factor
-	Elevated   bool // a second factor (or enrolment grant) is fresh enough
+	// Elevated: the session has some fresh proof beyond the password (a
+	// second factor, an enrolment grant). Whether it is strong enough for
+	// a given change is CanAdd and Changeable.
+	Elevated bool
+	// Have is the strongest fresh second factor of the session; Strongest
+	// the strongest factor the account has.
+	Have, Strongest factors.Strength
+	// CanAdd: a factor may be added now (a fresh proof of the strongest
+	// factor, an admin's link, or — with no factor yet — a code by email).
+	CanAdd bool
+	// NeedToAdd is the proof adding would need when CanAdd is false.
+	NeedToAdd factors.Strength
+	// Changeable holds the IDs of the credentials this session may remove
+	// or rename now.
+	Changeable map[string]bool
 }
 
-// State reports HasFactors and Elevated for the session.
-func (m *MFA) State(ctx context.Context, sess *Session) (EnrollState, error) {
-	creds, err := m.Credentials(ctx, sess.Username)
-	if err != nil {
-		return EnrollState{}, err
+// heldCredential is an enrolled credential with its strength.
+type heldCredential struct {
+	factors.Credential
+	Strength factors.Strength
+}
+
+// held lists username's credentials with their strengths. A suspended
+// security key keeps its strength: an admin may put it back in use, and a
+// weaker factor must not take its place meanwhile.
+func (m *MFA) held(ctx context.Context, username string) ([]heldCredential, error) {
+	var out []heldCredential
+	if m.o.WebAuthn != nil {
+		infos, err := m.o.WebAuthn.Credentials(ctx, username)
+		if err != nil {
+			return nil, fmt.Errorf("list webauthn: %w", err)
+		}
+		for _, in := range infos {
+			out = append(out, heldCredential{in.Credential, factors.StrengthOf(factors.KindWebAuthn, in.Attested)})
+		}
 	}
-	st := EnrollState{HasFactors: len(creds) > 0}
+	for _, r := range m.registries() {
+		if r.Kind() == factors.KindWebAuthn {
+			continue
+		}
+		cs, err := r.List(ctx, username)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", r.Kind(), err)
+		}
+		for _, c := range cs {
+			out = append(out, heldCredential{c, factors.StrengthOf(c.Kind, false)})
+		}
+	}
+	return out, nil
+}
+
+func strongest(creds []heldCredential) factors.Strength {
+	s := factors.StrengthNone
+	for _, c := range creds {
+		s = max(s, c.Strength)
+	}
+	return s
+}
+
+// freshProof is what a session has proved recently enough to change
+// factors: the strongest second factor within the elevation window, and
+// the enrolment grants within theirs. Confirming an enrolment adds no
+// proof, so it never shows here; neither does a remembered device.
+type freshProof struct {
+	best       factors.Strength
+	link       bool // an admin's enrolment link
+	emailGrant bool // a code by email for enrolling a first factor
+}
+
+func (m *MFA) fresh(sess *Session) freshProof {
+	var f freshProof
 	now := m.o.Now()
 	for _, p := range sess.Proofs {
 		switch {
 		case IsSecondFactor(p.Kind) && now.Sub(p.At) <= m.o.ElevationWindow:
-			st.Elevated = true
+			f.best = max(f.best, factors.StrengthOf(p.Kind, p.Attested))
 		case p.Kind == ProofEnrollment && now.Sub(p.At) <= m.o.EnrollGrantWindow:
-			st.Elevated = true
+			if p.Ref == "link" {
+				f.link = true
+			} else {
+				f.emailGrant = true
+			}
+		}
+	}
+	return f
+}
+
+// needToAdd is the proof adding a factor needs: the account's strongest
+// factor, and at least a code (a password alone never enrols).
+func needToAdd(creds []heldCredential) factors.Strength {
+	return max(factors.StrengthCode, strongest(creds))
+}
+
+// mayAdd says whether f lets the session add a factor to an account
+// holding creds. An admin's link always does (the admin vouches for the
+// person, typically after a lost device); the email grant only while the
+// account has no second factor.
+func mayAdd(f freshProof, creds []heldCredential) bool {
+	return f.best >= needToAdd(creds) || f.link || (f.emailGrant && len(creds) == 0)
+}
+
+// mayTouch says whether f lets the session remove or rename c: a fresh
+// proof at least as strong as c. Links and email grants never do.
+func mayTouch(f freshProof, c heldCredential) bool {
+	return f.best >= max(factors.StrengthCode, c.Strength)
+}
+
+// State reports what the session may change on its user's factors.
+func (m *MFA) State(ctx context.Context, sess *Session) (EnrollState, error) {
+	creds, err := m.held(ctx, sess.Username)
+	if err != nil {
+		return EnrollState{}, err
+	}
+	f := m.fresh(sess)
+	st := EnrollState{
+		HasFactors: len(creds) > 0,
+		Elevated:   f.best > factors.StrengthNone || f.link || f.emailGrant,
+		Have:       f.best,
+		Strongest:  strongest(creds),
+		CanAdd:     mayAdd(f, creds),
+		NeedToAdd:  needToAdd(creds),
+		Changeable: map[string]bool{},
+	}
+	for _, c := range creds {
+		if mayTouch(f, c) {
+			st.Changeable[c.ID] = true
 		}
 	}
 	return st, nil
 }
 
-// mayChange refuses security changes without a fresh proof beyond the
-// password. A password alone never enrols or removes a factor.
-func (m *MFA) mayChange(ctx context.Context, id string) (*Session, User, error) {
+// authorize refuses a change of the session user's factors unless the
+// session has a fresh proof strong enough for it (see mayAdd, mayTouch).
+// credID names the credential removed or renamed ("" for adding). A
+// refusal is a *WeakProofError and is logged on the account's activity.
+func (m *MFA) authorize(ctx context.Context, id, action, credID string) (*Session, User, []heldCredential, error) {
 	sess, u, err := m.sessionUser(ctx, id)
 	if err != nil {
-		return nil, User{}, err
+		return nil, User{}, nil, err
 	}
-	st, err := m.State(ctx, sess)
+	creds, err := m.held(ctx, u.Username)
 	if err != nil {
-		return nil, User{}, err
+		return nil, User{}, nil, err
 	}
-	if !st.Elevated {
-		return nil, User{}, ErrElevationRequired
+	f := m.fresh(sess)
+	var need factors.Strength
+	switch action {
+	case ChangeAdd, ChangeRecovery:
+		if mayAdd(f, creds) {
+			return sess, u, creds, nil
+		}
+		need = needToAdd(creds)
+	default:
+		i := slices.IndexFunc(creds, func(c heldCredential) bool { return c.ID == credID })
+		if i < 0 {
+			return nil, User{}, nil, factors.ErrNotFound
+		}
+		if mayTouch(f, creds[i]) {
+			return sess, u, creds, nil
+		}
+		need = max(factors.StrengthCode, creds[i].Strength)
 	}
-	return sess, u, nil
+	werr := &WeakProofError{Action: action, Need: need, Have: f.best}
+	for _, k := range factors.KindsReaching(need) {
+		has := slices.ContainsFunc(creds, func(c heldCredential) bool { return c.Kind == k && c.Strength >= need })
+		if k == factors.KindEmail {
+			has = m.o.Email != nil && u.EmailVerified && u.Email != ""
+		}
+		if has && !slices.Contains(werr.Kinds, k) {
+			werr.Kinds = append(werr.Kinds, k)
+		}
+	}
+	m.o.Activity.Note(ctx, u.Username, EventChangeRefused, action, clientOf(sess))
+	return nil, User{}, nil, werr
 }
 
 // BeginTOTPEnroll starts adding an authenticator app.
@@ -557,7 +760,7 @@ func (m *MFA) BeginTOTPEnroll(ctx context.Context, id string) (totp.Enrollment, 
 	if m.o.TOTP == nil {
 		return totp.Enrollment{}, ErrFactorUnavailable
 	}
-	_, u, err := m.mayChange(ctx, id)
+	_, u, _, err := m.authorize(ctx, id, ChangeAdd, "")
 	if err != nil {
 		return totp.Enrollment{}, err
 	}
@@ -569,12 +772,16 @@ func (m *MFA) BeginTOTPEnroll(ctx context.Context, id string) (totp.Enrollment, 
 }
 
 // FinishTOTPEnroll confirms the app with one current code and saves it.
-// The confirming code also counts as a fresh second factor.
+// The right to add is checked again: it may have lapsed, or another
+// factor been added, since the QR code was shown. The confirming code
+// proves the app works for this enrolment only: it is not a sign-in proof
+// (else a rule that accepts only the app would be satisfied by an app its
+// enroller just added), so the session gets no TOTP proof from it.
 func (m *MFA) FinishTOTPEnroll(ctx context.Context, id, enrollID, code, name string) (factors.Credential, *Session, error) {
 	if m.o.TOTP == nil {
 		return factors.Credential{}, nil, ErrFactorUnavailable
 	}
-	_, u, err := m.mayChange(ctx, id)
+	_, u, _, err := m.authorize(ctx, id, ChangeAdd, "")
 	if err != nil {
 		return factors.Credential{}, nil, err
 	}
@@ -585,7 +792,7 @@ func (m *MFA) FinishTOTPEnroll(ctx context.Context, id, enrollID, code, name str
 	if err != nil {
 		return factors.Credential{}, nil, err
 	}
-	sess, err := m.afterChange(ctx, id, u.Username, policy.Proof{Kind: policy.FactorTOTP, Ref: cred.ID})
+	sess, err := m.afterChange(ctx, id, u.Username)
 	if err == nil {
 		m.o.Activity.Changed(ctx, u, EventFactorAdded, policy.FactorTOTP, cred.Name, clientOf(sess))
 	}
@@ -597,19 +804,20 @@ func (m *MFA) BeginWebAuthnEnroll(ctx context.Context, id string, kind fwa.Authe
 	if m.o.WebAuthn == nil {
 		return nil, "", ErrFactorUnavailable
 	}
-	_, u, err := m.mayChange(ctx, id)
+	_, u, _, err := m.authorize(ctx, id, ChangeAdd, "")
 	if err != nil {
 		return nil, "", err
 	}
 	return m.o.WebAuthn.BeginRegistration(ctx, fwa.User{Username: u.Username, DisplayName: displayName(u)}, kind)
 }
 
-// FinishWebAuthnEnroll saves the new credential.
+// FinishWebAuthnEnroll saves the new credential. Like the app's code, the
+// registration proves possession for the enrolment only: no sign-in proof.
 func (m *MFA) FinishWebAuthnEnroll(ctx context.Context, id, ceremony string, response []byte, name string) (factors.Credential, *Session, error) {
 	if m.o.WebAuthn == nil {
 		return factors.Credential{}, nil, ErrFactorUnavailable
 	}
-	_, u, err := m.mayChange(ctx, id)
+	_, u, _, err := m.authorize(ctx, id, ChangeAdd, "")
 	if err != nil {
 		return factors.Credential{}, nil, err
 	}
@@ -617,7 +825,7 @@ func (m *MFA) FinishWebAuthnEnroll(ctx context.Context, id, ceremony string, res
 	if err != nil {
 		return factors.Credential{}, nil, err
 	}
-	sess, err := m.afterChange(ctx, id, u.Username, policy.Proof{})
+	sess, err := m.afterChange(ctx, id, u.Username)
 	if err == nil {
 		m.o.Activity.Changed(ctx, u, EventFactorAdded, policy.FactorWebAuthn, cred.Name, clientOf(sess))
 	}
@@ -625,11 +833,13 @@ func (m *MFA) FinishWebAuthnEnroll(ctx context.Context, id, ceremony string, res
 }
 
 // GenerateRecovery makes a new set of recovery codes (the old set dies).
+// A new set is a new factor for whoever sees it, so it needs what adding
+// needs: a fresh proof of the account's strongest factor.
 func (m *MFA) GenerateRecovery(ctx context.Context, id string) ([]string, *Session, error) {
 	if m.o.Recovery == nil {
 		return nil, nil, ErrFactorUnavailable
 	}
-	_, u, err := m.mayChange(ctx, id)
+	_, u, _, err := m.authorize(ctx, id, ChangeRecovery, "")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -637,16 +847,18 @@ func (m *MFA) GenerateRecovery(ctx context.Context, id string) ([]string, *Sessi
 	if err != nil {
 		return nil, nil, err
 	}
-	sess, err := m.afterChange(ctx, id, u.Username, policy.Proof{})
+	sess, err := m.afterChange(ctx, id, u.Username)
 	if err == nil {
 		m.o.Activity.Changed(ctx, u, EventRecoveryCreated, policy.FactorRecovery, "", clientOf(sess))
 	}
 	return codes, sess, err
 }
 
-// RenameCredential renames one of the session user's credentials.
+// RenameCredential renames one of the session user's credentials; it needs
+// a fresh proof as strong as the credential (a name is what the person
+// trusts when choosing which key to keep).
 func (m *MFA) RenameCredential(ctx context.Context, id, credID, name string) error {
-	_, u, err := m.mayChange(ctx, id)
+	sess, u, creds, err := m.authorize(ctx, id, ChangeRename, credID)
 	if err != nil {
 		return err
 	}
@@ -654,43 +866,59 @@ func (m *MFA) RenameCredential(ctx context.Context, id, credID, name string) err
 	if err != nil {
 		return err
 	}
-	return r.Rename(ctx, u.Username, credID, name)
+	if err := r.Rename(ctx, u.Username, credID, name); err != nil {
+		return err
+	}
+	if i := slices.IndexFunc(creds, func(c heldCredential) bool { return c.ID == credID }); i >= 0 {
+		clean, _ := factors.CleanName(name)
+		m.o.Activity.Changed(ctx, u, EventFactorRenamed, creds[i].Kind, creds[i].Name+" → "+clean, clientOf(sess))
+	}
+	return nil
 }
 
 // RemoveCredential removes one of the session user's credentials, unless
-// it is the last second factor while the policy requires one. Sessions that
-// it vouched for end, except this one.
+// it is the last second factor while the policy requires one. It needs a
+// fresh proof at least as strong as the credential. Sessions that it
+// vouched for end, except this one.
 func (m *MFA) RemoveCredential(ctx context.Context, id, credID string) (*Session, error) {
-	_, u, err := m.mayChange(ctx, id)
+	_, u, err := m.sessionUser(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	r, err := m.owner(ctx, u.Username, credID)
+	creds, err := m.held(ctx, u.Username)
 	if err != nil {
 		return nil, err
 	}
-	creds, err := m.Credentials(ctx, u.Username)
-	if err != nil {
-		return nil, err
+	if !slices.ContainsFunc(creds, func(c heldCredential) bool { return c.ID == credID }) {
+		return nil, factors.ErrNotFound
 	}
+	// The last factor is refused before the proof is asked for: no
+	// confirmation would make this removal possible.
 	if m.o.RequireSecondFactor() {
-		others := slices.IndexFunc(creds, func(c factors.Credential) bool { return c.ID != credID && c.Kind != policy.FactorRecovery }) >= 0
+		others := slices.IndexFunc(creds, func(c heldCredential) bool { return c.ID != credID && c.Kind != policy.FactorRecovery }) >= 0
 		emailFactor := m.o.Email != nil && u.EmailVerified
 		if !others && !emailFactor {
 			return nil, ErrLastFactor
 		}
 	}
+	if _, u, creds, err = m.authorize(ctx, id, ChangeRemove, credID); err != nil {
+		return nil, err
+	}
+	r, err := m.owner(ctx, u.Username, credID)
+	if err != nil {
+		return nil, err
+	}
 	if err := r.Remove(ctx, u.Username, credID); err != nil {
 		return nil, err
 	}
-	sess, err := m.afterChange(ctx, id, u.Username, policy.Proof{})
+	sess, err := m.afterChange(ctx, id, u.Username)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := m.sessions.RevokeRef(ctx, u.Username, credID); err != nil {
 		return nil, err
 	}
-	if i := slices.IndexFunc(creds, func(c factors.Credential) bool { return c.ID == credID }); i >= 0 {
+	if i := slices.IndexFunc(creds, func(c heldCredential) bool { return c.ID == credID }); i >= 0 {
 		m.o.Activity.Changed(ctx, u, EventFactorRemoved, creds[i].Kind, creds[i].Name, clientOf(sess))
 	}
 	return sess, nil
@@ -711,15 +939,13 @@ func (m *MFA) owner(ctx context.Context, username, credID string) (factors.Regis
 
 // afterChange follows every change of a user's factors: remembered devices
 // are forgotten (they were trusted under the old set) and the session ID
-// rotates (privilege changed); p, when set, is recorded as a fresh proof.
-func (m *MFA) afterChange(ctx context.Context, id, username string, p policy.Proof) (*Session, error) {
+// rotates (privilege changed). It records no proof: a change proves
+// nothing about who signs in.
+func (m *MFA) afterChange(ctx context.Context, id, username string) (*Session, error) {
 	if m.o.Devices != nil {
 		if _, err := m.o.Devices.RevokeAll(ctx, username); err != nil {
 			return nil, err
 		}
-	}
-	if p.Kind != "" {
-		return m.prove(ctx, id, p)
 	}
 	return m.sessions.Rotate(ctx, id)
 }

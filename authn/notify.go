@@ -120,6 +120,7 @@ var changeText = map[string]map[string][2]string{
 	EventEmailVerified:   {"en": {"the email address was confirmed", "the email address was confirmed"}, "ru": {"подтверждён адрес электронной почты", "подтверждён адрес электронной почты"}},
 	EventUnlocked:        {"en": {"the account was unlocked", "the account was unlocked"}, "ru": {"учётная запись разблокирована", "учётная запись разблокирована"}},
 	EventFactorsReset:    {"en": {"all second factors were removed by an administrator", "all second factors were removed by an administrator"}, "ru": {"администратор удалил все вторые факторы", "администратор удалил все вторые факторы"}},
+	EventFactorRenamed:   {"en": {"a second factor was renamed", "a second factor was renamed (%s)"}, "ru": {"второй фактор переименован", "второй фактор переименован (%s)"}},
 }
 
 // factorName names a factor or sign-in method in a notice.
