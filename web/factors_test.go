@@ -89,9 +89,24 @@ var (
 	enrollRe = regexp.MustCompile(`name="id" value="([^"]+)"`)
 )
 
-// enrolTOTP adds an authenticator app through the security page and
-// returns its secret. The client must be elevated.
+// enrolTOTP adds an authenticator app through the security page, then
+// signs in with it (a code of the next time step), as a person does: the
+// code confirming an enrolment is not a sign-in proof. It returns the
+// secret; the client must be allowed to add a factor.
 func (h *harness) enrolTOTP(c *http.Client) string {
+	h.t.Helper()
+	secret := h.addTOTP(c)
+	h.clock.Add(30 * time.Second)
+	resp, out := h.postJSON(c, "/.keygate/api/factors/totp/verify", map[string]any{"code": oathtool(h.t, secret, h.clock.Now())})
+	if resp.StatusCode != http.StatusOK || out["status"] != "ok" {
+		h.t.Fatalf("sign in with the new app: %d %v", resp.StatusCode, out)
+	}
+	return secret
+}
+
+// addTOTP adds an authenticator app through the security page and returns
+// its secret, without signing in with it.
+func (h *harness) addTOTP(c *http.Client) string {
 	h.t.Helper()
 	resp, body := h.postForm(c, "/.keygate/settings/totp")
 	sm, im := secretRe.FindStringSubmatch(body), enrollRe.FindStringSubmatch(body)
@@ -402,5 +417,8 @@ func mfaErrorSamples() []error {
 		factors.ErrNameTaken, factors.ErrInvalidName, factors.ErrNotFound, factors.ErrNotSupported,
 		fwa.ErrCeremony, fwa.ErrCloneWarning,
 		&fwa.VerifyError{Reason: "already_registered"}, &fwa.VerifyError{Reason: "suspended"}, fwa.ErrAllSuspended, &fwa.VerifyError{Reason: "not_allowed"}, &fwa.VerifyError{Reason: "bad_origin"},
+		authn.ErrEnrollCodeClosed,
+		&authn.WeakProofError{Need: factors.StrengthCode}, &authn.WeakProofError{Need: factors.StrengthApp},
+		&authn.WeakProofError{Need: factors.StrengthKey}, &authn.WeakProofError{Need: factors.StrengthHardware},
 	}
 }

@@ -20,9 +20,14 @@ func mfaError(err error) *Error {
 	var cd *emailcode.CooldownError
 	var ve *fwa.VerifyError
 	var le *authn.LockedError
+	var wp *authn.WeakProofError
 	switch {
 	case errors.As(err, &le):
 		return lockedError(le)
+	case errors.As(err, &wp):
+		return weakProofError(wp)
+	case errors.Is(err, authn.ErrEnrollCodeClosed):
+		return errf(http.StatusForbidden, "enroll_code_closed", "err.enroll_code_closed", nil)
 	case errors.Is(err, authn.ErrTicketInvalid):
 		return errf(http.StatusBadRequest, "unlock_expired", "err.unlock_expired", nil)
 	case errors.Is(err, authn.ErrNotMeInvalid):
@@ -122,5 +127,24 @@ func lockedError(le *authn.LockedError) *Error {
 	if le.Ticket != "" {
 		e.Extra["unlock_ticket"] = le.Ticket
 	}
+	return e
+}
+
+// weakProofError is the answer to a change of second factors that needs a
+// stronger fresh proof: 403, what to confirm with ("need": the factor
+// kinds, strongest first) and, in words, what to do — including the way
+// back when that factor is lost (an admin's enrolment link).
+func weakProofError(wp *authn.WeakProofError) *Error {
+	code, key := "stronger_proof_required", "err.stronger_proof."+wp.Need.String()
+	if wp.Need <= factors.StrengthCode {
+		// Any second factor will do: the plain "confirm it's you".
+		code, key = "elevation_required", "err.elevation_required"
+	}
+	e := errf(http.StatusForbidden, code, key, wp)
+	need := wp.Kinds
+	if need == nil {
+		need = []string{}
+	}
+	e.Extra = map[string]any{"need": need, "need_strength": wp.Need.String()}
 	return e
 }

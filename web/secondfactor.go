@@ -11,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/factors"
 	"github.com/keygate/keygate/factors/emailcode"
 	"github.com/keygate/keygate/policy"
 )
@@ -100,6 +101,14 @@ func (s *Server) secondFactorPage(c *gin.Context) {
 		if methods, err = s.methodsFor(c.Request.Context(), sess.Username, ci.acceptable); err != nil {
 			s.fail(c, err)
 			return
+		}
+	}
+	// From the security page, "need" names the proof a change asks for:
+	// offer only the factors that can give it (when the person has one).
+	if need, ok := factors.ParseStrength(c.Query("need")); ok && ci.portal {
+		strong := slices.DeleteFunc(slices.Clone(methods), func(m authn.Method) bool { return factors.MaxStrength(m.Kind) < need })
+		if len(strong) > 0 {
+			methods = strong
 		}
 	}
 	d := s.page(c)

@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/base64"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -225,7 +226,13 @@ func (s *Server) emailCodeFor(purpose emailcode.Purpose) gin.HandlerFunc {
 			s.settingsFail(c, sess, authn.ErrFactorUnavailable)
 			return
 		}
-		if _, err := s.mfa.SendEmailCode(c.Request.Context(), cookieID(c.Request), langOf(t), purpose); err != nil {
+		_, err := s.mfa.SendEmailCode(c.Request.Context(), cookieID(c.Request), langOf(t), purpose)
+		if errors.Is(err, authn.ErrEnrollCodeClosed) {
+			// Nothing is sent, and the answer is the one a sent code
+			// gets: its wording covers both cases and says what to do.
+			err = nil
+		}
+		if err != nil {
 			s.settingsFail(c, sess, err)
 			return
 		}
