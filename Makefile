@@ -29,7 +29,7 @@ lint: ## go vet + staticcheck + gofmt
 bench: build ## wrk: keygate vs bare proxy, direct, nginx; scale; Go benchmarks (bench/results.md)
 	GO=$(GO) bench/run.sh
 
-FUZZ_TARGETS := ./policy/:FuzzCompileEvaluate ./policy/:FuzzGlob ./web/:FuzzSafeRedirect ./web/:FuzzPolicyPath ./web/:FuzzAuthzTarget ./authn/:FuzzParsePHC ./web/:FuzzCookieID \
+FUZZ_TARGETS := ./policy/:FuzzCompileEvaluate ./policy/:FuzzGlob ./policy/:FuzzReadings ./web/:FuzzSafeRedirect ./web/:FuzzPolicyPath ./web/:FuzzAuthzTarget ./authn/:FuzzParsePHC ./web/:FuzzCookieID \
 	./authn/:FuzzSessionLookup ./web/:FuzzSessionCookie ./web/:FuzzForwardedHeaders ./web/:FuzzDecodeJSON \
 	./factors/webauthn/:FuzzFinishLogin ./factors/webauthn/:FuzzFinishRegistration
 

@@ -200,6 +200,10 @@ type Compiled struct {
 	filters []ruleFilter // parallel to rules
 	def     rule
 	hosts   hostIndex
+	// fold is the same policy with every path pattern case-folded, for
+	// the folded readings of a path (EvaluateReadings); nil when folding
+	// changes no pattern, and then c itself serves them.
+	fold *Compiled
 }
 
 // ruleFilter is a conservative summary of a rule's methods and paths in 16
@@ -306,7 +310,40 @@ func Compile(p Policy) (*Compiled, error) {
 	for i := range c.rules {
 		c.filters[i] = newRuleFilter(&c.rules[i], p.Rules[i].Paths)
 	}
+	if fp, changed := foldedPolicy(p); changed {
+		// Folding changes nothing a pattern's validity depends on, and a
+		// folded policy folds to itself, so this recursion is one level
+		// deep and cannot fail where p compiled.
+		f, err := Compile(fp)
+		if err != nil {
+			return nil, err
+		}
+		c.fold = f
+	}
 	return c, nil
+}
+
+// foldedPolicy is p with every path pattern case-folded (foldPath, the
+// folding of the readings), and whether that changed any pattern.
+func foldedPolicy(p Policy) (Policy, bool) {
+	changed := false
+	for _, r := range p.Rules {
+		for _, g := range r.Paths {
+			if foldPath(g) != g {
+				changed = true
+			}
+		}
+	}
+	if !changed {
+		return p, false
+	}
+	out := clonePolicy(p)
+	for i := range out.Rules {
+		for j, g := range out.Rules[i].Paths {
+			out.Rules[i].Paths[j] = foldPath(g)
+		}
+	}
+	return out, true
 }
 
 // packGlobs moves every rule's path patterns, and the literal text they

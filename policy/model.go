@@ -42,7 +42,10 @@ type Policy struct {
 //     depth but not example.com itself.
 //   - Paths: "/favicon.ico" exactly; "*" within one segment ("/static/*");
 //     "**" as a whole segment for zero or more segments ("/api/**" is /api
-//     and everything under it, "/**/*.js" any .js file). Case-sensitive.
+//     and everything under it, "/**/*.js" any .js file). Matched
+//     against every reading of the request path (Readings): exactly
+//     against the exact readings, case-insensitively against the folded
+//     ones, which upstreams that route case-insensitively give.
 //   - Methods: HTTP methods (written in any case, matched exactly).
 //   - Networks: CIDRs or single addresses, IPv4 or IPv6.
 //   - Users, Groups: the signed-in user is listed, or one of their groups
@@ -84,10 +87,11 @@ type WebAuthnOptions struct {
 // Request is what the evaluator needs to know about an HTTP request.
 //
 // Host should be lower case without port; the evaluator still folds case,
-// drops one trailing dot and IPv6 brackets, without allocating. Path must be
-// the path the upstream will act on, without query, already free of "." and
-// ".." segments (web.policyPath does this): a glob cannot tell that
-// "/static/../admin" is really /admin. An empty Path counts as "/". IP may
+// drops one trailing dot and IPv6 brackets, without allocating. Path is one
+// reading of the path the upstream will act on (Readings), free of "." and
+// ".." segments: a glob cannot tell that "/static/../admin" is really
+// /admin. EvaluateReadings judges every reading of a raw path. An empty
+// Path counts as "/". IP may
 // be IPv4-mapped IPv6; it is unmapped before matching networks.
 type Request struct {
 	Host   string     `json:"host"`
