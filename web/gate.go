@@ -138,6 +138,9 @@ func subjectOf(sess *authn.Session) policy.Subject {
 // forward sends an allowed request upstream with identity headers we vouch
 // for and nothing the client made up.
 func (s *Server) forward(c *gin.Context, up *upstream, sess *authn.Session, clientIP, id string) {
+	if !s.readUpstreamBody(c, up) { // slow bodies hold no upstream connection (body.go)
+		return
+	}
 	r := c.Request
 	// The values for the upstream, in vouchedHeaders' order, handed to
 	// the Rewrite function in one slice (see vouchedKey).

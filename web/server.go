@@ -50,6 +50,9 @@ type SessionStore interface {
 type Upstream struct {
 	Host string   // lower-case host name without port
 	URL  *url.URL // http(s)://host:port[/base]
+	// Body bounds request bodies to this app (zero fields: Options.Body);
+	// see body.go.
+	Body BodyLimits
 }
 
 // Options configure a Server; cmd/keygate fills them from the config file.
@@ -91,6 +94,11 @@ type Options struct {
 	AccessLog *AccessLog
 	// Admin switches the admin page and API on (nil = off); see admin.go.
 	Admin *AdminOptions
+	// Body bounds request bodies to the upstreams (zero fields: the
+	// defaults); PortalBodyTimeout bounds bodies to keygate's own
+	// endpoints (0 = DefaultPortalBodyTimeout). See body.go.
+	Body              BodyLimits
+	PortalBodyTimeout time.Duration
 	// HSTSIncludeSubdomains adds includeSubDomains to the
 	// Strict-Transport-Security header sent on answers over keygate's own
 	// TLS listener (see hsts.go); only when every subdomain speaks HTTPS.
@@ -125,6 +133,10 @@ type Server struct {
 	adminOptions    *AdminOptions
 	admin           *adminArea // built by adminRoutes
 	hsts            []string   // Strict-Transport-Security value (hsts.go)
+	// Request body limits (body.go).
+	bodyDefault       BodyLimits
+	bodyLimits        atomic.Pointer[map[*upstream]BodyLimits]
+	portalBodyTimeout time.Duration
 }
 
 // New builds the handler. It fails on configuration that cannot work.
@@ -153,6 +165,7 @@ func New(o Options) (*Server, error) {
 		metrics:         o.Metrics,
 		ids:             newRequestIDs(),
 		adminOptions:    o.Admin,
+		bodyDefault:     o.Body.or(BodyLimits{Timeout: DefaultBodyTimeout, Buffer: DefaultBodyBuffer}),
 		hsts:            hstsValue(o.HSTSIncludeSubdomains),
 	}
 	if s.log == nil {
@@ -160,6 +173,9 @@ func New(o Options) (*Server, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.portalBodyTimeout = o.PortalBodyTimeout; s.portalBodyTimeout <= 0 {
+		s.portalBodyTimeout = DefaultPortalBodyTimeout
 	}
 	var err error
 	if s.trusted, err = parseTrusted(o.TrustedProxies); err != nil {
@@ -201,6 +217,7 @@ func (s *Server) SetUpstreams(list []Upstream) error {
 		}
 		set[h] = s.newUpstream(h, u.URL, s.transport)
 	}
+	s.setBodyLimits(list, set)
 	s.upstreams.Store(&set)
 	return nil
 }
@@ -343,6 +360,10 @@ func (s *Server) portalGuard(c *gin.Context) {
 	portalHeaders(c.Writer.Header())
 	if err := s.cop.Check(r); err != nil {
 		s.fail(c, errf(http.StatusForbidden, "cross_origin", "err.cross_origin", err))
+		return
+	}
+	// The whole (small) body, under a deadline, before any handler runs.
+	if !s.readPortalBody(c) {
 		return
 	}
 	c.Next()
