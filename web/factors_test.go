@@ -95,7 +95,7 @@ var (
 // secret; the client must be allowed to add a factor.
 func (h *harness) enrolTOTP(c *http.Client) string {
 	h.t.Helper()
-	secret := h.addTOTP(c)
+	secret := h.addTOTP(c, "Phone")
 	h.clock.Add(30 * time.Second)
 	resp, out := h.postJSON(c, "/.keygate/api/factors/totp/verify", map[string]any{"code": oathtool(h.t, secret, h.clock.Now())})
 	if resp.StatusCode != http.StatusOK || out["status"] != "ok" {
@@ -106,7 +106,7 @@ func (h *harness) enrolTOTP(c *http.Client) string {
 
 // addTOTP adds an authenticator app through the security page and returns
 // its secret, without signing in with it.
-func (h *harness) addTOTP(c *http.Client) string {
+func (h *harness) addTOTP(c *http.Client, name string) string {
 	h.t.Helper()
 	resp, body := h.postForm(c, "/.keygate/settings/totp")
 	sm, im := secretRe.FindStringSubmatch(body), enrollRe.FindStringSubmatch(body)
@@ -114,7 +114,7 @@ func (h *harness) addTOTP(c *http.Client) string {
 		h.t.Fatalf("TOTP enrolment page: %d %q", resp.StatusCode, body)
 	}
 	// The confirming code, from the independent implementation.
-	resp, _ = h.postForm(c, "/.keygate/settings/totp/confirm", "id", im[1], "code", oathtool(h.t, sm[1], h.clock.Now()), "name", "Phone")
+	resp, _ = h.postForm(c, "/.keygate/settings/totp/confirm", "id", im[1], "code", oathtool(h.t, sm[1], h.clock.Now()), "name", name)
 	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "done=totp_added") {
 		h.t.Fatalf("confirm TOTP: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
