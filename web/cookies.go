@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"time"
 
@@ -259,4 +260,53 @@ func (s *Server) pickSession(c *gin.Context) {
 		c.Request = r.WithContext(context.WithValue(r.Context(), liveIDKey{}, id))
 	}
 	c.Next()
+}
+
+// maxShadowPaths bounds the cookies expireShadows names.
+const maxShadowPaths = 8
+
+// expireShadows, at sign-in, expires session cookies that a browser would
+// send with ours to the sign-in's target but not to the sign-in itself: a
+// cookie planted on the target's path (Path=/app) is never seen by
+// /.keygate/ and so cannot be revoked there, yet it reaches /app/x beside
+// the new session and, naming another person's live session, makes the
+// sessions ambiguous (see liveSession) on every visit. A cookie is
+// expired by naming its name, domain and path exactly, so each path a
+// cookie sent to the target can have is named, host-only and under
+// session.cookie_domain. Only for a target on this host: other hosts'
+// cookies are not this answer's to change.
+func (s *Server) expireShadows(w http.ResponseWriter, r *http.Request, target string) {
+	u, err := url.Parse(target)
+	if err != nil || (u.Host != "" && !strings.EqualFold(u.Host, r.Host)) {
+		return
+	}
+	https, domain := s.isHTTPS(r), s.domainFor(r)
+	for _, p := range shadowPaths(u.Path) {
+		http.SetCookie(w, &http.Cookie{Name: CookieName, Path: p, MaxAge: -1, HttpOnly: true, Secure: https, SameSite: http.SameSiteLaxMode})
+		if domain != "" {
+			http.SetCookie(w, &http.Cookie{Name: CookieName, Path: p, Domain: domain, MaxAge: -1, HttpOnly: true, Secure: https, SameSite: http.SameSiteLaxMode})
+		}
+	}
+}
+
+// shadowPaths are the cookie paths other than "/" that match path (RFC
+// 6265 5.1.4: a prefix ending at a "/" boundary, with or without that
+// slash, or the path itself), shortest first, at most maxShadowPaths.
+func shadowPaths(path string) []string {
+	var out []string
+	add := func(p string) {
+		if p != "/" && !strings.HasPrefix(p, portalPrefix) && len(out) < maxShadowPaths && (len(out) == 0 || out[len(out)-1] != p) {
+			out = append(out, p)
+		}
+	}
+	for i := 1; i <= len(path); i++ {
+		if i < len(path) && path[i] != '/' {
+			continue
+		}
+		add(path[:i])
+		if i < len(path) {
+			add(path[:i+1])
+		}
+	}
+	return out
 }

@@ -68,6 +68,7 @@ func (s *Server) signIn(c *gin.Context, login, password, rd string) (*authn.Sess
 		}
 	}
 	s.setSessionCookie(c, sess.ID)
+	s.expireShadows(c.Writer, r, s.redirectOrDefault(rd))
 	s.log.Info("sign-in", "user", u.Username, "factor", policy.FactorPassword, "ip", clientAddr(c).String())
 	return sess, s.nextStep(c, sess, rd), nil
 }
