@@ -105,6 +105,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, e
 	a.users = authn.NewUsers(kv, hasher, authn.PasswordPolicy{MinLength: p.MinLength}, time.Now)
 	a.sessions, err = authn.NewSessions(ctx, kv, authn.SessionOptions{
 		IdleTimeout: cfg.Session.IdleTimeout.D(), Lifetime: cfg.Session.Lifetime.D(), Now: time.Now,
+		MaxPerUser: cfg.Session.MaxPerUser,
 	})
 	if err != nil {
 		_ = kv.Close()
@@ -276,7 +277,7 @@ func (a *app) webServer() (*web.Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", u.Host, err)
 		}
-		ups = append(ups, web.Upstream{Host: strings.ToLower(u.Host), URL: target})
+		ups = append(ups, web.Upstream{Host: strings.ToLower(u.Host), URL: target, Body: web.BodyLimits{Timeout: u.BodyTimeout.D()}})
 	}
 	return web.New(web.Options{
 		Upstreams:       ups,
@@ -294,6 +295,7 @@ func (a *app) webServer() (*web.Server, error) {
 		Metrics:         a.obs.metrics,
 		AccessLog:       a.obs.access,
 		Admin:           a.adminOptions(),
+		Body:            web.BodyLimits{Timeout: a.cfg.Server.BodyTimeout.D(), Buffer: int64(a.cfg.Server.BodyBuffer)},
 		Ready: func(ctx context.Context) error {
 			_, err := a.kv.Get(ctx, "meta/ready-probe")
 			if errors.Is(err, store.ErrNotFound) {

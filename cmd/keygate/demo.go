@@ -79,6 +79,11 @@ func demoConfig(listen, data, upstreamURL string) config.Config {
 // runDemo starts the demo upstream and keygate until ctx ends. ready (tests)
 // gets keygate's address.
 func runDemo(ctx context.Context, stdout, stderr io.Writer, listen, data string, ready func(addr string)) error {
+	// The demo prints its user's password and enrols factors for anyone
+	// who reaches it: it must never be reachable from another machine.
+	if host, _, err := net.SplitHostPort(listen); err != nil || !isLoopback(host) {
+		return fmt.Errorf("keygate demo listens only on a loopback address (127.0.0.1, ::1 or localhost), not %q: its demo account's password is public; run keygate serve with a configuration to serve a network", listen)
+	}
 	data = filepath.Clean(data)
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)

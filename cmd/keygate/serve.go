@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -49,7 +50,6 @@ func newServeCmd(g *globals) *cobra.Command {
 					_ = ln.Close()
 					return err
 				}
-				ln = tls.NewListener(ln, &tls.Config{GetCertificate: a.certs.get, MinVersion: tls.VersionTLS12})
 			}
 			// SIGHUP: reload what can change without a restart; a broken
 			// file leaves the running configuration in place.
@@ -111,9 +111,25 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(addr string
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		// net/http's own complaints (TLS handshake errors, broken
+		// connections, panics) go to the app's log, in its format (JSON
+		// when log.format is json), not to stderr as bare text.
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	if a.certs != nil {
+		// ServeTLS (rather than a tls.NewListener around ln) is what
+		// turns HTTP/2 on: it offers "h2" by ALPN and hands such
+		// connections to the HTTP/2 server. The certificate comes from
+		// the reloader, so a renewed one needs no restart.
+		srv.TLSConfig = &tls.Config{GetCertificate: a.certs.get, MinVersion: tls.VersionTLS12}
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetHTTP2(true)
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
 	a.log.Info("keygate is serving", "listen", ln.Addr().String(), "version", version)
 	if ready != nil {
 		ready(ln.Addr().String())

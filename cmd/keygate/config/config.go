@@ -72,6 +72,14 @@ type Server struct {
 	// collector works harder as the heap nears it. GOMEMLIMIT, when set,
 	// wins.
 	MemoryLimit ByteSize `yaml:"memory_limit"`
+	// BodyTimeout: a request body to an upstream must arrive within this
+	// (upstreams[].body_timeout overrides it per app); slower ones are cut
+	// with 408.
+	BodyTimeout policy.Duration `yaml:"body_timeout"`
+	// BodyBuffer: request bodies up to this size are read whole before
+	// the upstream is dialled, so slow clients hold no upstream
+	// connection; larger ones are streamed.
+	BodyBuffer ByteSize `yaml:"body_buffer"`
 }
 
 // ServerTLS names the certificate chain and key of the HTTPS listener.
@@ -97,6 +105,9 @@ type Session struct {
 	// the option off. Rules decide where a remembered device may skip
 	// the second factor.
 	RememberDeviceDays int `yaml:"remember_device_days"`
+	// MaxPerUser bounds one user's sessions; one more ends that user's
+	// oldest.
+	MaxPerUser int `yaml:"max_per_user"`
 }
 
 // Storage is where Badger keeps its files and how they are encrypted.
@@ -115,6 +126,9 @@ type Upstream struct {
 	Host string `yaml:"host"`
 	// URL is the upstream's base URL (http or https).
 	URL string `yaml:"url"`
+	// BodyTimeout overrides server.body_timeout for this app (0 = that),
+	// for apps that take real uploads.
+	BodyTimeout policy.Duration `yaml:"body_timeout"`
 }
 
 // WebAuthn is the relying party. An empty RPID turns WebAuthn off.
@@ -251,11 +265,13 @@ type Log struct {
 // environment leave unset.
 func Default() Config {
 	return Config{
-		Server: Server{Listen: "127.0.0.1:9091", GOGC: DefaultGOGC},
+		Server: Server{Listen: "127.0.0.1:9091", GOGC: DefaultGOGC,
+			BodyTimeout: policy.Duration(60 * time.Second), BodyBuffer: 64 << 10},
 		Session: Session{
 			IdleTimeout:        policy.Duration(30 * time.Minute),
 			Lifetime:           policy.Duration(12 * time.Hour),
 			RememberDeviceDays: 30,
+			MaxPerUser:         20,
 		},
 		WebAuthn: WebAuthn{PasskeyTwoFactor: true},
 		TOTP:     TOTP{Issuer: "keygate", Algorithm: "SHA1", Digits: 6, Period: 30, Skew: 1},

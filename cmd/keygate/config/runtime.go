@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -84,5 +85,26 @@ func (c *Config) validateRuntime(ps *Problems) {
 	}
 	if s.MemoryLimit != 0 && s.MemoryLimit < minMemoryLimit {
 		ps.add("server.memory_limit", "%s is below 32MiB: the collector would run without pause", s.MemoryLimit)
+	}
+	c.validateLimits(ps)
+}
+
+// validateLimits checks the limits that hold under abuse: request bodies
+// and sessions per user.
+func (c *Config) validateLimits(ps *Problems) {
+	s := c.Server
+	if d := s.BodyTimeout.D(); d < time.Second || d > 24*time.Hour {
+		ps.add("server.body_timeout", "%s must be between 1s and 24h", d)
+	}
+	if b := s.BodyBuffer; b < 1<<10 || b > 64<<20 {
+		ps.add("server.body_buffer", "%s must be between 1KiB and 64MiB (it is held in memory for every request in flight)", b)
+	}
+	for i, u := range c.Upstreams {
+		if d := u.BodyTimeout.D(); d != 0 && (d < time.Second || d > 24*time.Hour) {
+			ps.add(fmt.Sprintf("upstreams[%d].body_timeout", i), "%s must be 0 (server.body_timeout) or between 1s and 24h", d)
+		}
+	}
+	if n := c.Session.MaxPerUser; n < 1 || n > 10000 {
+		ps.add("session.max_per_user", "%d must be between 1 and 10000", n)
 	}
 }
