@@ -878,8 +878,9 @@ func (m *MFA) RenameCredential(ctx context.Context, id, credID, name string) err
 
 // RemoveCredential removes one of the session user's credentials, unless
 // it is the last second factor while the policy requires one. It needs a
-// fresh proof at least as strong as the credential. Sessions that it
-// vouched for end, except this one.
+// fresh proof at least as strong as the credential. Every session it
+// vouched for ends, this one too when it was proved with it: what a
+// credential vouched for does not outlive it.
 func (m *MFA) RemoveCredential(ctx context.Context, id, credID string) (*Session, error) {
 	_, u, err := m.sessionUser(ctx, id)
 	if err != nil {

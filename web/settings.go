@@ -188,6 +188,12 @@ func (s *Server) credentialRemove(c *gin.Context) {
 		s.settingsFail(c, sess, err)
 		return
 	}
+	if _, ok := s.sessions.Lookup(next.ID); !ok {
+		// This session was proved with the removed credential, and what
+		// it vouched for does not outlive it.
+		c.Redirect(http.StatusSeeOther, portalPrefix+"signed-out")
+		return
+	}
 	s.settingsDone(c, next, "removed")
 }
 
