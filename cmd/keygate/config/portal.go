@@ -22,13 +22,14 @@ var ErrNoPortalURL = errors.New("server.portal_url is not set and cannot be deri
 //     listen port unless it is 443;
 //   - with a plain listener that people reach directly (no trusted proxy,
 //     and either a non-loopback listen address or a localhost upstream):
-//     http://upstreams[0].host, with the listen port unless it is 80.
+//     http://upstreams[0].host, with the listen port unless it is 80;
+//   - behind a proxy (trusted_proxies set, or keygate on loopback for a
+//     public name): https://upstreams[0].host, the TLS-terminating proxy
+//     on the default port that the shipped snippets set up.
 //
-// Behind a proxy (trusted_proxies set, or keygate on loopback in front of
-// a public name) and in forward-auth mode (no upstreams) the scheme and
-// port people use are the proxy's, which keygate cannot see: then
-// server.portal_url must be set, and Validate says so when anything is
-// protected.
+// In forward-auth mode (trusted proxies, no upstreams) no host is known as the
+// portal's: server.portal_url must be set (or webauthn.origins), and
+// Validate says so when anything is protected.
 func (c *Config) PortalURL() (string, error) {
 	if p := c.Server.PortalURL; p != "" {
 		return strings.TrimSuffix(p, "/"), nil
@@ -47,13 +48,15 @@ func (c *Config) PortalURL() (string, error) {
 	if c.Server.TLS.CertFile != "" {
 		return origin("https", host, port, "443"), nil
 	}
-	if len(c.Server.TrustedProxies) > 0 {
-		return "", fmt.Errorf("%w: keygate is behind a proxy (server.trusted_proxies), whose scheme and port it cannot see", ErrNoPortalURL)
+	direct := len(c.Server.TrustedProxies) == 0 &&
+		(lhost == "" || !isLocalHost(lhost) || host == "localhost" || strings.HasSuffix(host, ".localhost"))
+	if direct {
+		return origin("http", host, port, "80"), nil
 	}
-	if lhost != "" && isLocalHost(lhost) && host != "localhost" && !strings.HasSuffix(host, ".localhost") {
-		return "", fmt.Errorf("%w: keygate listens on loopback only, so people reach %s through a proxy", ErrNoPortalURL, host)
-	}
-	return origin("http", host, port, "80"), nil
+	// A proxy in front (trusted_proxies set, or keygate on loopback for a
+	// public name): in production it terminates TLS on the default port,
+	// as the shipped snippets do. Anything else needs server.portal_url.
+	return "https://" + host, nil
 }
 
 func origin(scheme, host, port, defaultPort string) string {
@@ -63,12 +66,17 @@ func origin(scheme, host, port, defaultPort string) string {
 	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
-// protectsHosts says whether the configuration names any host that keygate
-// guards (upstreams, policy rule hosts, WebAuthn origins): then people get
-// links, and the portal's address must be known.
+// protectsHosts says whether keygate guards hosts, so people get links and
+// the portal's address must be known: upstreams (proxy mode), WebAuthn
+// origins, or forward-auth mode (a trusted front proxy asks about the
+// hosts the policy's rules name; without a trusted proxy forward-auth
+// cannot work, and a file with rules only is not a deployment yet).
 func (c *Config) protectsHosts() bool {
 	if len(c.Upstreams) > 0 || len(c.WebAuthn.Origins) > 0 {
 		return true
+	}
+	if len(c.Server.TrustedProxies) == 0 {
+		return false
 	}
 	for _, r := range c.Policy.Rules {
 		if len(r.Hosts) > 0 {
