@@ -7,12 +7,14 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
+	"github.com/keygate/keygate/authn"
 )
 
 // HeaderRequestID carries a request's ID to the upstream (and is accepted
@@ -95,6 +97,7 @@ type accessEntry struct {
 	ip       string
 	user     string // "" when no session
 	decision string // "" for keygate's own endpoints
+	via      string // "authz": a forward-auth answer about the request named
 	status   int
 	bytes    int
 }
@@ -175,6 +178,10 @@ func (a *AccessLog) appendText(b []byte, now time.Time, e *accessEntry) []byte {
 		b = append(b, " decision="...)
 		b = append(b, e.decision...)
 	}
+	if e.via != "" {
+		b = append(b, " via="...)
+		b = append(b, e.via...)
+	}
 	return append(b, '\n')
 }
 
@@ -204,6 +211,10 @@ func (a *AccessLog) appendJSON(b []byte, now time.Time, e *accessEntry) []byte {
 	if e.decision != "" {
 		b = append(b, `,"decision":`...)
 		b = appendJSONString(b, e.decision)
+	}
+	if e.via != "" {
+		b = append(b, `,"via":`...)
+		b = appendJSONString(b, e.via)
 	}
 	return append(b, "}\n"...)
 }
@@ -354,8 +365,74 @@ func (s *Server) accessPortal(c *gin.Context) {
 	if trusted {
 		ip = clientAddr(c).String()
 	}
-	al.write(&accessEntry{
+	e := accessEntry{
 		start: start, id: id, method: r.Method, host: r.Host, path: c.FullPath(), ip: ip,
 		status: c.Writer.Status(), bytes: max(c.Writer.Size(), 0),
-	}, time.Now())
+	}
+	if v, ok := c.Get(authzAccessKey); ok {
+		v.(*authzAccess).fill(&e)
+	}
+	al.write(&e, time.Now())
+}
+
+// authzAccessKey holds, in the gin context of a forward-auth call, what its
+// access line reports instead of the call itself.
+const authzAccessKey = "keygate.authz"
+
+// authzAccess is the access line of a forward-auth answer: the request the
+// proxy asked about (method, host, path — never its query) and the
+// decision, so that forward-auth deployments log every decision as proxy
+// mode does. A nil *authzAccess (the access log is off) records nothing.
+type authzAccess struct {
+	method, host, path string
+	decision           decision
+	hasDecision        bool
+	user               string
+}
+
+// authzAccessOf starts the record of a forward-auth call, or returns nil
+// when no access line will be written.
+func (s *Server) authzAccessOf(c *gin.Context) *authzAccess {
+	if s.access.Load() == nil {
+		return nil
+	}
+	a := &authzAccess{}
+	c.Set(authzAccessKey, a)
+	return a
+}
+
+// judged records the request the proxy asked about. A path under the
+// reserved prefix is logged as the prefix only: portal paths can carry
+// tokens (enrolment links), and forward-auth never judges them anyway.
+func (a *authzAccess) judged(t *authzTarget) {
+	if a == nil {
+		return
+	}
+	a.method, a.host, a.path = t.method, t.host, t.path
+	if hasASCIIFoldPrefix(strings.TrimLeft(t.path, "/"), ".keygate") {
+		a.path = portalPrefix
+	}
+}
+
+// decided records the policy's decision and who it was for.
+func (a *authzAccess) decided(d decision, sess *authn.Session) {
+	if a == nil {
+		return
+	}
+	a.decision, a.hasDecision = d, true
+	if sess != nil {
+		a.user = sess.Username
+	}
+}
+
+func (a *authzAccess) fill(e *accessEntry) {
+	e.via = "authz"
+	if a.host != "" {
+		e.method, e.host, e.path = a.method, a.host, a.path
+	}
+	e.decision = decisionNames[decRefused] // refused before the policy: untrusted, bad headers, unknown host
+	if a.hasDecision {
+		e.decision = decisionNames[a.decision]
+	}
+	e.user = a.user
 }

@@ -62,6 +62,11 @@ const (
 	headerFwdHost        = "X-Forwarded-Host"
 	headerFwdURI         = "X-Forwarded-Uri"
 	headerFwdMethod      = "X-Forwarded-Method"
+	// headerAuthzCookie carries, on an allow, the client's Cookie header
+	// without keygate's cookies. It is named Cookie so that Traefik's
+	// authResponseHeaders (which cannot rename) replaces the request's
+	// Cookie with it; nginx and Caddy copy it the same way.
+	headerAuthzCookie = "Cookie"
 	// maxOriginalURL bounds what keygate parses; nginx's default
 	// large_client_header_buffers (8k) bounds real request lines anyway.
 	maxOriginalURL = 8 << 10
@@ -91,6 +96,7 @@ func (t *authzTarget) loginURL() string {
 // authz is the forward-auth endpoint (GET /.keygate/api/authz).
 func (s *Server) authz(c *gin.Context) {
 	r := c.Request
+	al := s.authzAccessOf(c)
 	if peer := peerAddr(r); !s.trusted.contains(peer) {
 		s.log.Warn("forward-auth request from a peer not in server.trusted_proxies; refused without reading its headers",
 			"peer", peer.String())
@@ -100,6 +106,17 @@ func (s *Server) authz(c *gin.Context) {
 	t, err := authzTargetOf(r.Header)
 	if err != nil {
 		s.fail(c, err)
+		return
+	}
+	al.judged(&t)
+	if !s.forwardAuthHost(t.name) {
+		// Judging it by the default rule would vouch for whatever the proxy
+		// routes there — a default server, a typo'd name — which the admin
+		// never meant to protect. 403, not 421: nginx turns any answer but
+		// 2xx, 401 and 403 into a 500 that hides the reason.
+		s.log.Warn("forward-auth asked about a host keygate does not protect; refused. Name it in an upstream, a policy rule's hosts or server.protected_hosts, or make the proxy refuse it (the shipped snippets have a catch-all server)",
+			"host", t.name)
+		s.authzFail(c, &t, errf(http.StatusForbidden, "unknown_host", "err.unknown_host", nil))
 		return
 	}
 	if t.path == "/.keygate" || strings.HasPrefix(t.path, portalPrefix) {
@@ -117,6 +134,7 @@ func (s *Server) authz(c *gin.Context) {
 	sess := s.session(r)
 	d := s.policy.Load().Evaluate(policy.Request{Host: t.name, Path: evalPath, Method: t.method, IP: ip}, subjectOf(sess), s.now())
 	s.metrics.lookupHost(t.name).count(decisionOf(d.Outcome))
+	al.decided(decisionOf(d.Outcome), sess)
 	h := c.Writer.Header()
 	h.Set("Cache-Control", "no-store")
 	switch d.Outcome {
@@ -127,6 +145,13 @@ func (s *Server) authz(c *gin.Context) {
 			h.Set(HeaderGroups, strings.Join(sess.Groups, ","))
 			h.Set(HeaderName, sess.DisplayName)
 			h.Set(HeaderFactors, factorList(sess.Proofs))
+		}
+		// The Cookie header for the proxy to forward instead of the
+		// client's: the same cookies without keygate's (see
+		// cleanCookies). Absent when none is left, so that the snippets'
+		// copy removes the header rather than leave an empty one.
+		if v, ok := cleanCookies(r.Header["Cookie"]); ok {
+			h.Set(headerAuthzCookie, v)
 		}
 		c.Status(http.StatusOK)
 		c.Abort()
@@ -141,12 +166,6 @@ func (s *Server) authz(c *gin.Context) {
 func (s *Server) authzChallenge(c *gin.Context, t *authzTarget, d policy.Decision) {
 	r := c.Request
 	login := t.loginURL()
-	if !s.protectedHost(t.name) {
-		// The portal honours rd only for protected hosts; for this one people
-		// would land on the default page after signing in.
-		s.log.Debug("forward-auth for a host that no upstream, policy rule or session.cookie_domain covers; after sign-in the portal will not return there",
-			"host", t.name)
-	}
 	if t.style == styleForwarded && !clientWantsJSON(r) {
 		status := http.StatusFound
 		if t.method != http.MethodGet && t.method != http.MethodHead {
@@ -331,23 +350,31 @@ func badAuthzHeaders(code, why string) *Error {
 	return &Error{Status: http.StatusBadRequest, Code: code, Key: "err.bad_request", Cause: errors.New(why)}
 }
 
-// protectedHost reports whether keygate protects host (lower case, no
-// port), which is what makes it an acceptable rd target: a host with an
-// upstream (proxy mode), a host some policy rule names exactly or under a
-// "*.suffix" pattern (forward-auth, where protected hosts have no upstream
-// here), or a host within session.cookie_domain (it receives the session
-// cookie anyway, so sending the browser there after sign-in gives nothing
-// away). It reads the policy in force, so a reload that adds a host counts
-// at once. Not for the hot path: it walks the rules.
-func (s *Server) protectedHost(host string) bool {
+// forwardAuthHost reports whether keygate protects host (lower case, no
+// port), which is what forward-auth demands before judging a request for
+// it:
+//
+//   - a host with an upstream (proxy mode),
+//   - a host some policy rule names, exactly or under a "*.suffix"
+//     pattern (a rule without hosts names none), or
+//   - a host in server.protected_hosts (exact or "*.suffix"), for hosts
+//     that the default rule alone should judge.
+//
+// It reads the policy in force, so a reload that names a new host counts at
+// once. It walks the rules without allocating; forward-auth asks on every
+// request, but a policy has tens of rules, not thousands.
+func (s *Server) forwardAuthHost(host string) bool {
+	host = strings.TrimSuffix(host, ".") // the absolute form names the same host
 	if host == "" {
 		return false
 	}
 	if s.upstream(host) != nil {
 		return true
 	}
-	if d := strings.ToLower(strings.Trim(s.cookieDomain, ".")); d != "" && (host == d || strings.HasSuffix(host, "."+d)) {
-		return true
+	for _, p := range s.protectedHosts {
+		if hostPatternMatches(p, host) {
+			return true
+		}
 	}
 	if s.policy == nil {
 		return false
@@ -358,16 +385,43 @@ func (s *Server) protectedHost(host string) bool {
 	}
 	for _, r := range c.Source().Rules {
 		for _, p := range r.Hosts {
-			p = strings.TrimSuffix(strings.ToLower(p), ".")
-			p = strings.TrimSuffix(strings.TrimPrefix(p, "["), "]")
-			if suffix, ok := strings.CutPrefix(p, "*."); ok {
-				if strings.HasSuffix(host, "."+suffix) {
-					return true
-				}
-			} else if p == host {
+			if hostPatternMatches(p, host) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// protectedHost reports whether host is an acceptable rd target: a host
+// forward-auth judges (forwardAuthHost), or a host within
+// session.cookie_domain (it receives the session cookie anyway, so sending
+// the browser there after sign-in gives nothing away).
+func (s *Server) protectedHost(host string) bool {
+	if host == "" {
+		return false
+	}
+	if d := strings.Trim(s.cookieDomain, "."); d != "" && (strings.EqualFold(host, d) || hasFoldSuffix(host, "."+d)) {
+		return true
+	}
+	return s.forwardAuthHost(host)
+}
+
+// hostPatternMatches matches a lower-case host against a policy-style host
+// pattern: a name (case and one trailing dot ignored, IPv6 brackets
+// optional) or "*.suffix", which covers every name under suffix but not
+// suffix itself.
+func hostPatternMatches(p, host string) bool {
+	p = strings.TrimSuffix(p, ".")
+	if len(p) > 1 && p[0] == '[' && p[len(p)-1] == ']' {
+		p = p[1 : len(p)-1]
+	}
+	if suffix, ok := strings.CutPrefix(p, "*."); ok {
+		return len(host) > len(suffix)+1 && host[len(host)-len(suffix)-1] == '.' && hasFoldSuffix(host, suffix)
+	}
+	return strings.EqualFold(p, host)
+}
+
+func hasFoldSuffix(s, suffix string) bool {
+	return len(s) >= len(suffix) && strings.EqualFold(s[len(s)-len(suffix):], suffix)
 }

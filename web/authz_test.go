@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The forward-auth endpoint tested the way proxies call it: nginx style
@@ -77,7 +78,8 @@ func checkLoginURL(t *testing.T, loc, target string) {
 }
 
 func TestAuthzDecisionsForBothHeaderStyles(t *testing.T) {
-	h := newHarness(t, harnessOptions{trustedProxies: []string{"127.0.0.1", "::1"}})
+	h := newHarness(t, harnessOptions{trustedProxies: []string{"127.0.0.1", "::1"},
+		protectedHosts: []string{"other.example.com", "*.listed.example.net"}})
 	anon := h.client()
 	alice := h.client()
 	if resp, out := h.login(alice, testUser, testPassword, ""); resp.StatusCode != http.StatusOK {
@@ -117,6 +119,8 @@ func TestAuthzDecisionsForBothHeaderStyles(t *testing.T) {
 		{name: "group rule member", client: alice, target: "http://app.example.com/admin/", want: allow, identity: testUser},
 		{name: "group rule non-member", client: bob, target: "http://app.example.com/admin/", want: deny},
 		{name: "two factor default", client: alice, target: "http://other.example.com/", want: challenge, code: "second_factor_required"},
+		{name: "protected_hosts wildcard, default rule", client: alice, target: "http://a.listed.example.net/", want: challenge, code: "second_factor_required"},
+		{name: "absolute-form host with a trailing dot", client: alice, target: "http://app.example.com./reports", want: allow, identity: testUser},
 		{name: "POST judged as POST", client: anon, method: http.MethodPost, target: "http://app.example.com/reports", want: challenge, code: "authentication_required"},
 		{name: "network rule from a trusted proxy's X-Forwarded-For", client: anon, target: "http://wiki.example.com/page",
 			extra: []reqOpt{setHeader("X-Forwarded-For", "10.1.2.3")}, want: allow},
@@ -359,8 +363,10 @@ rules:
 			}
 		}
 		// The default applies to hosts no rule names.
-		if resp, _ := h.do(c, http.MethodGet, authzURL, "", st.headers("", "http://elsewhere.example.org/")...); resp.StatusCode != http.StatusForbidden {
-			t.Fatalf("%s: default deny: %d", st.name, resp.StatusCode)
+		// (to protected hosts: one that nothing names is not judged at all).
+		if resp, body := h.do(c, http.MethodGet, authzURL, "", st.headers("", "http://elsewhere.example.org/")...); resp.StatusCode != http.StatusForbidden ||
+			!strings.Contains(body, "unknown_host") && !strings.Contains(body, "does not protect") {
+			t.Fatalf("%s: unknown host: %d %s", st.name, resp.StatusCode, body)
 		}
 	}
 }
@@ -441,4 +447,164 @@ func FuzzAuthzTarget(f *testing.F) {
 			t.Fatalf("rd %q leaves host %q", tg.url(), tg.host)
 		}
 	})
+}
+
+func TestAuthzRefusesHostsItDoesNotProtect(t *testing.T) {
+	logs := &syncBuffer{}
+	al := NewAccessLog(logs, "text")
+	h := newHarness(t, harnessOptions{trustedProxies: []string{"127.0.0.1"}, accessLog: al,
+		protectedHosts: []string{"listed.example.org", "*.team.example.org"}, policyYAML: `
+default: bypass
+rules:
+  - name: grafana
+    hosts: [grafana.example.net, "*.apps.example.org"]
+    action: one_factor
+`})
+	alice := h.client()
+	h.login(alice, testUser, testPassword, "")
+	cases := []struct {
+		host      string
+		protected bool
+	}{
+		{"app.example.com", true},      // an upstream
+		{"grafana.example.net", true},  // named by a rule
+		{"GRAFANA.example.net", true},  // in any case
+		{"x.apps.example.org", true},   // under a rule's wildcard
+		{"listed.example.org", true},   // server.protected_hosts
+		{"a.b.team.example.org", true}, // under its wildcard
+		{"apps.example.org", false},    // a wildcard does not cover its own suffix
+		{"team.example.org", false},    //
+		{"new.example.com", false},     // within session.cookie_domain is not enough
+		{"bypass.example.test", false}, // what nginx's default server would ask about
+		{"grafana.example.net.evil", false},
+		{"127.0.0.1", false},
+	}
+	for _, st := range authzStyles {
+		for _, tc := range cases {
+			for name, c := range map[string]*http.Client{"anonymous": h.client(), "signed in": alice} {
+				target := "http://" + tc.host + "/x"
+				resp, body := h.do(c, http.MethodGet, authzURL, "", append(st.headers("", target), setHeader("Accept", "application/json"))...)
+				if tc.protected {
+					// The default is bypass: a protected host is judged
+					// (one_factor rule or bypass), never refused as unknown.
+					if strings.Contains(body, "unknown_host") {
+						t.Errorf("%s %s %s: refused as unknown: %d", st.name, name, tc.host, resp.StatusCode)
+					}
+					continue
+				}
+				if resp.StatusCode != http.StatusForbidden || decodeBody(t, body)["error"] != "unknown_host" {
+					t.Errorf("%s %s %s: %d %s, want 403 unknown_host", st.name, name, tc.host, resp.StatusCode, body)
+				}
+				if resp.Header.Get(HeaderUser) != "" || resp.Header.Get("Location") != "" || resp.Header.Get("Cookie") != "" {
+					t.Errorf("%s %s %s: the refusal carries identity, a redirect or cookies", st.name, name, tc.host)
+				}
+			}
+		}
+	}
+	// A browser behind Traefik/Caddy sees keygate's page saying what is wrong.
+	resp, body := h.do(h.client(), http.MethodGet, authzURL, "", forwardedHeaders("", "http://unknown.example.test/")...)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "does not protect this address") {
+		t.Fatalf("browser: %d %s", resp.StatusCode, body)
+	}
+	if h.up.count() != 0 {
+		t.Fatal("forward-auth reached the upstream")
+	}
+	// Every decision is in the access log: the judged host, path and
+	// method, the decision, never the query; refusals too.
+	for _, tc := range []struct {
+		opts []reqOpt
+		want []string
+	}{
+		{nginxHeaders("POST", "http://grafana.example.net/dash/1?token=s3cret"),
+			[]string{"method=POST host=grafana.example.net path=/dash/1 status=200", "user=alice decision=allow via=authz"}},
+		{forwardedHeaders("", "http://bypass.example.test/open?code=314159"),
+			[]string{"method=GET host=bypass.example.test path=/open status=403", "decision=refused via=authz"}},
+		{nginxHeaders("", "http://app.example.com/.keygate/enroll/tok-should-not-appear"),
+			[]string{"host=app.example.com path=/.keygate/ status=404", "decision=refused via=authz"}},
+		{nil, []string{"path=/.keygate/api/authz status=400", "decision=refused via=authz"}},
+	} {
+		_ = al.Flush()
+		n := strings.Count(logs.String(), "\n")
+		resp, _ := h.do(alice, http.MethodGet, authzURL, "", tc.opts...)
+		line := waitAccessLine(t, al, logs, n)
+		for _, w := range tc.want {
+			if !strings.Contains(line, w) {
+				t.Errorf("access line %q lacks %q (answer %d)", line, w, resp.StatusCode)
+			}
+		}
+		for _, secret := range []string{"s3cret", "314159", "tok-should-not-appear", "token=", "code="} {
+			if strings.Contains(line, secret) {
+				t.Errorf("access line %q leaks %q", line, secret)
+			}
+		}
+	}
+	_ = al.Flush()
+	n := strings.Count(logs.String(), "\n")
+	resp, _ = h.do(h.client(), http.MethodGet, authzURL, "", nginxHeaders("DELETE", "http://grafana.example.net/reports")...)
+	if line := waitAccessLine(t, al, logs, n); resp.StatusCode != 401 ||
+		!strings.Contains(line, "method=DELETE host=grafana.example.net path=/reports status=401") || !strings.Contains(line, "decision=challenge via=authz") ||
+		strings.Contains(line, "user=") {
+		t.Errorf("challenge line %q (answer %d)", line, resp.StatusCode)
+	}
+}
+
+// waitAccessLine returns the first access line after the first n lines; the
+// line is written just after the answer, so it may lag the client a little.
+func waitAccessLine(t *testing.T, al *AccessLog, logs *syncBuffer, n int) string {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		_ = al.Flush()
+		if lines := strings.Split(logs.String(), "\n"); len(lines) > n+1 {
+			return lines[n]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no access line after line %d:\n%s", n, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestAuthzAnswersWithTheCleanedCookie(t *testing.T) {
+	h := newHarness(t, harnessOptions{trustedProxies: []string{"127.0.0.1"}})
+	c := h.client()
+	h.login(c, testUser, testPassword, "")
+	var sid string
+	for _, ck := range c.Jar.Cookies(mustURL(t, "http://app.example.com/")) {
+		if ck.Name == CookieName {
+			sid = CookieName + "=" + ck.Value
+		}
+	}
+	for _, st := range authzStyles {
+		for _, tc := range []struct {
+			name, target, cookie string
+			want                 string // "" = no Cookie in the answer
+		}{
+			{"signed in, app cookies around keygate's", "http://app.example.com/reports",
+				"theme=dark; " + sid + "; keygate_device=d; __Host-keygate_session=x; keygate_factor=totp; lang=ru", "theme=dark; lang=ru"},
+			{"signed in, only keygate's", "http://app.example.com/reports", sid + "; keygate_resume=r", ""},
+			{"anonymous bypass, none of keygate's", "http://app.example.com/static/a.css", "a=1; b=2", "a=1; b=2"},
+			{"anonymous bypass, stale keygate cookie", "http://app.example.com/static/a.css", "keygate_session=stale; a=1", "a=1"},
+			{"anonymous bypass, no cookies", "http://app.example.com/static/a.css", "", ""},
+		} {
+			opts := st.headers("", tc.target)
+			if tc.cookie != "" {
+				opts = append(opts, setHeader("Cookie", tc.cookie))
+			}
+			resp, body := h.do(h.client(), http.MethodGet, authzURL, "", opts...)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s/%s: %d %s", st.name, tc.name, resp.StatusCode, body)
+			}
+			got, present := resp.Header["Cookie"]
+			if tc.want == "" && present || tc.want != "" && (len(got) != 1 || got[0] != tc.want) {
+				t.Errorf("%s/%s: answer Cookie %q (present %v), want %q", st.name, tc.name, got, present, tc.want)
+			}
+		}
+	}
+	// A refusal or challenge hands back no cookies (Traefik and Caddy show
+	// those answers to the browser).
+	resp, _ := h.do(h.client(), http.MethodGet, authzURL, "", append(nginxHeaders("", "http://app.example.com/reports"), setHeader("Cookie", "a=1"))...)
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Cookie") != "" {
+		t.Errorf("challenge: %d Cookie %q", resp.StatusCode, resp.Header.Get("Cookie"))
+	}
 }

@@ -142,16 +142,22 @@ func (s *Server) forward(c *gin.Context, up *upstream, sess *authn.Session, clie
 		return
 	}
 	r := c.Request
+	if isH2CUpgrade(r.Header) {
+		// See isH2CUpgrade: the app would get a connection the gate no
+		// longer sees. WebSocket and other upgrades pass.
+		s.fail(c, errf(http.StatusBadRequest, "h2c_upgrade", "err.bad_request", nil))
+		return
+	}
 	// The values for the upstream, in vouchedHeaders' order, handed to
 	// the Rewrite function in one slice (see vouchedKey).
-	n := 4
+	n := 5
 	if sess != nil {
 		n = len(vouchedHeaders)
 	}
 	v := make([]string, n)
-	v[0], v[1], v[2], v[3] = clientIP, r.Host, s.scheme(r), id
+	v[0], v[1], v[2], v[3], v[4] = clientIP, r.Host, s.scheme(r), id, clientIP
 	if sess != nil {
-		v[4], v[5], v[6], v[7], v[8] = sess.Username, sess.Email, strings.Join(sess.Groups, ","), sess.DisplayName, factorList(sess.Proofs)
+		v[5], v[6], v[7], v[8], v[9] = sess.Username, sess.Email, strings.Join(sess.Groups, ","), sess.DisplayName, factorList(sess.Proofs)
 	}
 	r.Header[vouchedKey] = v
 	up.proxy.ServeHTTP(c.Writer, r)

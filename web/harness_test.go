@@ -89,6 +89,7 @@ func (r *recorder) last(t *testing.T) *http.Request {
 type harnessOptions struct {
 	policyYAML     string
 	trustedProxies []string
+	protectedHosts []string         // server.protected_hosts
 	upstreamURL    string           // overrides the recorder (e.g. a dead port)
 	dir            string           // reuse a data dir (restart tests)
 	mail           emailcode.Sender // nil = an outbox directory
@@ -247,6 +248,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		Sessions:       h.sessions,
 		CookieDomain:   "example.com",
 		TrustedProxies: o.trustedProxies,
+		ProtectedHosts: o.protectedHosts,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Metrics:        o.metrics,
 		AccessLog:      o.accessLog,

@@ -1,10 +1,12 @@
 package web
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -44,18 +46,23 @@ func nginxBinary(t *testing.T) string {
 
 // renderNginxConf puts the shipped snippet into a complete nginx.conf whose
 // every path is under dir.
-func renderNginxConf(t *testing.T, dir string, port int, keygateAddr, appAddr string) string {
+func renderNginxConf(t *testing.T, dir string, port int, keygateAddr, appAddr string, serverNames ...string) string {
 	t.Helper()
 	raw, err := os.ReadFile(nginxSnippet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	snippet := string(raw)
-	for old, repl := range map[string]string{
-		"listen 80;":             fmt.Sprintf("listen 127.0.0.1:%d;", port),
-		"server 127.0.0.1:9091;": "server " + keygateAddr + ";",
-		"server 127.0.0.1:8080;": "server " + appAddr + ";",
-	} {
+	repl := map[string]string{
+		"listen 80;":                fmt.Sprintf("listen 127.0.0.1:%d;", port),
+		"listen 80 default_server;": fmt.Sprintf("listen 127.0.0.1:%d default_server;", port),
+		"server 127.0.0.1:9091;":    "server " + keygateAddr + ";",
+		"server 127.0.0.1:8080;":    "server " + appAddr + ";",
+	}
+	if len(serverNames) > 0 {
+		repl["server_name app.example.com;"] = "server_name " + strings.Join(serverNames, " ") + ";"
+	}
+	for old, repl := range repl {
 		if strings.Count(snippet, old) != 1 {
 			t.Fatalf("%s: expected %q exactly once; the test's templating and the snippet disagree", nginxSnippet, old)
 		}
@@ -90,7 +97,7 @@ http {
 
 // startNginx runs nginx in the foreground until the test ends and returns
 // its port.
-func startNginx(t *testing.T, keygateAddr, appAddr string) int {
+func startNginx(t *testing.T, keygateAddr, appAddr string, serverNames ...string) int {
 	t.Helper()
 	bin := nginxBinary(t)
 	dir := t.TempDir()
@@ -100,7 +107,7 @@ func startNginx(t *testing.T, keygateAddr, appAddr string) int {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	conf := renderNginxConf(t, dir, port, keygateAddr, appAddr)
+	conf := renderNginxConf(t, dir, port, keygateAddr, appAddr, serverNames...)
 	args := []string{"-e", filepath.Join(dir, "error.log"), "-p", dir + "/", "-c", conf}
 	if out, err := exec.Command(bin, append(args, "-t")...).CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t refuses the rendered snippet: %v\n%s", err, out)
@@ -290,4 +297,193 @@ func TestNginxAuthRequestSnippet(t *testing.T) {
 	if resp, _ = h.do(browser, http.MethodGet, target, ""); resp.StatusCode != http.StatusFound {
 		t.Fatalf("after logout: %d", resp.StatusCode)
 	}
+}
+
+// frontProxyPolicy is the policy of the front-proxy checks: the harness's
+// usual rules plus a bypass host and a two-factor host, both served by the
+// proxy's one protected site.
+const frontProxyPolicy = `
+default: two_factor
+rules:
+  - name: open-host
+    hosts: [bypass.example.test]
+    action: bypass
+  - name: two-host
+    hosts: [two.example.test]
+    action: two_factor
+  - name: public
+    hosts: [app.example.com]
+    paths: ["/static/*"]
+    action: bypass
+  - name: app
+    hosts: [app.example.com]
+    action: one_factor
+`
+
+// frontProxyHosts are the names the proxy's protected site answers to.
+var frontProxyHosts = []string{"app.example.com", "bypass.example.test", "two.example.test"}
+
+// rawExchange sends one raw HTTP/1.1 request (so that nothing normalises
+// the request line) and returns the status code and body.
+func rawExchange(t *testing.T, addr, req string) (int, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		// A proxy may close the connection without an answer (nginx 444):
+		// that is a refusal too.
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// checkFrontProxy runs the checks every shipped forward-auth snippet must
+// pass, through the real proxy listening on addr in front of h (policy
+// frontProxyPolicy): the URL judged is the one routed, unknown hosts are
+// refused, clients cannot ask the authz endpoint, and the app sees neither
+// keygate's cookies nor an empty Cookie header nor any header that re-routes,
+// re-methods or re-addresses the request.
+func checkFrontProxy(t *testing.T, h *harness, addr string) {
+	n := h.up.count()
+	reached := func(t *testing.T, what string) {
+		t.Helper()
+		if h.up.count() != n {
+			t.Errorf("%s reached the app: %s", what, h.up.last(t).URL)
+			n = h.up.count()
+		}
+	}
+	// Sanity: the two hosts are judged by their own rules.
+	if st, body := rawExchange(t, addr, "GET /secret HTTP/1.1\r\nHost: bypass.example.test\r\nConnection: close\r\n\r\n"); st != http.StatusOK {
+		t.Fatalf("bypass host: %d %s", st, body)
+	}
+	n = h.up.count()
+	if st, body := rawExchange(t, addr, "GET /secret HTTP/1.1\r\nHost: two.example.test\r\nConnection: close\r\n\r\n"); st == http.StatusOK {
+		t.Fatalf("two-factor host, anonymous: %d %s", st, body)
+	}
+	reached(t, "an anonymous request for the two-factor host")
+
+	t.Run("absolute-form request line", func(t *testing.T) {
+		// The proxy routes by the request line's host; a Host header of the
+		// bypass host must not get it judged as that.
+		for _, req := range []string{
+			"GET http://two.example.test/secret HTTP/1.1\r\nHost: bypass.example.test\r\nConnection: close\r\n\r\n",
+			"GET http://two.example.test/secret HTTP/1.1\r\nHost: BYPASS.example.test\r\nConnection: close\r\n\r\n",
+			"GET http://two.example.test/secret HTTP/1.1\r\nHost: two.example.test\r\nConnection: close\r\n\r\n",
+			"GET http://TWO.example.test/secret HTTP/1.1\r\nHost: bypass.example.test\r\nConnection: close\r\n\r\n",
+		} {
+			st, body := rawExchange(t, addr, req)
+			if st == http.StatusOK {
+				t.Errorf("%q: 200 %s", strings.SplitN(req, "\r\n", 3)[:2], body)
+			}
+			reached(t, fmt.Sprintf("%q", req))
+		}
+	})
+
+	t.Run("unknown host", func(t *testing.T) {
+		for _, host := range []string{"unknown.example.test", "new.example.com", "127.0.0.1"} {
+			st, body := rawExchange(t, addr, "GET /secret HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n")
+			if st == http.StatusOK || st == http.StatusFound {
+				t.Errorf("Host %s: %d %s, want a refusal", host, st, body)
+			}
+			reached(t, "Host " + host)
+		}
+	})
+
+	t.Run("clients cannot ask the authz endpoint", func(t *testing.T) {
+		// A bypass URL to have judged, from a client with a session: what
+		// the proxy's own subrequest would send.
+		for _, p := range []string{"/.keygate/api/authz", "/.keygate/api/authz?x=1", "/.keygate//api/authz", "/.keygate/api/authz/",
+			"/.keygate/api/%61uthz", "/.keygate/./api/authz", "/.keygate/api/../api/authz", "/.KEYGATE/api/authz"} {
+			for _, host := range []string{"app.example.com", "bypass.example.test"} {
+				st, body := rawExchange(t, addr, "GET "+p+" HTTP/1.1\r\nHost: "+host+"\r\nX-Original-URL: http://app.example.com/static/x\r\n"+
+					"X-Forwarded-Uri: /static/x\r\nX-Forwarded-Host: app.example.com\r\nX-Forwarded-Method: GET\r\nConnection: close\r\n\r\n")
+				// keygate's authz answers 200 with an empty body, or names
+				// the headers it read; the app's answers start "upstream:"
+				// (fine on the bypass host, which sends every path there).
+				fromAuthz := st == http.StatusOK && !strings.HasPrefix(body, "upstream:") ||
+					strings.Contains(body, "original_url") || strings.Contains(body, "forwarded_headers") || strings.Contains(body, "conflicting_headers")
+				if fromAuthz {
+					t.Errorf("%s on %s: the client reached keygate's authz: %d %s", p, host, st, body)
+				}
+				if strings.HasPrefix(body, "upstream:") && host != "bypass.example.test" {
+					t.Errorf("%s on %s: an anonymous request reached the app: %s", p, host, body)
+				}
+			}
+		}
+		n = h.up.count()
+	})
+
+	t.Run("what the app receives", func(t *testing.T) {
+		c := h.client()
+		h.login(c, testUser, testPassword, "")
+		var sid string
+		for _, ck := range c.Jar.Cookies(&url.URL{Scheme: "http", Host: "app.example.com"}) {
+			if ck.Name == CookieName {
+				sid = CookieName + "=" + ck.Value
+			}
+		}
+		if sid == "" {
+			t.Fatal("no session")
+		}
+		spoof := "X-Original-URL: /admin\r\nX-Rewrite-URL: /admin\r\nX-HTTP-Method-Override: DELETE\r\nX-HTTP-Method: DELETE\r\n" +
+			"X-Method-Override: DELETE\r\nTrue-Client-IP: 10.0.0.1\r\nX-Client-IP: 10.0.0.1\r\nCF-Connecting-IP: 10.0.0.1\r\n" +
+			"X-Real-IP: 10.0.0.1\r\nForwarded: for=10.0.0.1;host=admin.example.com\r\nRemote-User: mallory\r\n"
+		for _, tc := range []struct {
+			name, host, cookies, want string // want "" = no Cookie header at all
+		}{
+			{"signed in, app cookies kept", "app.example.com", "theme=dark; " + sid + "; keygate_device=d; __Host-keygate_session=x; lang=ru", "theme=dark; lang=ru"},
+			{"signed in, only keygate's", "app.example.com", sid + "; keygate_factor=totp", ""},
+			{"bypass, only a stale keygate cookie", "bypass.example.test", "keygate_session=stale", ""},
+			{"bypass, no cookies", "bypass.example.test", "", ""},
+		} {
+			before := h.up.count()
+			ck := ""
+			if tc.cookies != "" {
+				ck = "Cookie: " + tc.cookies + "\r\n"
+			}
+			st, body := rawExchange(t, addr, "GET /page?q=1 HTTP/1.1\r\nHost: "+tc.host+"\r\n"+ck+spoof+"Connection: close\r\n\r\n")
+			if st != http.StatusOK || h.up.count() != before+1 {
+				t.Fatalf("%s: %d %s", tc.name, st, body)
+			}
+			got := h.up.last(t)
+			if v, ok := got.Header["Cookie"]; tc.want == "" && ok || tc.want != "" && (len(v) != 1 || v[0] != tc.want) {
+				t.Errorf("%s: the app's Cookie %q (present %v), want %q", tc.name, v, ok, tc.want)
+			}
+			if got.Method != http.MethodGet || got.URL.Path != "/page" {
+				t.Errorf("%s: the app saw %s %s", tc.name, got.Method, got.URL.Path)
+			}
+			for _, k := range []string{"X-Original-Url", "X-Rewrite-Url", "X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
+				"True-Client-Ip", "X-Client-Ip", "Cf-Connecting-Ip", "Forwarded"} {
+				if v, ok := got.Header[k]; ok {
+					t.Errorf("%s: the app received %s %q", tc.name, k, v)
+				}
+			}
+			if v := got.Header.Values("X-Real-Ip"); len(v) > 1 || len(v) == 1 && v[0] != "127.0.0.1" {
+				t.Errorf("%s: X-Real-IP %q, want the proxy's own 127.0.0.1 or none", tc.name, v)
+			}
+			wantUser := ""
+			if tc.host == "app.example.com" {
+				wantUser = testUser
+			}
+			if v := got.Header.Values(HeaderUser); wantUser == "" && len(v) > 0 || wantUser != "" && (len(v) != 1 || v[0] != wantUser) {
+				t.Errorf("%s: Remote-User %q, want %q", tc.name, v, wantUser)
+			}
+		}
+	})
+}
+
+func TestNginxJudgesTheRoutedRequest(t *testing.T) {
+	h := newHarness(t, harnessOptions{trustedProxies: []string{"127.0.0.1"}, policyYAML: frontProxyPolicy})
+	port := startNginx(t, h.srv.Listener.Addr().String(), strings.TrimPrefix(h.up.srv.URL, "http://"), frontProxyHosts...)
+	checkFrontProxy(t, h, fmt.Sprintf("127.0.0.1:%d", port))
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"sync"
@@ -77,7 +78,7 @@ func (s *Server) newUpstream(host string, target *url.URL, transport http.RoundT
 			// rehash) on most requests.
 			vouched := pr.In.Header[vouchedKey]
 			h := scrubbedCopy(pr.Out.Header, len(vouched)+1) // +1: ReverseProxy may add User-Agent
-			stripOwnCookie(h)
+			stripKeygateCookies(h)
 			for i := range vouched {
 				h[vouchedHeaders[i]] = vouched[i : i+1 : i+1]
 			}
@@ -106,14 +107,12 @@ const vouchedKey = "keygate vouched"
 
 // vouchedHeaders names the values under vouchedKey, in order; the identity
 // headers are there only for a signed-in session.
-var vouchedHeaders = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", HeaderRequestID,
+var vouchedHeaders = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", HeaderRequestID, "X-Real-Ip",
 	HeaderUser, HeaderEmail, HeaderGroups, HeaderName, HeaderFactors}
 
 // scrubbedCopy copies the headers a client may pass on, with room for extra
-// more: not one a client could use to pose as someone or somewhere else —
-// identity headers (Remote-*) and forwarding headers in any spelling a
-// server might read as the same name (case is already folded by net/http,
-// and CGI-style servers read "_" as "-") — and not vouchedKey.
+// more: not one a client could use to pose as someone or somewhere else,
+// nor vouchedKey (see isSpoofable).
 func scrubbedCopy(src http.Header, extra int) http.Header {
 	h := make(http.Header, len(src)+extra)
 	for k, v := range src {
@@ -124,9 +123,61 @@ func scrubbedCopy(src http.Header, extra int) http.Header {
 	return h
 }
 
+// isSpoofable reports whether an app could read header k as something the
+// gate vouches for or has already judged, in any spelling a server might
+// read as the same name (case is folded by net/http already; CGI-style
+// servers read "_" as "-"). The principle: the app must act on the request
+// the policy judged — the same identity, path, method and client address —
+// so every header that common frameworks and servers let re-state one of
+// those is dropped:
+//
+//   - identity: Remote-* (keygate sets its own);
+//   - where the request goes: X-Forwarded-* and Forwarded (keygate sets its
+//     own X-Forwarded-*), X-Original-* (IIS/ASP.NET, Symfony and Zend read
+//     X-Original-URL as the path), X-Rewrite-URL, X-Host,
+//     X-HTTP-Host-Override;
+//   - which method it is: X-HTTP-Method-Override, X-HTTP-Method,
+//     X-Method-Override (Express method-override, Symfony, Rails, OData);
+//   - who sent it: X-Real-IP (keygate sets its own), True-Client-IP,
+//     X-Client-IP, Client-IP, CF-Connecting-IP, Fastly-Client-IP,
+//     X-Cluster-Client-IP, X-Originating-IP, X-Remote-IP, X-Remote-Addr
+//     (read by IP-based allow lists and rate limits).
+//
+// Stripping rather than refusing: honest clients send some of these
+// (browsers behind corporate proxies, SDKs that always add a method
+// override), and without them the app sees exactly what was judged.
 func isSpoofable(k string) bool {
-	return hasFoldPrefix(k, "remote-") || hasFoldPrefix(k, "x-forwarded-") ||
-		foldEqual(k, "forwarded") || foldEqual(k, "x-real-ip") || foldEqual(k, "x-forwarded-for")
+	if len(k) < 4 {
+		return false
+	}
+	switch k[0] | 0x20 { // a cheap first-letter filter for the hot path
+	case 'r':
+		return hasFoldPrefix(k, "remote-")
+	case 'x':
+		if hasFoldPrefix(k, "x-forwarded-") || hasFoldPrefix(k, "x-original-") {
+			return true
+		}
+		for _, name := range spoofableX {
+			if foldEqual(k, name) {
+				return true
+			}
+		}
+		return false
+	case 'f':
+		return foldEqual(k, "forwarded") || foldEqual(k, "fastly-client-ip")
+	case 't':
+		return foldEqual(k, "true-client-ip")
+	case 'c':
+		return foldEqual(k, "cf-connecting-ip") || foldEqual(k, "client-ip")
+	}
+	return false
+}
+
+// spoofableX are isSpoofable's exact names starting with "x-".
+var spoofableX = [...]string{
+	"x-real-ip", "x-rewrite-url", "x-host", "x-http-host-override",
+	"x-http-method-override", "x-http-method", "x-method-override",
+	"x-client-ip", "x-cluster-client-ip", "x-originating-ip", "x-remote-ip", "x-remote-addr",
 }
 
 // foldEqual compares ASCII case-insensitively with '_' read as '-'.
@@ -152,37 +203,116 @@ func hasFoldPrefix(s, lower string) bool {
 	return true
 }
 
-// stripOwnCookie removes keygate's session cookie from what goes upstream:
-// the app must never be able to replay it.
-func stripOwnCookie(h http.Header) {
-	vals := h["Cookie"]
+// keygateCookiePrefix starts the name of every cookie keygate sets
+// (keygate_session, keygate_device, keygate_factor, keygate_resume, and
+// whatever comes next).
+const keygateCookiePrefix = "keygate_"
+
+// isKeygateCookie reports whether a cookie name is keygate's: after an
+// optional __Host- or __Secure- prefix, it starts with "keygate_". Case is
+// ignored throughout: browsers treat the prefixes case-insensitively, and an
+// app that reads cookie names loosely must not find keygate's secrets
+// either. The principle is the name space, not a list, so a cookie keygate
+// adds later is never forwarded by mistake.
+func isKeygateCookie(name string) bool {
+	name = textproto.TrimString(name)
+	if hasASCIIFoldPrefix(name, "__host-") {
+		name = name[len("__host-"):]
+	} else if hasASCIIFoldPrefix(name, "__secure-") {
+		name = name[len("__secure-"):]
+	}
+	return hasASCIIFoldPrefix(name, keygateCookiePrefix)
+}
+
+func hasASCIIFoldPrefix(s, lower string) bool {
+	return len(s) >= len(lower) && strings.EqualFold(s[:len(lower)], lower)
+}
+
+// mayHoldKeygateCookie is a quick test that a Cookie value contains no
+// keygate cookie, so that the usual request is not split and rebuilt.
+func mayHoldKeygateCookie(v string) bool {
+	for i := 0; i+len(keygateCookiePrefix) <= len(v); i++ {
+		if (v[i]|0x20) == 'k' && strings.EqualFold(v[i:i+len(keygateCookiePrefix)], keygateCookiePrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// cleanCookies returns the Cookie header lines without any of keygate's
+// cookies (see isKeygateCookie), as one line, and whether anything is left.
+// Proxy mode and forward-auth both use it, so that no keygate cookie
+// reaches an app in either mode. Several Cookie lines (HTTP/2 sends one per
+// cookie) are joined with "; ", as net/http's server would read them.
+func cleanCookies(lines []string) (string, bool) {
 	found := false
-	for _, v := range vals {
-		if strings.Contains(v, CookieName) {
+	for _, v := range lines {
+		if mayHoldKeygateCookie(v) {
 			found = true
 			break
 		}
 	}
 	if !found {
-		return
+		switch len(lines) {
+		case 0:
+			return "", false
+		case 1:
+			return lines[0], strings.TrimSpace(lines[0]) != ""
+		}
 	}
-	var kept []string
-	for _, v := range vals {
+	var b strings.Builder
+	for _, v := range lines {
 		for part := range strings.SplitSeq(v, ";") {
-			p := strings.TrimSpace(part)
+			p := textproto.TrimString(part)
 			if p == "" {
 				continue
 			}
 			name, _, _ := strings.Cut(p, "=")
-			if strings.TrimSpace(name) == CookieName {
+			if isKeygateCookie(name) {
 				continue
 			}
-			kept = append(kept, p)
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(p)
 		}
 	}
-	if len(kept) == 0 {
+	return b.String(), b.Len() > 0
+}
+
+// stripKeygateCookies removes keygate's cookies from what goes upstream:
+// the app must never be able to replay them. When no cookie is left the
+// header goes too: an empty "Cookie:" confuses some frameworks.
+func stripKeygateCookies(h http.Header) {
+	lines, ok := h["Cookie"]
+	if !ok {
+		return
+	}
+	if len(lines) == 1 && !mayHoldKeygateCookie(lines[0]) && strings.TrimSpace(lines[0]) != "" {
+		return // the common case: nothing to do, nothing allocated
+	}
+	v, ok := cleanCookies(lines)
+	if !ok {
 		delete(h, "Cookie")
 		return
 	}
-	h["Cookie"] = []string{strings.Join(kept, "; ")}
+	h["Cookie"] = []string{v}
+}
+
+// isH2CUpgrade reports a request asking to switch the connection to
+// cleartext HTTP/2. Forwarded, it would give the client a raw HTTP/2
+// connection to the app on which every later request bypasses the gate
+// (h2c smuggling); no browser sends it.
+func isH2CUpgrade(h http.Header) bool {
+	if _, ok := h["Http2-Settings"]; ok {
+		return true
+	}
+	for _, v := range h["Upgrade"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(textproto.TrimString(tok), "h2c") {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -66,6 +66,10 @@ type Options struct {
 	// TrustedProxies (CIDRs or IPs) are the peers whose X-Forwarded-* headers
 	// are believed. Empty = none.
 	TrustedProxies []string
+	// ProtectedHosts are hosts (exact or "*.suffix") keygate protects
+	// besides the upstreams and the hosts policy rules name; forward-auth
+	// refuses to judge any other host (server.protected_hosts).
+	ProtectedHosts []string
 	// DefaultRedirect is where people go after sign-in without a valid rd.
 	DefaultRedirect string
 	Logger          *slog.Logger
@@ -114,6 +118,7 @@ type Server struct {
 	users           Authenticator
 	sessions        SessionStore
 	cookieDomain    string
+	protectedHosts  []string // see Options.ProtectedHosts
 	defaultRedirect string
 	trusted         trustedPeers
 	log             *slog.Logger
@@ -152,6 +157,7 @@ func New(o Options) (*Server, error) {
 		users:           o.Users,
 		sessions:        o.Sessions,
 		cookieDomain:    o.CookieDomain,
+		protectedHosts:  o.ProtectedHosts,
 		defaultRedirect: o.DefaultRedirect,
 		log:             o.Logger,
 		now:             o.Now,
