@@ -119,20 +119,16 @@ func (s *Server) authz(c *gin.Context) {
 		s.authzFail(c, &t, errf(http.StatusForbidden, "unknown_host", "err.unknown_host", nil))
 		return
 	}
-	if t.path == "/.keygate" || strings.HasPrefix(t.path, portalPrefix) {
-		// As in proxy mode: the reserved prefix is keygate's own and must be
-		// routed to keygate, never vouched for on the way to an app.
-		s.fail(c, errf(http.StatusNotFound, "not_found", "err.not_found", nil))
-		return
-	}
-	evalPath, ok := policyPath(t.path)
-	if !ok {
-		s.fail(c, errf(http.StatusBadRequest, "bad_path", "err.bad_path", nil))
-		return
-	}
-	ip := clientAddr(c)
+	// As in proxy mode (paths.go): the path the proxy will send, in every
+	// reading; the reserved prefix in any spelling is keygate's own and
+	// never vouched for on the way to an app (404); forms no honest
+	// client sends are 400.
 	sess := s.session(r)
-	d := s.policy.Load().Evaluate(policy.Request{Host: t.name, Path: evalPath, Method: t.method, IP: ip}, subjectOf(sess), s.now())
+	d, e := s.judgePath(s.upstream(t.name), t.name, rawPathOf(t.uri), t.method, clientAddr(c), sess, s.now())
+	if e != nil {
+		s.fail(c, e)
+		return
+	}
 	s.metrics.lookupHost(t.name).count(decisionOf(d.Outcome))
 	al.decided(decisionOf(d.Outcome), sess)
 	h := c.Writer.Header()

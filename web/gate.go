@@ -70,24 +70,28 @@ func (s *Server) gate(c *gin.Context) {
 // refused.
 func (s *Server) pass(c *gin.Context, up *upstream, host string, cl clientInfo, id string, now time.Time) (*authn.Session, decision) {
 	r := c.Request
-	p := r.URL.Path
-	if p == "/.keygate" || strings.HasPrefix(p, portalPrefix) {
-		// The reserved prefix is never forwarded, even when no portal
-		// route matched.
-		s.fail(c, errf(http.StatusNotFound, "not_found", "err.not_found", nil))
+	// Judge the path the upstream will receive: ReverseProxy's SetURL puts
+	// EscapedPath on its request line (after the target's base path), in
+	// every reading the app could give it (paths.go). A plain path is one
+	// evaluation and no allocation, as before readings.
+	var buf [policy.MaxReadings]policy.Reading
+	rs, e := readPath(up, r.URL.EscapedPath(), buf[:0])
+	if e != nil && e.Status == http.StatusNotFound {
+		// The reserved prefix is never forwarded, in any spelling, even
+		// when no portal route matched.
+		s.fail(c, e)
 		return nil, decRefused
 	}
 	if up == nil {
 		s.fail(c, errf(http.StatusMisdirectedRequest, "unknown_host", "err.unknown_host", nil))
 		return nil, decRefused
 	}
-	evalPath, ok := policyPath(p)
-	if !ok {
-		s.fail(c, errf(http.StatusBadRequest, "bad_path", "err.bad_path", nil))
+	if e != nil {
+		s.fail(c, e)
 		return nil, decRefused
 	}
 	sess := s.sessionAt(r, now)
-	d := s.policy.Load().Evaluate(policy.Request{Host: host, Path: evalPath, Method: r.Method, IP: cl.ip}, subjectOf(sess), now)
+	d := s.policy.Load().EvaluateReadings(policy.Request{Host: host, Method: r.Method, IP: cl.ip}, rs, subjectOf(sess), now)
 	switch d.Outcome {
 	case policy.Allow:
 		s.forward(c, up, sess, cl.ipStr, id)
@@ -99,10 +103,10 @@ func (s *Server) pass(c *gin.Context, up *upstream, host string, cl clientInfo, 
 	return sess, decisionOf(d.Outcome)
 }
 
-// policyPath gives the path the policy judges. Dot segments are refused
-// outright: "/static/../admin" must not pass a "/static/**" bypass and then
-// be resolved by the upstream to /admin. Repeated slashes are collapsed for
-// matching because most upstreams collapse them too.
+// policyPath cleans an already decoded path for explanations and the
+// portal's "where do I go after sign-in" question: dot segments refused,
+// repeated slashes collapsed. The gate and forward-auth do not use it: they
+// judge the escaped path in all its readings (readPath, judgePath).
 func policyPath(p string) (string, bool) {
 	if p == "" || p[0] != '/' {
 		return "", false

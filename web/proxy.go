@@ -18,6 +18,7 @@ type upstream struct {
 	target *url.URL
 	proxy  *httputil.ReverseProxy
 	m      *hostMetrics // nil without metrics
+	paths  pathOptions  // how the app reads paths (paths.go)
 }
 
 func newTransport() *http.Transport { return NewTransport() }

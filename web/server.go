@@ -53,6 +53,9 @@ type Upstream struct {
 	// Body bounds request bodies to this app (zero fields: Options.Body);
 	// see body.go.
 	Body BodyLimits
+	// Paths says how the app reads paths: case-sensitive routing, ";"
+	// parameters. The zero value is the safe default (paths.go).
+	Paths policy.PathOptions
 }
 
 // Options configure a Server; cmd/keygate fills them from the config file.
@@ -224,6 +227,7 @@ func (s *Server) SetUpstreams(list []Upstream) error {
 		set[h] = s.newUpstream(h, u.URL, s.transport)
 	}
 	s.setBodyLimits(list, set)
+	setPathOptions(list, set)
 	s.upstreams.Store(&set)
 	return nil
 }
