@@ -286,6 +286,7 @@ func (a *app) webServer() (*web.Server, error) {
 		Sessions:        a.sessions,
 		CookieDomain:    a.cfg.Session.CookieDomain,
 		TrustedProxies:  a.cfg.Server.TrustedProxies,
+		ProtectedHosts:  a.cfg.Server.ProtectedHosts,
 		DefaultRedirect: a.cfg.Server.DefaultRedirect,
 		Logger:          a.log,
 		MFA:             a.mfa,

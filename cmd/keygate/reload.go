@@ -123,6 +123,7 @@ func needsRestart(old, next *config.Config) []string {
 	}
 	check("server.listen", old.Server.Listen, next.Server.Listen)
 	check("server.trusted_proxies", old.Server.TrustedProxies, next.Server.TrustedProxies)
+	check("server.protected_hosts", old.Server.ProtectedHosts, next.Server.ProtectedHosts)
 	check("server.admin_socket", old.AdminSocketPath(), next.AdminSocketPath())
 	check("server.tls (on/off)", old.Server.TLS.CertFile == "", next.Server.TLS.CertFile == "")
 	check("session", old.Session, next.Session)

@@ -47,6 +47,12 @@ type Server struct {
 	// TrustedProxies are CIDRs or single IPs whose X-Forwarded-* and
 	// X-Original-* headers are believed. Empty = nobody's.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ProtectedHosts are hosts (exact names or "*.suffix") keygate protects
+	// besides the upstreams' hosts and the hosts policy rules name. Forward-
+	// auth judges only protected hosts and refuses questions about any
+	// other (403 unknown_host), so that a host the front proxy routes by
+	// mistake is never judged by policy.default alone.
+	ProtectedHosts []string `yaml:"protected_hosts"`
 	// AdminSocket is the unix socket the CLI uses for admin commands.
 	// Empty in Default(); Parse fills it with <storage.path>/keygate.sock so
 	// that it follows a changed storage.path.

@@ -129,6 +129,11 @@ func (c *Config) validateServer(ps *Problems) {
 			ps.add(fmt.Sprintf("server.trusted_proxies[%d]", i), "%q is not a CIDR (10.0.0.0/8) or an IP address", p)
 		}
 	}
+	for i, h := range s.ProtectedHosts {
+		if msg := checkHostPattern(h); msg != "" {
+			ps.add(fmt.Sprintf("server.protected_hosts[%d]", i), "%q %s", h, msg)
+		}
+	}
 	sock := s.AdminSocket
 	if sock == "" {
 		sock = defaultAdminSocket(c.Storage.Path)
@@ -559,4 +564,22 @@ func isLocalHost(h string) bool {
 	}
 	a, err := netip.ParseAddr(h)
 	return err == nil && a.IsLoopback()
+}
+
+// checkHostPattern accepts what server.protected_hosts may hold: a host
+// name or IP literal, or "*." and a name (every host under it). Anything
+// else — a port, a scheme, a path, a bare "*" that would protect every
+// host — gets a message.
+func checkHostPattern(h string) string {
+	name, wild := strings.CutPrefix(h, "*.")
+	if name == "" {
+		return "is not a host name: write app.example.com or *.example.com"
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_' || (!wild && (c == ':' || c == '[' || c == ']'))) {
+			return "is not a host name (no scheme, port, path or wildcard other than a leading \"*.\"): write app.example.com or *.example.com"
+		}
+	}
+	return ""
 }

@@ -61,6 +61,13 @@ func TestValidateChecks(t *testing.T) {
 		{"listen bad host", func(c *Config) { c.Server.Listen = "bad_host:80" }, []string{"server.listen"}},
 		{"trusted proxy junk", func(c *Config) { c.Server.TrustedProxies = []string{"10.0.0.0/8", "banana"} }, []string{"server.trusted_proxies[1]"}},
 		{"trusted proxy host bits", func(c *Config) { c.Server.TrustedProxies = []string{"10.1.2.3/8"} }, []string{"server.trusted_proxies[0]"}},
+		{"protected host with a scheme", func(c *Config) {
+			c.Server.ProtectedHosts = []string{"wiki.example.com", "*.apps.example.com", "https://x.example.com"}
+		}, []string{"server.protected_hosts[2]"}},
+		{"protected host everything", func(c *Config) { c.Server.ProtectedHosts = []string{"*", "*.", ""} },
+			[]string{"server.protected_hosts[0]", "server.protected_hosts[1]", "server.protected_hosts[2]"}},
+		{"protected host with a port or path", func(c *Config) { c.Server.ProtectedHosts = []string{"*.a.example:8080", "a.example/x"} },
+			[]string{"server.protected_hosts[0]", "server.protected_hosts[1]"}},
 		{"admin socket too long", func(c *Config) { c.Server.AdminSocket = "/" + strings.Repeat("s", 120) }, []string{"server.admin_socket"}},
 		{"derived admin socket too long", func(c *Config) { c.Storage.Path = "/" + strings.Repeat("d", 100) }, []string{"server.admin_socket"}},
 		{"default redirect javascript", func(c *Config) { c.Server.DefaultRedirect = "javascript:alert(1)" }, []string{"server.default_redirect"}},
