@@ -107,7 +107,8 @@ func (s *Server) activityPage(c *gin.Context) {
 	for _, e := range events {
 		ev := eventView{Date: e.At.UTC().Format("2006-01-02"), Time: e.At.UTC().Format("15:04:05 UTC"), Kind: d.T.T("activity.kind." + e.Kind),
 			Detail: e.Detail, IP: e.IP, Browser: e.Browser,
-			Failure: e.Kind == authn.EventSignInFailed || e.Kind == authn.EventSecondFactorFailed || e.Kind == authn.EventLocked}
+			Failure: e.Kind == authn.EventSignInFailed || e.Kind == authn.EventSecondFactorFailed || e.Kind == authn.EventLocked ||
+				e.Kind == authn.EventChangeRefused}
 		if e.Factor != "" {
 			ev.Factor = d.T.T("factor." + e.Factor)
 		}

@@ -160,6 +160,9 @@ func TestDowngradeAppOnlyRule(t *testing.T) {
 		if !slices.ContainsFunc(events, func(e authn.Event) bool { return e.Kind == authn.EventChangeRefused }) {
 			t.Error("refused changes are not in the activity log")
 		}
+		if _, body := h.do(owner, http.MethodGet, "http://app.example.com/.keygate/activity", ""); !strings.Contains(body, "Change of second factors refused") {
+			t.Error("the activity page does not show the refused changes")
+		}
 	})
 	t.Run("confirming a new app is no sign-in with it", func(t *testing.T) {
 		h := newHarness(t, harnessOptions{policyYAML: appOnlyPolicy})
