@@ -277,7 +277,8 @@ func (a *app) webServer() (*web.Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", u.Host, err)
 		}
-		ups = append(ups, web.Upstream{Host: strings.ToLower(u.Host), URL: target, Body: web.BodyLimits{Timeout: u.BodyTimeout.D()}})
+		ups = append(ups, web.Upstream{Host: strings.ToLower(u.Host), URL: target, Body: web.BodyLimits{Timeout: u.BodyTimeout.D()},
+			Paths: u.PathOptions()})
 	}
 	return web.New(web.Options{
 		Upstreams:       ups,

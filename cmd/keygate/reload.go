@@ -75,7 +75,8 @@ func (a *app) reload(path string) error {
 		if err != nil {
 			return fmt.Errorf("upstreams: %w", err)
 		}
-		ups = append(ups, web.Upstream{Host: strings.ToLower(u.Host), URL: target, Body: web.BodyLimits{Timeout: u.BodyTimeout.D()}})
+		ups = append(ups, web.Upstream{Host: strings.ToLower(u.Host), URL: target, Body: web.BodyLimits{Timeout: u.BodyTimeout.D()},
+			Paths: u.PathOptions()})
 	}
 	var sender emailcode.Sender
 	if next.Email.From != "" && a.mail != nil {

@@ -135,6 +135,20 @@ type Upstream struct {
 	// BodyTimeout overrides server.body_timeout for this app (0 = that),
 	// for apps that take real uploads.
 	BodyTimeout policy.Duration `yaml:"body_timeout"`
+	// CaseSensitive: the app routes paths case-sensitively, so keygate
+	// does not also judge a path's case-folded reading. Default false, the
+	// safe side: Express, ASP.NET and IIS fold case.
+	CaseSensitive bool `yaml:"case_sensitive"`
+	// PathParameters: the app takes ";" path parameters (a servlet
+	// container's ;jsessionid). A ";" is then allowed and the path is
+	// judged with the parameters stripped; by default a path holding one
+	// is refused (400).
+	PathParameters bool `yaml:"path_parameters"`
+}
+
+// PathOptions is how the app reads paths, for the gate's readings.
+func (u Upstream) PathOptions() policy.PathOptions {
+	return policy.PathOptions{CaseSensitive: u.CaseSensitive, PathParameters: u.PathParameters}
 }
 
 // WebAuthn is the relying party. An empty RPID turns WebAuthn off.
