@@ -36,7 +36,7 @@ echo "== Go benchmarks (ns/op is wall time; cpu-ns/op, where reported, is proces
 # a time (concurrent packages would measure each other). A short benchtime
 # keeps the whole of make bench under five minutes.
 $GO test -p 1 -run '^$' -benchmem -benchtime "${BENCH_GOTIME:-0.5s}" \
-	-bench '^(BenchmarkEvaluate|BenchmarkLookup|BenchmarkProxy|BenchmarkCookieSession|BenchmarkAccessLine|BenchmarkVerify|BenchmarkFinishLogin|BenchmarkSessionLookup|BenchmarkPolicyEvaluate|BenchmarkSignInLookup|BenchmarkSessionMemory)$' \
+	-bench '^(BenchmarkEvaluate|BenchmarkEvaluateReadings|BenchmarkGatePaths|BenchmarkLookup|BenchmarkProxy|BenchmarkCookieSession|BenchmarkAccessLine|BenchmarkVerify|BenchmarkFinishLogin|BenchmarkSessionLookup|BenchmarkPolicyEvaluate|BenchmarkSignInLookup|BenchmarkSessionMemory)$' \
 	./policy/ ./authn/ ./web/ ./factors/totp/ ./factors/webauthn/ ./bench/ 2>&1 | grep -E '^(Benchmark|ok|FAIL|---|pkg:)' || true
 # argon2id with the production parameters: 20 hashes, so that the first
 # ones (fresh 64 MiB, page faults) do not dominate.

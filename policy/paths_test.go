@@ -459,6 +459,15 @@ func BenchmarkEvaluateReadings(b *testing.B) {
 	}
 	s := user("alice", []string{"staff", "dev"}, totpNow)
 	r := Request{Host: "app7.example.com", Method: "GET", IP: netip.MustParseAddr("192.0.2.1")}
+	b.Run("evaluate-only", func(b *testing.B) {
+		// The same request through Evaluate alone, before readings.
+		b.ReportAllocs()
+		r := r
+		r.Path = "/billing/invoices/7"
+		for b.Loop() {
+			c.Evaluate(r, s, testNow)
+		}
+	})
 	for _, bc := range []struct{ name, path string }{
 		{"plain", "/billing/invoices/7"},
 		{"upper", "/Billing/Invoices/7"},

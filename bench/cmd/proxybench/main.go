@@ -474,7 +474,7 @@ func runWrk(ctx context.Context, p *proc, threads, conns int, d time.Duration, h
 			args = append(args, "-H", k+": "+v)
 		}
 	}
-	args = append(args, "http://"+p.addr+"/page")
+	args = append(args, "http://"+p.addr+pathOf(p))
 	cpu0 := cpuSeconds(p.pids())
 	out, err := exec.CommandContext(ctx, "wrk", args...).CombinedOutput()
 	cpu1 := cpuSeconds(p.pids())
@@ -575,7 +575,11 @@ func run(o options) error {
 	}
 	defer kg.stop()
 	idleRSS := rssMiB(kg.cmd.Process.Pid)
-	targets := []*proc{up, bare, kg}
+	// The same keygate for a path that is judged in several readings
+	// (upper case, a trailing dot, an encoded slash, a double-encoded
+	// letter: ten readings), the cost of policy.Readings off the hot path.
+	kgReadings := withPath(&proc{name: "keygate, a path with 10 readings (" + readingsPath + ")", addr: kg.addr, pids: kg.pids}, readingsPath)
+	targets := []*proc{up, bare, kg, kgReadings}
 	if o.noLog {
 		kn, _, _, err := startKeygate(o.keygate, filepath.Join(tmp, "keygate-nolog"), upURL, false, 1, 1)
 		if err != nil {
@@ -620,7 +624,7 @@ func run(o options) error {
 	// Every target must answer 200 with the cookie: a challenge (302/401)
 	// would measure the wrong thing.
 	for _, p := range targets {
-		if err := waitHTTP("http://"+p.addr+"/page", headerOf(p), http.StatusOK, 5*time.Second); err != nil {
+		if err := waitHTTP("http://"+p.addr+pathOf(p), headerOf(p), http.StatusOK, 5*time.Second); err != nil {
 			return fmt.Errorf("%s does not answer 200: %w", p.name, err)
 		}
 	}
@@ -701,6 +705,21 @@ var cookies = map[*proc]string{}
 
 func withCookie(p *proc, c string) *proc { cookies[p] = c; return p }
 
+// readingsPath needs several readings (policy.Readings) where /page has one.
+const readingsPath = "/Page.%2FSub%2561/x"
+
+// paths holds the request path of targets that do not ask for /page.
+var paths = map[*proc]string{}
+
+func withPath(p *proc, path string) *proc { paths[p] = path; return p }
+
+func pathOf(p *proc) string {
+	if path, ok := paths[p]; ok {
+		return path
+	}
+	return "/page"
+}
+
 func median[T any](xs []T, key func(T) float64) float64 {
 	v := make([]float64, len(xs))
 	for i, x := range xs {
@@ -757,7 +776,7 @@ func report(targets []*proc, res map[*proc][]sample, direct, bare, kg, ng *proc,
 		fmt.Printf("- bare / nginx req/s: %.2f×\n", ratio(bare, ng))
 	}
 	for _, p := range targets {
-		if cookies[p] != "" {
+		if cookies[p] != "" || paths[p] != "" {
 			fmt.Printf("- %s / keygate req/s: %.2f×; CPU difference %+.1f µs/request\n", p.name, ratio(p, kg), cpuDiff(p, kg))
 		}
 	}
