@@ -48,7 +48,7 @@ type Reading struct {
 
 // MaxReadings bounds how many readings one path has, so that callers can
 // keep them in an array on the stack (see AppendReadings).
-const MaxReadings = 12
+const MaxReadings = 16
 
 // maxPathLen bounds the paths that are decoded into readings: each reading
 // is a copy, and no honest request line is longer (nginx's default buffer
@@ -63,16 +63,17 @@ var ErrBadPath = errors.New("path refused")
 type PathProblem uint8
 
 const (
-	PathNotAbsolute      PathProblem = iota + 1 // does not start with "/"
-	PathTooLong                                 // longer than 8 KiB and not plain
-	PathControl                                 // NUL or another control character, raw or encoded
-	PathBadEscape                               // "%" not followed by two hex digits
-	PathEncodedBackslash                        // %5C: some servers read it as a separator, others not
-	PathDoubleEncoding                          // %25 hiding an escape of ".", "/", "\", ";", a control, or another %25
-	PathBadUTF8                                 // invalid or overlong UTF-8 (%C0%AE is an overlong ".")
-	PathLookAlike                               // a character some stack turns into ".", "/", "\", ";" or "%" (full-width dot, division slash, …)
-	PathDotSegment                              // "." or ".." in some reading (also "..;", "..." and ". ." on Windows)
-	PathParameter                               // ";" where the upstream takes no path parameters
+	PathNotAbsolute       PathProblem = iota + 1 // does not start with "/"
+	PathTooLong                                  // longer than 8 KiB and not plain
+	PathControl                                  // NUL or another control character, raw or encoded
+	PathBadEscape                                // "%" not followed by two hex digits
+	PathEncodedBackslash                         // %5C: some servers read it as a separator, others not
+	PathDoubleEncoding                           // %25 hiding an escape of ".", "/", "\", ";", a control, or another %25
+	PathBadUTF8                                  // invalid or overlong UTF-8 (%C0%AE is an overlong ".")
+	PathLookAlike                                // a character some stack turns into ".", "/", "\", ";" or "%" (full-width dot, division slash, …)
+	PathDotSegment                               // "." or ".." in some reading (also "..;", "..." and ". ." on Windows)
+	PathParameter                                // ";" where the upstream takes no path parameters
+	PathEncodedUnreserved                        // a letter, digit, "-", "." or "_" percent-encoded: Express routes the escape, others the letter
 )
 
 func (p PathProblem) String() string {
@@ -97,6 +98,8 @@ func (p PathProblem) String() string {
 		return "dot_segment"
 	case PathParameter:
 		return "path_parameter"
+	case PathEncodedUnreserved:
+		return "encoded_unreserved"
 	}
 	return "unknown"
 }
@@ -124,18 +127,25 @@ func Readings(raw string, o PathOptions) ([]Reading, error) {
 // AppendReadings is Readings appending to dst, for callers that keep the
 // readings on the stack: a plain path (no upper-case letter, no "%", ";" or
 // "\", no control or non-ASCII byte, no segment ending in ".") has one
-// reading, itself with repeated slashes collapsed, and appending it
-// allocates nothing unless there were repeated slashes. On error dst is
-// returned unchanged.
+// reading, itself, and appending it allocates nothing; with repeated
+// slashes it has two, collapsed (nginx, Tomcat) and as it is (Express
+// routes "//one/" to its catch-all, not to /one/). On error dst is returned
+// unchanged.
 func AppendReadings(dst []Reading, raw string, o PathOptions) ([]Reading, error) {
 	if plainPath(raw) {
 		p := collapseSlashes(raw)
 		dst = append(dst, Reading{Path: p})
+		if p != raw {
+			dst = append(dst, Reading{Path: raw})
+		}
 		if !o.CaseSensitive {
 			// A plain path is its own folded form; it is still judged
 			// against the folded patterns (EvaluateReadings evaluates it
 			// once when no pattern changes under folding).
 			dst = append(dst, Reading{Path: p, Folded: true})
+			if p != raw {
+				dst = append(dst, Reading{Path: raw, Folded: true})
+			}
 		}
 		return dst, nil
 	}
@@ -170,8 +180,12 @@ func plainPath(p string) bool {
 //	N  L in Unicode compatibility form (NFKC: "ａｄｍｉｎ" is "admin")
 //	M  D, then NFKC, then trimmed: everything at once
 //
-// each with ";" parameters stripped when the app takes them, repeated
-// slashes collapsed, and (unless the app is case-sensitive) case-folded too.
+// each with ";" parameters stripped when the app takes them and repeated
+// slashes collapsed; L and S also with repeated slashes kept (Express does
+// not collapse them); and all of them case-folded too, unless the app is
+// case-sensitive. A raw path whose escapes decode to letters, digits, "-",
+// "." or "_" is refused rather than read twice (raw and decoded): no honest
+// client encodes those, and Express routes the undecoded path.
 func appendSlow(dst []Reading, raw string, o PathOptions) ([]Reading, error) {
 	if len(raw) == 0 || raw[0] != '/' {
 		return dst, refuse(PathNotAbsolute)
@@ -193,17 +207,11 @@ func appendSlow(dst []Reading, raw string, o PathOptions) ([]Reading, error) {
 		return dst, refuse(p)
 	}
 
-	prep := func(s string) string {
-		if o.PathParameters {
-			s = stripParams(s)
-		}
-		return collapseSlashes(s)
+	if o.PathParameters {
+		lenient, strict = stripParams(lenient), stripParams(strict)
 	}
-	l := prep(lenient)
-	s := l
-	if strict != lenient {
-		s = prep(strict)
-	}
+	l := collapseSlashes(lenient)
+	s := collapseSlashes(strict)
 	d := l
 	if hasEscape(l) {
 		if d, err = decodeTwice(l); err != nil {
@@ -218,7 +226,7 @@ func appendSlow(dst []Reading, raw string, o PathOptions) ([]Reading, error) {
 	if !isASCII(d) {
 		m = norm.NFKC.String(d)
 	}
-	base := [...]string{l, s, trimSegments(l), d, n, trimSegments(m)}
+	base := [...]string{l, s, trimSegments(l), d, n, trimSegments(m), lenient, strict}
 
 	start := len(dst)
 	for _, b := range base {
@@ -282,6 +290,8 @@ func decodeOnce(raw string) (strict, lenient string, err error) {
 			switch {
 			case v < ' ' || v == 0x7f:
 				return "", "", refuse(PathControl)
+			case unreserved(v):
+				return "", "", refuse(PathEncodedUnreserved)
 			case v == '\\':
 				return "", "", refuse(PathEncodedBackslash)
 			case v == '/':
@@ -314,7 +324,10 @@ func decodeTwice(s string) (string, error) {
 		v := unhex(s[i+1])<<4 | unhex(s[i+2])
 		i += 2
 		switch v {
-		case '.', '/', '\\', ';':
+		case '/', '\\', ';':
+			return "", refuse(PathDoubleEncoding)
+		}
+		if unreserved(v) { // "." among them
 			return "", refuse(PathDoubleEncoding)
 		}
 		if v < ' ' || v == 0x7f {
@@ -508,6 +521,13 @@ func foldRune(r rune) rune {
 		m = min(m, f)
 	}
 	return unicode.ToLower(m)
+}
+
+// unreserved reports whether an escape decodes to a character no client
+// needs to encode: a letter, a digit, "-", "." or "_" ("~" is left out:
+// older encoders escape it).
+func unreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_'
 }
 
 func hasEscape(s string) bool {

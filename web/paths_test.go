@@ -69,12 +69,15 @@ var pathCorpus = []pathSpelling{
 	{"/MEMBERS/x", inMembers}, {"/Members/x", inMembers}, {"/SECURE/x", inSecure}, {"/sEcUrE/x", inSecure},
 	{"/PRIVATE/x", inClosed}, {"/Closed/x", inClosed}, {"/closed/x", inClosed}, {"/CLOSED/x", inClosed},
 	{"/pr%C4%B1vate/x", inClosed}, // dotless ı: .NET upper-cases it to I
-	// Repeated slashes.
-	{"//members//x", inMembers}, {"///private/x", inClosed},
+	// Repeated slashes: collapsed (nginx), and kept (Express routes
+	// "//members/" to its catch-all; here the "rest" rule, a bypass).
+	{"//members//x", inMembers}, {"///private/x", inClosed}, {"//public/x", inPublic},
 	// Encoded slashes: judged as separators and as part of the segment.
 	{"/files/a%2Fb", inMembers}, {"/members%2Fx", inMembers}, {"/MEMBERS%2fx", inMembers}, {"/private%2Fx", inClosed},
-	// Escaped letters, one more decoding, compatibility forms.
-	{"/m%65mbers/x", inMembers}, {"/pr%69vate/x", inClosed}, {"/%256dembers/x", inMembers}, {"/%2570rivate/x", inClosed},
+	// Escaped letters (Express routes the escape, others the letter: no
+	// honest client sends them), one more decoding, compatibility forms.
+	{"/m%65mbers/x", isRefused}, {"/pr%69vate/x", isRefused}, {"/%256dembers/x", isRefused}, {"/%2570rivate/x", isRefused},
+	{"/members%2520/x", inMembers}, {"/private%2520/x", inClosed},
 	{"/%EF%BD%8Dembers/x", inMembers}, {"/%EF%BD%90rivate/x", inClosed}, // full-width m, p
 	// Trailing dots and spaces (Windows).
 	{"/members./x", inMembers}, {"/members%20/x", inMembers}, {"/secure./x", inSecure}, {"/private./x", inClosed},
