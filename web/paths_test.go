@@ -372,7 +372,7 @@ func BenchmarkGatePaths(b *testing.B) {
 	tr := memTransport{body: strings.Repeat("x", benchBody)}
 	for _, bc := range []struct{ name, path string }{
 		{"plain", "/page"},
-		{"several-readings", "/Page.%2FSub%2561/x"},
+		{"several-readings", "/Page.%2FSub%2520/x"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			srv, req := benchKeygate(b, target, tr, false)

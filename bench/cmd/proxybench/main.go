@@ -706,7 +706,7 @@ var cookies = map[*proc]string{}
 func withCookie(p *proc, c string) *proc { cookies[p] = c; return p }
 
 // readingsPath needs several readings (policy.Readings) where /page has one.
-const readingsPath = "/Page.%2FSub%2561/x"
+const readingsPath = "/Page.%2FSub%2520/x"
 
 // paths holds the request path of targets that do not ask for /page.
 var paths = map[*proc]string{}
