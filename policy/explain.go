@@ -23,6 +23,9 @@ type Explanation struct {
 	// Missing says in words what the subject lacks (Challenge), or why
 	// nothing will do (Deny).
 	Missing string `json:"missing,omitempty"`
+	// Readings are the readings of the request's path that were judged
+	// (ExplainReadings); Request.Path is the one that decided.
+	Readings []Reading `json:"readings,omitempty"`
 }
 
 // RuleTrace is one rule's part in an Explanation.

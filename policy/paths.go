@@ -40,10 +40,10 @@ type Reading struct {
 	// "\" and no repeated "/". In the reading of a strict server that keeps
 	// encoded separators inside a segment, those stay encoded as "%2F" (an
 	// encoded slash) and "%5C" (a raw backslash).
-	Path string
+	Path string `json:"path"`
 	// Folded: Path is case-folded and is to be matched against the rules'
 	// case-folded path patterns.
-	Folded bool
+	Folded bool `json:"folded,omitempty"`
 }
 
 // MaxReadings bounds how many readings one path has, so that callers can
@@ -571,28 +571,57 @@ func unhex(c byte) byte {
 // evaluation. It allocates nothing. No readings at all is a caller's
 // mistake and denies.
 func (c *Compiled) EvaluateReadings(r Request, readings []Reading, s Subject, now time.Time) Decision {
+	d, _ := c.strictest(r, readings, s, now)
+	return d
+}
+
+// ExplainReadings explains the decision EvaluateReadings reaches: the
+// evaluation of the reading that decided, with every reading listed.
+func (c *Compiled) ExplainReadings(r Request, readings []Reading, s Subject, now time.Time) Explanation {
+	_, i := c.strictest(r, readings, s, now)
+	if i < 0 {
+		e := c.Explain(r, s, now)
+		e.Decision = Decision{Outcome: Deny, Reason: ReasonDenied, RuleIndex: -1, RuleName: "default", Action: ActionDeny}
+		e.Missing = "the path has no reading to judge"
+		return e
+	}
+	r.Path = readings[i].Path
+	e := c.forReading(readings[i]).Explain(r, s, now)
+	e.Readings = readings
+	return e
+}
+
+// strictest evaluates every distinct reading and returns the strictest
+// decision with the index of the reading that gave it (-1 for none).
+func (c *Compiled) strictest(r Request, readings []Reading, s Subject, now time.Time) (Decision, int) {
 	if c == nil || len(readings) == 0 {
-		return Decision{Outcome: Deny, Reason: ReasonDenied, RuleIndex: -1, RuleName: "default", Action: ActionDeny}
+		return Decision{Outcome: Deny, Reason: ReasonDenied, RuleIndex: -1, RuleName: "default", Action: ActionDeny}, -1
 	}
 	var best Decision
+	at := 0
 	for i, rd := range readings {
 		if c.seenReading(readings[:i], rd) {
 			continue
 		}
-		eval := c
-		if rd.Folded && c.fold != nil {
-			eval = c.fold
-		}
 		r.Path = rd.Path
-		d := eval.Evaluate(r, s, now)
+		d := c.forReading(rd).Evaluate(r, s, now)
 		if i == 0 || stricter(&d, &best) {
-			best = d
+			best, at = d, i
 		}
 		if best.Outcome == Deny {
 			break // nothing is stricter
 		}
 	}
-	return best
+	return best, at
+}
+
+// forReading is the compiled policy that judges rd: the case-folded
+// patterns for a folded reading.
+func (c *Compiled) forReading(rd Reading) *Compiled {
+	if rd.Folded && c.fold != nil {
+		return c.fold
+	}
+	return c
 }
 
 // seenReading reports whether a reading evaluated before gives the same

@@ -283,6 +283,15 @@ rules:
 			if d.Outcome != tc.out || d.Reason != tc.reason || d.RuleName != tc.rule {
 				t.Errorf("%q: %v/%v by %q, want %v/%v by %q (readings %v)", tc.raw, d.Outcome, d.Reason, d.RuleName, tc.out, tc.reason, tc.rule, rs)
 			}
+			// The explanation reaches the same decision, on a reading that
+			// is one of them.
+			e := c.ExplainReadings(Request{Host: "app.example.com", Method: "GET"}, rs, tc.subj, testNow)
+			if e.Decision.Outcome != d.Outcome || e.Decision.Reason != d.Reason || e.Decision.RuleName != d.RuleName {
+				t.Errorf("explained %v/%v by %q, evaluated %v/%v by %q", e.Decision.Outcome, e.Decision.Reason, e.Decision.RuleName, d.Outcome, d.Reason, d.RuleName)
+			}
+			if len(e.Readings) != len(rs) || !slices.ContainsFunc(rs, func(r Reading) bool { return r.Path == e.Request.Path }) {
+				t.Errorf("explained path %q with readings %v, want one of %v", e.Request.Path, e.Readings, rs)
+			}
 			// Every reading evaluated alone is at most as strict.
 			for _, r := range rs {
 				one := c.EvaluateReadings(Request{Host: "app.example.com", Method: "GET"}, []Reading{r}, tc.subj, testNow)

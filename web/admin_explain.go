@@ -45,28 +45,39 @@ type ExplainInput struct {
 var ErrExplainInput = errors.New("explain")
 
 // ExplainPolicy explains in against c exactly as the proxy would decide it:
-// the host is folded and stripped of its port, the path is the decoded path
-// with repeated slashes collapsed, and a path with dot segments is refused
-// (the proxy answers 400 without asking the policy). now is the time the
+// the host is folded and stripped of its port, the path is judged in every
+// reading an upstream could give it (with the safe defaults: an app that
+// routes case-insensitively and takes no ";" parameters) and the reading
+// that decides is explained; a path the proxy refuses outright (400, or the
+// reserved prefix) is an input error that says so. now is the time the
 // factors are measured against.
 func ExplainPolicy(c *policy.Compiled, in ExplainInput, now time.Time) (policy.Explanation, error) {
 	u, err := url.Parse(strings.TrimSpace(in.URL))
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return policy.Explanation{}, fmt.Errorf("%w: url %q is not an absolute http(s) URL such as https://app.example.com/path", ErrExplainInput, in.URL)
 	}
-	p := u.Path
+	p := u.EscapedPath()
 	if p == "" {
 		p = "/"
 	}
-	path, ok := policyPath(p)
-	if !ok {
-		return policy.Explanation{}, fmt.Errorf("%w: path %q has '.' or '..' segments; keygate refuses such requests (400) before the policy", ErrExplainInput, p)
+	var buf [policy.MaxReadings]policy.Reading
+	readings, e := readPath(nil, p, buf[:0])
+	if e != nil {
+		if e.Status == http.StatusNotFound {
+			return policy.Explanation{}, fmt.Errorf("%w: path %q is keygate's own prefix /.keygate/ (in some spelling); it is never forwarded to an app", ErrExplainInput, p)
+		}
+		why := "it is malformed"
+		var pe *policy.PathError
+		if errors.As(e.Cause, &pe) {
+			why = pe.Problem.String()
+		}
+		return policy.Explanation{}, fmt.Errorf("%w: path %q is refused (400) before the policy: %s", ErrExplainInput, p, why)
 	}
 	method := in.Method
 	if method == "" {
 		method = http.MethodGet
 	}
-	req := policy.Request{Host: hostOnly(u.Host), Path: path, Method: method}
+	req := policy.Request{Host: hostOnly(u.Host), Method: method}
 	if in.SourceIP != "" {
 		if req.IP, err = netip.ParseAddr(strings.TrimSpace(in.SourceIP)); err != nil {
 			return policy.Explanation{}, fmt.Errorf("%w: source_ip %q is not an IP address", ErrExplainInput, in.SourceIP)
@@ -96,7 +107,7 @@ func ExplainPolicy(c *policy.Compiled, in ExplainInput, now time.Time) (policy.E
 	} else if len(in.Factors) > 0 {
 		return policy.Explanation{}, fmt.Errorf("%w: factors without a user; name the signed-in user", ErrExplainInput)
 	}
-	return c.Explain(req, subj, now), nil
+	return c.ExplainReadings(req, readings, subj, now), nil
 }
 
 // explainAnswer is the API's answer: the explanation, the same as text,

@@ -233,7 +233,7 @@ func TestPortalSecurityHeaders(t *testing.T) {
 		if strings.Contains(csp, "unsafe-") {
 			t.Errorf("%s: CSP allows %q", tc.name, csp)
 		}
-		for k, v := range map[string]string{"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY", "Cache-Control": "no-store"} {
+		for k, v := range map[string]string{"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY", "Cache-Control": "no-store"} {
 			if hd.Get(k) != v {
 				t.Errorf("%s: %s = %q, want %q", tc.name, k, hd.Get(k), v)
 			}

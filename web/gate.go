@@ -3,7 +3,6 @@ package web
 import (
 	"net/http"
 	"net/url"
-	"path"
 	"strings"
 	"time"
 
@@ -101,29 +100,6 @@ func (s *Server) pass(c *gin.Context, up *upstream, host string, cl clientInfo, 
 		s.fail(c, errf(http.StatusForbidden, "forbidden", "err.forbidden", nil))
 	}
 	return sess, decisionOf(d.Outcome)
-}
-
-// policyPath cleans an already decoded path for explanations and the
-// portal's "where do I go after sign-in" question: dot segments refused,
-// repeated slashes collapsed. The gate and forward-auth do not use it: they
-// judge the escaped path in all its readings (readPath, judgePath).
-func policyPath(p string) (string, bool) {
-	if p == "" || p[0] != '/' {
-		return "", false
-	}
-	for seg := range strings.SplitSeq(p, "/") {
-		if seg == "." || seg == ".." {
-			return "", false
-		}
-	}
-	if strings.Contains(p, "//") {
-		clean := path.Clean(p)
-		if strings.HasSuffix(p, "/") && clean != "/" {
-			clean += "/"
-		}
-		return clean, true
-	}
-	return p, true
 }
 
 func subjectOf(sess *authn.Session) policy.Subject {

@@ -395,7 +395,7 @@ func checkFrontProxy(t *testing.T, h *harness, addr string) {
 			if st == http.StatusOK || st == http.StatusFound {
 				t.Errorf("Host %s: %d %s, want a refusal", host, st, body)
 			}
-			reached(t, "Host " + host)
+			reached(t, "Host "+host)
 		}
 	})
 

@@ -95,7 +95,8 @@ func (s *Server) nextStep(c *gin.Context, sess *authn.Session, rd string) step {
 }
 
 // decisionFor evaluates the policy for a GET of target as this session.
-// ok is false for keygate's own pages, which the policy does not cover.
+// ok is false for keygate's own pages, which the policy does not cover, and
+// for paths the gate refuses outright.
 func (s *Server) decisionFor(c *gin.Context, sess *authn.Session, target string) (policy.Decision, bool) {
 	u, err := url.Parse(target)
 	if err != nil {
@@ -105,19 +106,18 @@ func (s *Server) decisionFor(c *gin.Context, sess *authn.Session, target string)
 	if u.Host != "" {
 		host = strings.ToLower(u.Hostname())
 	}
-	p := u.Path
+	p := u.EscapedPath()
 	if p == "" {
 		p = "/"
 	}
-	if p == "/.keygate" || strings.HasPrefix(p, portalPrefix) {
+	// Judged as the gate will judge it when the browser gets there, in
+	// every reading: a looser answer here than there would send a person
+	// round between the portal and the gate.
+	d, e := s.judgePath(s.upstream(host), host, p, http.MethodGet, clientAddr(c), sess, s.now())
+	if e != nil {
 		return policy.Decision{}, false
 	}
-	evalPath, ok := policyPath(p)
-	if !ok {
-		return policy.Decision{}, false
-	}
-	req := policy.Request{Host: host, Path: evalPath, Method: http.MethodGet, IP: clientAddr(c)}
-	return s.policy.Load().Evaluate(req, subjectOf(sess), s.now()), true
+	return d, true
 }
 
 func (s *Server) setSessionCookie(c *gin.Context, id string) {
