@@ -126,7 +126,7 @@ func (s *Server) authz(c *gin.Context) {
 	sess := s.session(r)
 	d, e := s.judgePath(s.upstream(t.name), t.name, rawPathOf(t.uri), t.method, clientAddr(c), sess, s.now())
 	if e != nil {
-		s.fail(c, e)
+		s.authzFail(c, &t, e)
 		return
 	}
 	s.metrics.lookupHost(t.name).count(decisionOf(d.Outcome))
@@ -187,6 +187,15 @@ func (s *Server) authzChallenge(c *gin.Context, t *authzTarget, d policy.Decisio
 // gets the page or JSON its original request asked for.
 func (s *Server) authzFail(c *gin.Context, t *authzTarget, e *Error) {
 	if t.style != styleForwarded {
+		if e.Status != http.StatusUnauthorized && e.Status != http.StatusForbidden {
+			// nginx's auth_request turns every answer but 2xx, 401 and
+			// 403 into a 500 for the client, hiding a refusal (a refused
+			// path spelling, the reserved prefix) as a server fault: say
+			// 403, keeping the code in the body and the access log.
+			cp := *e
+			cp.Status = http.StatusForbidden
+			e = &cp
+		}
 		s.fail(c, e)
 		return
 	}
@@ -250,17 +259,30 @@ func originalTarget(raw, method string) (authzTarget, error) {
 		return t, badAuthzHeaders("bad_original_url", "X-Original-URL has an invalid host")
 	}
 	t.scheme, t.host, t.name = u.Scheme, u.Host, hostOnly(u.Host)
-	t.path, t.uri = u.Path, u.EscapedPath()
+	t.path, t.uri = u.Path, targetAfterHost(raw)
 	if t.path == "" {
-		t.path, t.uri = "/", "/"
+		t.path = "/"
 	}
-	if u.RawQuery != "" || u.ForceQuery {
-		t.uri += "?" + u.RawQuery
+	if t.uri == "" || t.uri[0] != '/' {
+		t.uri = "/" + t.uri
 	}
 	if t.method, err = authzMethod(method, headerOriginalMethod); err != nil {
 		return t, err
 	}
 	return t, nil
+}
+
+// targetAfterHost is the request target of an absolute URL exactly as it
+// was written: everything after the authority. The path is judged in this
+// form (the app behind the proxy routes on it), not as url.URL re-escapes
+// it: EscapedPath writes the decoded path anew whenever the raw form holds a
+// character it would have escaped itself, and "%2F" then becomes "/".
+func targetAfterHost(raw string) string {
+	_, rest, _ := strings.Cut(raw, "://")
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		return rest[i:]
+	}
+	return ""
 }
 
 // forwardedTarget reads Traefik's and Caddy's X-Forwarded-* headers.
@@ -289,10 +311,7 @@ func forwardedTarget(h http.Header, rawURI string) (authzTarget, error) {
 	if err != nil || u.Host != "" || u.Scheme != "" {
 		return t, badAuthzHeaders("bad_forwarded_headers", "X-Forwarded-Uri is not a request URI")
 	}
-	t.path, t.uri = u.Path, u.EscapedPath()
-	if u.RawQuery != "" || u.ForceQuery {
-		t.uri += "?" + u.RawQuery
-	}
+	t.path, t.uri = u.Path, rawURI
 	if t.method, err = authzMethod(h.Get(headerFwdMethod), headerFwdMethod); err != nil {
 		return t, err
 	}

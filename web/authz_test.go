@@ -34,7 +34,8 @@ func forwardedHeaders(method, target string) []reqOpt {
 	opts := []reqOpt{
 		setHeader("X-Forwarded-Proto", u.Scheme),
 		setHeader("X-Forwarded-Host", u.Host),
-		setHeader("X-Forwarded-Uri", u.RequestURI()),
+		// As the proxy received it: u.RequestURI() would re-escape it.
+		setHeader("X-Forwarded-Uri", targetAfterHost(target)),
 	}
 	if method != "" {
 		opts = append(opts, setHeader("X-Forwarded-Method", method))
@@ -269,16 +270,18 @@ func TestAuthzRefusesMalformedHeaders(t *testing.T) {
 		{"userinfo", nginxHeaders("", "http://admin@app.example.com/reports"), 400, "bad_original_url"},
 		{"bad host", nginxHeaders("", "http://app.example.com%2F@evil/x"), 400, "bad_original_url"},
 		{"too long", nginxHeaders("", "http://app.example.com/"+strings.Repeat("a", 9000)), 400, "bad_original_url"},
-		{"dot segments", nginxHeaders("", "http://app.example.com/static/../admin/"), 400, "bad_path"},
-		{"encoded dot segments", nginxHeaders("", "http://app.example.com/static/%2e%2e/admin/"), 400, "bad_path"},
+		// A refused path is 403 in nginx style: auth_request turns a 400 or
+		// 404 into a 500; the code stays in the body.
+		{"dot segments", nginxHeaders("", "http://app.example.com/static/../admin/"), 403, "bad_path"},
+		{"encoded dot segments", nginxHeaders("", "http://app.example.com/static/%2e%2e/admin/"), 403, "bad_path"},
 		{"bad method", nginxHeaders("GE T", "http://app.example.com/static/x"), 400, "bad_method"},
-		{"reserved prefix", nginxHeaders("", "http://app.example.com/.keygate/login"), 404, "not_found"},
+		{"reserved prefix", nginxHeaders("", "http://app.example.com/.keygate/login"), 403, "not_found"},
 		{"forwarded without host", []reqOpt{setHeader("X-Forwarded-Uri", "/static/x")}, 400, "missing_original_url"},
 		{"forwarded uri not a path", []reqOpt{setHeader("X-Forwarded-Host", "app.example.com"), setHeader("X-Forwarded-Uri", "static/x")}, 400, "bad_forwarded_headers"},
 		{"forwarded absolute uri", []reqOpt{setHeader("X-Forwarded-Host", "app.example.com"), setHeader("X-Forwarded-Uri", "http://evil/static/x")}, 400, "bad_forwarded_headers"},
 		{"forwarded bad proto", append(forwardedHeaders("", "http://app.example.com/static/x"), setHeader("X-Forwarded-Proto", "gopher")), 400, "bad_forwarded_headers"},
 		{"forwarded bad host", append(forwardedHeaders("", "http://app.example.com/static/x"), setHeader("X-Forwarded-Host", "evil.com/x")), 400, "bad_forwarded_headers"},
-		{"forwarded dot segments", forwardedHeaders("", "http://app.example.com/static/%2E%2E/closed/"), 400, "bad_path"},
+		{"forwarded dot segments", append(forwardedHeaders("", "http://app.example.com/static/%2E%2E/closed/"), setHeader("Accept", "application/json")), 400, "bad_path"},
 		// A client behind Traefik adding its own X-Original-URL for a
 		// bypass path: the request is refused, never judged by the spoof.
 		{"conflicting styles", append(forwardedHeaders("", "http://app.example.com/closed/x"),
@@ -520,7 +523,7 @@ rules:
 		{forwardedHeaders("", "http://bypass.example.test/open?code=314159"),
 			[]string{"method=GET host=bypass.example.test path=/open status=403", "decision=refused via=authz"}},
 		{nginxHeaders("", "http://app.example.com/.keygate/enroll/tok-should-not-appear"),
-			[]string{"host=app.example.com path=/.keygate/ status=404", "decision=refused via=authz"}},
+			[]string{"host=app.example.com path=/.keygate/ status=403", "decision=refused via=authz"}},
 		{nil, []string{"path=/.keygate/api/authz status=400", "decision=refused via=authz"}},
 	} {
 		_ = al.Flush()
@@ -606,5 +609,36 @@ func TestAuthzAnswersWithTheCleanedCookie(t *testing.T) {
 	resp, _ := h.do(h.client(), http.MethodGet, authzURL, "", append(nginxHeaders("", "http://app.example.com/reports"), setHeader("Cookie", "a=1"))...)
 	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Cookie") != "" {
 		t.Errorf("challenge: %d Cookie %q", resp.StatusCode, resp.Header.Get("Cookie"))
+	}
+}
+
+// Forward-auth judges the path exactly as the front proxy received it. Go's
+// url.URL.EscapedPath writes a path anew when its raw form holds a
+// character Go would have escaped ("|" here), and "%2F" would then read as
+// "/": an app that keeps "a%2Fb" as one segment routes to /api/{id}, which
+// is denied, while the decoded reading alone falls to the bypass rule.
+func TestAuthzJudgesTheTargetAsSent(t *testing.T) {
+	h := newHarness(t, harnessOptions{trustedProxies: []string{"127.0.0.1"}, policyYAML: `
+default: deny
+rules:
+  - {name: one-id, hosts: [app.example.com], paths: ["/api/*"], action: deny}
+  - {name: rest, hosts: [app.example.com], action: bypass}
+`})
+	c := h.client()
+	for _, tc := range []struct {
+		target string
+		status int
+	}{
+		{"http://app.example.com/api/a%2Fb|x", http.StatusForbidden},
+		{"http://app.example.com/api/a%2Fb", http.StatusForbidden},
+		{"http://app.example.com/api/a/b|x", http.StatusOK},
+		{"http://app.example.com/other/a%2Fb|x?q=%2F", http.StatusOK},
+	} {
+		for _, opts := range [][]reqOpt{nginxHeaders("", tc.target), forwardedHeaders("", tc.target)} {
+			resp, body := h.do(c, http.MethodGet, authzURL, "", append(opts, setHeader("Accept", "application/json"))...)
+			if resp.StatusCode != tc.status {
+				t.Errorf("%s: %d %s, want %d", tc.target, resp.StatusCode, body, tc.status)
+			}
+		}
 	}
 }
