@@ -122,10 +122,13 @@ func (s *Server) apiPasskeyFinish(c *gin.Context) {
 		s.fail(c, mfaError(err))
 		return
 	}
-	if old := cookieID(r); old != "" {
+	// As with a password sign-in (portal.go): every session the browser
+	// named ends, and no planted cookie stays beside the new one.
+	for _, old := range sessionCookieIDs(r) {
 		_ = s.sessions.Revoke(r.Context(), old)
 	}
 	s.setSessionCookie(c, sess.ID)
+	s.expireShadows(c.Writer, r, s.redirectOrDefault(req.Redirect))
 	s.log.Info("sign-in", "user", sess.Username, "factor", "passkey", "ip", clientAddr(c).String())
 	writeJSON(c.Writer, http.StatusOK, s.nextStep(c, sess, req.Redirect))
 }

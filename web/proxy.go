@@ -121,7 +121,24 @@ func scrubbedCopy(src http.Header, extra int) http.Header {
 			h[k] = v
 		}
 	}
+	if ref := h["Referer"]; len(ref) > 0 && portalReferer(ref[0]) {
+		delete(h, "Referer")
+	}
 	return h
+}
+
+// portalReferer reports whether a Referer names a page of keygate's portal.
+// The portal sends Referrer-Policy: same-origin so that browsers' form posts
+// carry an Origin (see render.go), and some portal addresses hold a token
+// (/.keygate/enroll/…, /.keygate/not-me/…): a link from such a page to the
+// app must not hand the token to the app.
+func portalReferer(ref string) bool {
+	_, rest, ok := strings.Cut(ref, "://")
+	if !ok {
+		return false
+	}
+	i := strings.IndexByte(rest, '/')
+	return i >= 0 && (rest[i:] == "/.keygate" || hasFoldPrefix(rest[i:], portalPrefix))
 }
 
 // isSpoofable reports whether an app could read header k as something the

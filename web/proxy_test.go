@@ -326,3 +326,33 @@ func mustURL(t *testing.T, raw string) *url.URL {
 	}
 	return u
 }
+
+// A link from a portal page to the app does not hand the page's address to
+// the app: some portal addresses hold a token (enrolment links, "This
+// wasn't me"), and the portal's Referrer-Policy is same-origin.
+func TestPortalRefererNeverReachesTheApp(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	c := h.client()
+	h.login(c, testUser, testPassword, "")
+	for _, tc := range []struct {
+		referer string
+		kept    bool
+	}{
+		{"http://app.example.com/.keygate/enroll/3q2-token-zz", false},
+		{"http://app.example.com/.keygate/not-me/tok", false},
+		{"http://app.example.com/.KEYGATE/not-me/tok", false},
+		{"http://app.example.com/.keygate", false},
+		{"http://app.example.com/reports?from=/.keygate/x", true},
+		{"http://app.example.com/docs/.keygate-howto", true},
+		{"http://other.example.net/", true},
+	} {
+		resp, body := h.do(c, http.MethodGet, "http://app.example.com/reports", "", setHeader("Referer", tc.referer))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", tc.referer, resp.StatusCode, body)
+		}
+		got := h.up.last(t).Header.Get("Referer")
+		if tc.kept && got != tc.referer || !tc.kept && got != "" {
+			t.Errorf("Referer %q reached the app as %q (want kept: %v)", tc.referer, got, tc.kept)
+		}
+	}
+}
