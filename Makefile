@@ -46,9 +46,10 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 TRAEFIK_VERSION := v2.10.7
 
 interop: ## build Traefik v2 into bin/interop and run the forward-auth checks through it
-	@# KEYGATE_TRAEFIK=/path/to/traefik skips the build (e.g. one built in a
-	@# wrapper module where the module proxy refuses go install's version list).
-	test -n "$$KEYGATE_TRAEFIK" || GOBIN=$(CURDIR)/bin/interop $(GO) install github.com/traefik/traefik/v2/cmd/traefik@$(TRAEFIK_VERSION)
+	@# KEYGATE_TRAEFIK=/path/to/traefik skips the build. .ci/build-traefik
+	@# builds in a throwaway module: `go install traefik@version` is refused
+	@# where the module proxy does not serve the version list.
+	test -n "$$KEYGATE_TRAEFIK" || test -x bin/interop/traefik || GO=$(GO) TRAEFIK_VERSION=$(TRAEFIK_VERSION) .ci/build-traefik bin/interop/traefik
 	KEYGATE_TRAEFIK=$${KEYGATE_TRAEFIK:-$(CURDIR)/bin/interop/traefik} $(GO) test -tags interop -race -count=1 -run '^TestTraefik' ./web/
 
 clean: ## remove build output (keeps demo data)

@@ -454,6 +454,24 @@ func TestLanguageFollowsAcceptLanguage(t *testing.T) {
 	}
 }
 
+func TestCatalogParsing(t *testing.T) {
+	for _, tc := range []struct {
+		raw string
+		ok  bool
+	}{
+		{`{"a": "x", "b": "y"}`, true},
+		{`{"a": "x", "a": "x"}`, false},
+		{`{"a": 1}`, false},
+		{`["a"]`, false},
+		{`{"a": "x"`, false},
+	} {
+		msgs, err := parseCatalog([]byte(tc.raw))
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v, %v", tc.raw, msgs, err)
+		}
+	}
+}
+
 func TestCatalogsAreComplete(t *testing.T) {
 	tr, err := loadTranslator()
 	if err != nil {

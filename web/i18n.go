@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -62,7 +63,7 @@ func loadTranslator() (*translator, error) {
 			return nil, fmt.Errorf("read %s: %w", f, err)
 		}
 		c := &catalog{}
-		if err := json.Unmarshal(raw, &c.msgs); err != nil {
+		if c.msgs, err = parseCatalog(raw); err != nil {
 			return nil, fmt.Errorf("parse %s: %w", f, err)
 		}
 		name := strings.TrimSuffix(path.Base(f), ".json")
@@ -79,6 +80,36 @@ func loadTranslator() (*translator, error) {
 	}
 	tr.matcher = language.NewMatcher(tags)
 	return tr, nil
+}
+
+// parseCatalog reads one flat JSON object of strings. A key written twice is
+// an error rather than the later one silently winning: it is how two
+// changes adding the same message show up.
+func parseCatalog(raw []byte) (map[string]string, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, fmt.Errorf("want one JSON object of messages")
+	}
+	msgs := map[string]string{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := t.(string)
+		var msg string
+		if err := dec.Decode(&msg); err != nil {
+			return nil, fmt.Errorf("message %q: %w", key, err)
+		}
+		if _, dup := msgs[key]; dup {
+			return nil, fmt.Errorf("message %q is written twice", key)
+		}
+		msgs[key] = msg
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	return msgs, nil
 }
 
 // pick chooses the catalog for an Accept-Language header value.
