@@ -74,6 +74,7 @@ const (
 	PathDotSegment                               // "." or ".." in some reading (also "..;", "..." and ". ." on Windows)
 	PathParameter                                // ";" where the upstream takes no path parameters
 	PathEncodedUnreserved                        // a letter, digit, "-", "." or "_" percent-encoded: Express routes the escape, others the letter
+	PathFragment                                 // a raw "#": a request line carries no fragment, and Node cuts the path there while others keep it
 )
 
 func (p PathProblem) String() string {
@@ -100,6 +101,8 @@ func (p PathProblem) String() string {
 		return "path_parameter"
 	case PathEncodedUnreserved:
 		return "encoded_unreserved"
+	case PathFragment:
+		return "fragment"
 	}
 	return "unknown"
 }
@@ -161,7 +164,7 @@ func plainPath(p string) bool {
 	for i := 1; i < len(p); i++ {
 		c := p[i]
 		switch {
-		case c <= ' ' || c >= 0x7f, c-'A' < 26, c == '%', c == ';', c == '\\':
+		case c <= ' ' || c >= 0x7f, c-'A' < 26, c == '%', c == ';', c == '\\', c == '#':
 			return false
 		case c == '.' && (i+1 == len(p) || p[i+1] == '/'):
 			// "." and "..", and "name." which Windows reads as "name".
@@ -192,6 +195,9 @@ func appendSlow(dst []Reading, raw string, o PathOptions) ([]Reading, error) {
 	}
 	if len(raw) > maxPathLen {
 		return dst, refuse(PathTooLong)
+	}
+	if strings.IndexByte(raw, '#') >= 0 {
+		return dst, refuse(PathFragment)
 	}
 	strict, lenient, err := decodeOnce(raw)
 	if err != nil {

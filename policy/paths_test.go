@@ -139,6 +139,11 @@ func TestReadingsRefused(t *testing.T) {
 		{"/a%4", PathBadEscape, true},
 		{"/a%zz", PathBadEscape, true},
 		{"/a%u002e", PathBadEscape, true}, // IIS %u encoding
+		// A raw "#": Node cuts the path there (/two#x routes as /two),
+		// others keep it; an encoded one (%23) is an honest character.
+		{"/two#x", PathFragment, true},
+		{"/two#", PathFragment, true},
+		{"/TWO#/x", PathFragment, true},
 		// Encoded backslash.
 		{"/a%5cb", PathEncodedBackslash, true},
 		{"/a%5C..%5Cadmin", PathEncodedBackslash, true},

@@ -87,12 +87,7 @@ func startCaddy(t *testing.T, keygateAddr, appAddr string, hosts []string) strin
 	t.Helper()
 	bin := caddyBinary(t)
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t)
 	conf := renderCaddyfile(t, dir, port, keygateAddr, appAddr, hosts)
 	env := append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
 	validate := exec.Command(bin, "validate", "--adapter", "caddyfile", "--config", conf)

@@ -2,7 +2,6 @@ package web
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -101,19 +100,14 @@ func startNginx(t *testing.T, keygateAddr, appAddr string, serverNames ...string
 	t.Helper()
 	bin := nginxBinary(t)
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t)
 	conf := renderNginxConf(t, dir, port, keygateAddr, appAddr, serverNames...)
 	args := []string{"-e", filepath.Join(dir, "error.log"), "-p", dir + "/", "-c", conf}
 	if out, err := exec.Command(bin, append(args, "-t")...).CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t refuses the rendered snippet: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, append(args, "-g", "daemon off;")...)
-	var stderr bytes.Buffer
+	var stderr syncBuffer // written by exec's copying goroutine
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -129,8 +123,14 @@ func startNginx(t *testing.T, keygateAddr, appAddr string, serverNames ...string
 			<-done
 		}
 		if t.Failed() {
+			// The tail only: the path batteries make nginx log a line
+			// per refused request.
 			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Logf("nginx error.log:\n%s", log)
+			lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+			if len(lines) > 40 {
+				lines = lines[len(lines)-40:]
+			}
+			t.Logf("nginx error.log, last lines:\n%s", strings.Join(lines, "\n"))
 		}
 	})
 	deadline := time.Now().Add(10 * time.Second)
@@ -142,8 +142,7 @@ func startNginx(t *testing.T, keygateAddr, appAddr string, serverNames ...string
 		}
 		select {
 		case err := <-done:
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("nginx exited: %v\n%s\n%s", err, stderr.String(), log)
+			t.Fatalf("nginx exited: %v\n%s", err, stderr.String())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -151,6 +150,18 @@ func startNginx(t *testing.T, keygateAddr, appAddr string, serverNames ...string
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// freePort is a loopback port nobody listens on right now, for a server
+// the test starts as another process.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // nginxClient is a browser-like client whose every connection goes to nginx.

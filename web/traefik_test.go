@@ -30,12 +30,7 @@ func TestTraefikForwardAuthSnippet(t *testing.T) {
 	}
 	h := newHarness(t, harnessOptions{trustedProxies: []string{"127.0.0.1"}, policyYAML: frontProxyPolicy})
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t)
 
 	raw, err := os.ReadFile(traefikSnippet)
 	if err != nil {
