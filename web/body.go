@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -67,28 +66,6 @@ func (l BodyLimits) or(d BodyLimits) BodyLimits {
 	return l
 }
 
-// setBodyLimits records each upstream's limits for SetUpstreams; it is
-// published before the upstreams themselves, so a request that sees a new
-// upstream finds its limits (one that does not gets the defaults).
-func (s *Server) setBodyLimits(list []Upstream, set upstreamSet) {
-	m := make(map[*upstream]BodyLimits, len(list))
-	for _, u := range list {
-		if up := set[strings.ToLower(u.Host)]; up != nil {
-			m[up] = u.Body.or(s.bodyDefault)
-		}
-	}
-	s.bodyLimits.Store(&m)
-}
-
-func (s *Server) bodyLimitsFor(up *upstream) BodyLimits {
-	if m := s.bodyLimits.Load(); m != nil {
-		if l, ok := (*m)[up]; ok {
-			return l
-		}
-	}
-	return s.bodyDefault
-}
-
 // hasBody says whether r may carry a body at all.
 func hasBody(r *http.Request) bool {
 	return r.Body != nil && r.Body != http.NoBody && (r.ContentLength != 0 || len(r.TransferEncoding) > 0)
@@ -101,7 +78,7 @@ func (s *Server) readUpstreamBody(c *gin.Context, up *upstream) bool {
 	if !hasBody(c.Request) {
 		return true
 	}
-	return s.readBody(c, s.bodyLimitsFor(up), true)
+	return s.readBody(c, up.body, true)
 }
 
 // readPortalBody reads a body for keygate's own endpoints whole, under

@@ -130,12 +130,3 @@ func rawPathOf(uri string) string {
 	}
 	return uri
 }
-
-// setPathOptions gives each upstream of a new set how its app reads paths.
-func setPathOptions(list []Upstream, set upstreamSet) {
-	for _, u := range list {
-		if up := set[strings.ToLower(u.Host)]; up != nil {
-			up.paths = u.Paths
-		}
-	}
-}

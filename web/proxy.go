@@ -19,6 +19,7 @@ type upstream struct {
 	proxy  *httputil.ReverseProxy
 	m      *hostMetrics // nil without metrics
 	paths  pathOptions  // how the app reads paths (paths.go)
+	body   BodyLimits   // how its request bodies may arrive (body.go)
 }
 
 func newTransport() *http.Transport { return NewTransport() }

@@ -143,7 +143,6 @@ type Server struct {
 	hsts            []string   // Strict-Transport-Security value (hsts.go)
 	// Request body limits (body.go).
 	bodyDefault       BodyLimits
-	bodyLimits        atomic.Pointer[map[*upstream]BodyLimits]
 	portalBodyTimeout time.Duration
 }
 
@@ -224,10 +223,13 @@ func (s *Server) SetUpstreams(list []Upstream) error {
 		if _, dup := set[h]; dup {
 			return fmt.Errorf("web: upstream host %q listed twice", h)
 		}
-		set[h] = s.newUpstream(h, u.URL, s.transport)
+		up := s.newUpstream(h, u.URL, s.transport)
+		// How the app reads paths and takes bodies, fixed before the set
+		// is published: the hot path reads them without locks.
+		up.paths = u.Paths
+		up.body = u.Body.or(s.bodyDefault)
+		set[h] = up
 	}
-	s.setBodyLimits(list, set)
-	setPathOptions(list, set)
 	s.upstreams.Store(&set)
 	return nil
 }
