@@ -204,6 +204,9 @@ type Compiled struct {
 	// the folded readings of a path (EvaluateReadings); nil when folding
 	// changes no pattern, and then c itself serves them.
 	fold *Compiled
+	// named lists every method some rule names, in the order first
+	// named: what an overridable request is judged as besides its own.
+	named []string
 }
 
 // ruleFilter is a conservative summary of a rule's methods and paths in 16
@@ -309,6 +312,11 @@ func Compile(p Policy) (*Compiled, error) {
 	c.filters = make([]ruleFilter, len(c.rules))
 	for i := range c.rules {
 		c.filters[i] = newRuleFilter(&c.rules[i], p.Rules[i].Paths)
+		for _, m := range c.rules[i].methodList {
+			if !slices.Contains(c.named, m) {
+				c.named = append(c.named, m)
+			}
+		}
 	}
 	if fp, changed := foldedPolicy(p); changed {
 		// Folding changes nothing a pattern's validity depends on, and a

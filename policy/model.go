@@ -98,6 +98,11 @@ type Request struct {
 	Path   string     `json:"path"`
 	Method string     `json:"method"`
 	IP     netip.Addr `json:"ip"`
+	// Overridable: the request is a form POST that an app may act on as
+	// another method (a "_method" parameter: Rails, Laravel, Symfony,
+	// Express method-override). EvaluateReadings then judges it under
+	// every method the rules name as well.
+	Overridable bool `json:"overridable,omitempty"`
 }
 
 // Proof is one factor a session has satisfied.

@@ -30,8 +30,15 @@ type PathOptions struct {
 	// PathParameters: the app uses ";name=value" segment parameters
 	// (servlet containers' ;jsessionid). A ";" is then allowed and every
 	// reading is judged with the parameters stripped; without this option a
-	// path holding a ";" (raw or %3B) is refused.
+	// path holding a ";" (raw or %3B) is refused. An encoded ";" is
+	// refused either way: servlet containers strip parameters at a raw ";"
+	// only.
 	PathParameters bool
+	// NoMethodOverride: the app never acts on a POST as another method
+	// (no "_method" parameter or override header support), so a POST is
+	// judged as a POST only. By default a POST is also judged under every
+	// method the rules name (Request.Overridable).
+	NoMethodOverride bool
 }
 
 // Reading is one way an upstream can read a path.
@@ -75,6 +82,7 @@ const (
 	PathParameter                                // ";" where the upstream takes no path parameters
 	PathEncodedUnreserved                        // a letter, digit, "-", "." or "_" percent-encoded: Express routes the escape, others the letter
 	PathFragment                                 // a raw "#": a request line carries no fragment, and Node cuts the path there while others keep it
+	PathEncodedSemicolon                         // %3B where the app takes ";" parameters: servlet containers strip only a raw ";"
 )
 
 func (p PathProblem) String() string {
@@ -103,6 +111,8 @@ func (p PathProblem) String() string {
 		return "encoded_unreserved"
 	case PathFragment:
 		return "fragment"
+	case PathEncodedSemicolon:
+		return "encoded_semicolon"
 	}
 	return "unknown"
 }
@@ -198,6 +208,12 @@ func appendSlow(dst []Reading, raw string, o PathOptions) ([]Reading, error) {
 	}
 	if strings.IndexByte(raw, '#') >= 0 {
 		return dst, refuse(PathFragment)
+	}
+	if o.PathParameters && hasEncodedSemicolon(raw) {
+		// Tomcat and Spring strip parameters at a raw ";" only, so
+		// "/public%3B/two" is their "public;" segment while a reading
+		// that strips at the decoded ";" would judge /public/two.
+		return dst, refuse(PathEncodedSemicolon)
 	}
 	strict, lenient, err := decodeOnce(raw)
 	if err != nil {
@@ -577,48 +593,97 @@ func unhex(c byte) byte {
 // evaluation. It allocates nothing. No readings at all is a caller's
 // mistake and denies.
 func (c *Compiled) EvaluateReadings(r Request, readings []Reading, s Subject, now time.Time) Decision {
-	d, _ := c.strictest(r, readings, s, now)
+	d, _, _ := c.strictest(r, readings, s, now)
 	return d
 }
 
 // ExplainReadings explains the decision EvaluateReadings reaches: the
 // evaluation of the reading that decided, with every reading listed.
 func (c *Compiled) ExplainReadings(r Request, readings []Reading, s Subject, now time.Time) Explanation {
-	_, i := c.strictest(r, readings, s, now)
+	_, i, method := c.strictest(r, readings, s, now)
 	if i < 0 {
 		e := c.Explain(r, s, now)
 		e.Decision = Decision{Outcome: Deny, Reason: ReasonDenied, RuleIndex: -1, RuleName: "default", Action: ActionDeny}
 		e.Missing = "the path has no reading to judge"
 		return e
 	}
-	r.Path = readings[i].Path
+	r.Path, r.Method = readings[i].Path, method
 	e := c.forReading(readings[i]).Explain(r, s, now)
 	e.Readings = readings
 	return e
 }
 
-// strictest evaluates every distinct reading and returns the strictest
-// decision with the index of the reading that gave it (-1 for none).
-func (c *Compiled) strictest(r Request, readings []Reading, s Subject, now time.Time) (Decision, int) {
+// strictest evaluates every distinct reading, under every method the app
+// may act on, and returns the strictest decision with the index of the
+// reading and the method that gave it (-1 for none).
+func (c *Compiled) strictest(r Request, readings []Reading, s Subject, now time.Time) (Decision, int, string) {
 	if c == nil || len(readings) == 0 {
-		return Decision{Outcome: Deny, Reason: ReasonDenied, RuleIndex: -1, RuleName: "default", Action: ActionDeny}, -1
+		return Decision{Outcome: Deny, Reason: ReasonDenied, RuleIndex: -1, RuleName: "default", Action: ActionDeny}, -1, r.Method
 	}
 	var best Decision
-	at := 0
+	at, first, bestMethod := 0, true, r.Method
+	judge := func(i int, rd Reading, method string) {
+		r.Path, r.Method = rd.Path, method
+		d := c.forReading(rd).Evaluate(r, s, now)
+		if first || stricter(&d, &best) {
+			best, at, bestMethod, first = d, i, method, false
+		}
+	}
+	own := r.Method
 	for i, rd := range readings {
 		if c.seenReading(readings[:i], rd) {
 			continue
 		}
-		r.Path = rd.Path
-		d := c.forReading(rd).Evaluate(r, s, now)
-		if i == 0 || stricter(&d, &best) {
-			best, at = d, i
+		judge(i, rd, own)
+		// Servers answer HEAD with their GET handler (net/http's mux,
+		// Express, servlets): a HEAD is a GET without the body.
+		if own == "HEAD" {
+			judge(i, rd, "GET")
+		}
+		if r.Overridable {
+			for _, m := range c.named {
+				if m != own {
+					judge(i, rd, m)
+				}
+			}
 		}
 		if best.Outcome == Deny {
 			break // nothing is stricter
 		}
 	}
-	return best, at
+	return best, at, bestMethod
+}
+
+// hasEncodedSemicolon reports whether raw holds %3B in either case.
+func hasEncodedSemicolon(raw string) bool {
+	for i := strings.IndexByte(raw, '%'); i >= 0 && i+2 < len(raw); {
+		if raw[i+1] == '3' && (raw[i+2] == 'b' || raw[i+2] == 'B') {
+			return true
+		}
+		j := strings.IndexByte(raw[i+1:], '%')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
+}
+
+// ValidMethod reports whether m is a method every server reads the same
+// way: upper-case letters, "-" and "_", at most 32 bytes. Methods are
+// case-sensitive in HTTP, but Werkzeug, Symfony and Laravel upper-case
+// what they receive, so "delete" would be judged as an unknown method and
+// run as DELETE.
+func ValidMethod(m string) bool {
+	if m == "" || len(m) > 32 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; !('A' <= c && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // forReading is the compiled policy that judges rd: the case-folded

@@ -73,11 +73,19 @@ func ExplainPolicy(c *policy.Compiled, in ExplainInput, now time.Time) (policy.E
 		}
 		return policy.Explanation{}, fmt.Errorf("%w: path %q is refused (400) before the policy: %s", ErrExplainInput, p, why)
 	}
-	method := in.Method
+	// Admins type "get" and mean GET (the gate refuses a lower-case
+	// method outright).
+	method := strings.ToUpper(strings.TrimSpace(in.Method))
 	if method == "" {
 		method = http.MethodGet
 	}
-	req := policy.Request{Host: hostOnly(u.Host), Method: method}
+	if !policy.ValidMethod(method) {
+		return policy.Explanation{}, fmt.Errorf("%w: method %q is not an HTTP method such as GET or POST", ErrExplainInput, in.Method)
+	}
+	// A POST is judged as every method the rules name as well (an app
+	// may read "_method"), as the gate does for an upstream that does not
+	// say method_override: false.
+	req := policy.Request{Host: hostOnly(u.Host), Method: method, Overridable: method == http.MethodPost}
 	if in.SourceIP != "" {
 		if req.IP, err = netip.ParseAddr(strings.TrimSpace(in.SourceIP)); err != nil {
 			return policy.Explanation{}, fmt.Errorf("%w: source_ip %q is not an IP address", ErrExplainInput, in.SourceIP)

@@ -90,7 +90,11 @@ func (s *Server) pass(c *gin.Context, up *upstream, host string, cl clientInfo, 
 		return nil, decRefused
 	}
 	sess := s.sessionAt(r, now)
-	d := s.policy.Load().EvaluateReadings(policy.Request{Host: host, Method: r.Method, IP: cl.ip}, rs, subjectOf(sess), now)
+	d, e := s.decideReadings(up, host, r.Method, cl.ip, rs, sess, now)
+	if e != nil {
+		s.fail(c, e)
+		return sess, decRefused
+	}
 	switch d.Outcome {
 	case policy.Allow:
 		s.forward(c, up, sess, cl.ipStr, id)

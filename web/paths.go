@@ -33,7 +33,23 @@ func (s *Server) judgePath(up *upstream, host, rawPath, method string, ip netip.
 	if e != nil {
 		return policy.Decision{}, e
 	}
-	return s.policy.Load().EvaluateReadings(policy.Request{Host: host, Method: method, IP: ip}, rs, subjectOf(sess), now), nil
+	return s.decideReadings(up, host, method, ip, rs, sess, now)
+}
+
+// decideReadings decides a request whose path has the readings rs: the
+// strictest decision over every reading and every method the app may act
+// on (a HEAD as GET; a POST, unless the upstream says method_override:
+// false, as each method the rules name). A method some stack would read
+// otherwise is refused (400).
+func (s *Server) decideReadings(up *upstream, host, method string, ip netip.Addr, rs []policy.Reading, sess *authn.Session, now time.Time) (policy.Decision, *Error) {
+	if !policy.ValidMethod(method) {
+		// "delete" is an unknown method to the policy and DELETE to
+		// Werkzeug or Symfony, which upper-case what they receive.
+		return policy.Decision{}, errf(http.StatusBadRequest, "bad_method", "err.bad_request", nil)
+	}
+	req := policy.Request{Host: host, Method: method, IP: ip,
+		Overridable: method == http.MethodPost && (up == nil || !up.paths.NoMethodOverride)}
+	return s.policy.Load().EvaluateReadings(req, rs, subjectOf(sess), now), nil
 }
 
 // readPath appends the readings of rawPath to dst, or answers why the path

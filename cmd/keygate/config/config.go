@@ -144,11 +144,18 @@ type Upstream struct {
 	// judged with the parameters stripped; by default a path holding one
 	// is refused (400).
 	PathParameters bool `yaml:"path_parameters"`
+	// MethodOverride: the app may act on a POST as another method (a
+	// "_method" form, query or JSON field: Rails, Laravel, Symfony,
+	// Express method-override), so a POST is judged under every method the
+	// rules name as well. nil = true, the safe side.
+	MethodOverride *bool `yaml:"method_override"`
 }
 
-// PathOptions is how the app reads paths, for the gate's readings.
+// PathOptions is how the app reads paths and methods, for the gate's
+// readings.
 func (u Upstream) PathOptions() policy.PathOptions {
-	return policy.PathOptions{CaseSensitive: u.CaseSensitive, PathParameters: u.PathParameters}
+	return policy.PathOptions{CaseSensitive: u.CaseSensitive, PathParameters: u.PathParameters,
+		NoMethodOverride: u.MethodOverride != nil && !*u.MethodOverride}
 }
 
 // WebAuthn is the relying party. An empty RPID turns WebAuthn off.
