@@ -496,5 +496,17 @@ func checkFrontProxy(t *testing.T, h *harness, addr string) {
 func TestNginxJudgesTheRoutedRequest(t *testing.T) {
 	h := newHarness(t, harnessOptions{trustedProxies: []string{"127.0.0.1"}, policyYAML: frontProxyPolicy})
 	port := startNginx(t, h.srv.Listener.Addr().String(), strings.TrimPrefix(h.up.srv.URL, "http://"), frontProxyHosts...)
-	checkFrontProxy(t, h, fmt.Sprintf("127.0.0.1:%d", port))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	checkFrontProxy(t, h, addr)
+
+	// A long URL still gets the sign-in redirect, not nginx's 500: the
+	// login URL in keygate's Location holds the request's URL encoded
+	// (each "/" three bytes), more than nginx's default header buffer.
+	for _, n := range []int{100, 3000, 7000} {
+		target := "/two" + strings.Repeat("/", n) + "x"
+		st, body := rawExchange(t, addr, "GET "+target+" HTTP/1.1\r\nHost: two.example.test\r\nConnection: close\r\n\r\n")
+		if st != http.StatusFound {
+			t.Errorf("%d slashes: %d %.200s, want the 302 to sign-in", n, st, body)
+		}
+	}
 }
