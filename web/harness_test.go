@@ -70,6 +70,21 @@ func newRecorder(t *testing.T) *recorder {
 	return rec
 }
 
+// lastTo is the last request for path and its body; the browser's own
+// requests (a favicon) may have come after it.
+func (r *recorder) lastTo(t *testing.T, path string) (*http.Request, string) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.reqs) - 1; i >= 0; i-- {
+		if r.reqs[i].URL.Path == path {
+			return r.reqs[i], r.bodies[i]
+		}
+	}
+	t.Fatalf("the upstream received no request for %s", path)
+	return nil, ""
+}
+
 func (r *recorder) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
