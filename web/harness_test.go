@@ -46,15 +46,6 @@ type recorder struct {
 	srv    *httptest.Server
 }
 
-func (r *recorder) lastBody() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.bodies) == 0 {
-		return ""
-	}
-	return r.bodies[len(r.bodies)-1]
-}
-
 func newRecorder(t *testing.T) *recorder {
 	rec := &recorder{}
 	rec.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
