@@ -590,7 +590,8 @@ func TestSessionsRun(t *testing.T) {
 func BenchmarkLookup(b *testing.B) {
 	dir := b.TempDir()
 	kv := openStore(b, dir)
-	s, err := NewSessions(context.Background(), kv, SessionOptions{Logger: quietLogger()})
+	// One user's 1000 sessions: above the default per-user cap.
+	s, err := NewSessions(context.Background(), kv, SessionOptions{Logger: quietLogger(), MaxPerUser: 1000})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -117,7 +117,10 @@ func seed(ctx context.Context, kv authn.KV, idle, lifetime time.Duration, o seed
 	// Sessions are kept alive long enough for a benchmark run; eviction must
 	// not drop seeded sessions.
 	sessions, err := authn.NewSessions(ctx, kv, authn.SessionOptions{IdleTimeout: idle, Lifetime: lifetime,
-		MaxSessions: max(o.sessions+1, authn.DefaultMaxSessions)})
+		MaxSessions: max(o.sessions+1, authn.DefaultMaxSessions),
+		// One user may get many when --sessions exceeds --users; keygate
+		// applies its own cap (session.max_per_user) when it next starts.
+		MaxPerUser: max(o.sessions/max(o.users, 1)+1, authn.DefaultMaxPerUser)})
 	if err != nil {
 		return err
 	}

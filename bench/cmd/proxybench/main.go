@@ -843,7 +843,7 @@ func scale(o options, tmp, upURL string) error {
 
 	t1 := time.Now()
 	cookieFile := filepath.Join(dir, "cookie")
-	seed := exec.Command(o.keygate, "dev", "seed", "--config", cfg, "--force", "--users", "1", "--sessions", strconv.Itoa(n),
+	seed := exec.Command(o.keygate, "dev", "seed", "--config", cfg, "--force", "--users", strconv.Itoa(n), "--sessions", strconv.Itoa(n),
 		"--session-out", cookieFile)
 	if out, err := seed.CombinedOutput(); err != nil {
 		return fmt.Errorf("seed sessions: %v\n%s", err, out)
