@@ -254,3 +254,44 @@ func TestPortalBodyDeadline(t *testing.T) {
 		t.Fatalf("oversized portal body: %d, want 413", resp.StatusCode)
 	}
 }
+
+// A form that meets a challenge is parked under the portal's body deadline:
+// one trickling in is cut, not parked, and its connection is closed.
+func TestParkedFormBodyDeadline(t *testing.T) {
+	h := newHarness(t, harnessOptions{policyYAML: "default: one_factor\n", portalBody: time.Second})
+	addr := h.srv.Listener.Addr().String()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	const n = 40
+	fmt.Fprintf(c, "POST /transfer HTTP/1.1\r\nHost: app.example.com\r\nSec-Fetch-Site: same-origin\r\n"+
+		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n", n)
+	go func() {
+		for range n {
+			time.Sleep(200 * time.Millisecond)
+			if _, err := c.Write([]byte("x")); err != nil {
+				return
+			}
+		}
+	}()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if took := time.Since(start); took > 4*time.Second {
+		t.Fatalf("answered after %v; the deadline is 1s", took)
+	}
+	for _, ck := range resp.Cookies() {
+		if strings.Contains(ck.Name, "resume") && ck.Value != "" {
+			t.Fatalf("a form cut by the deadline was parked: %v", ck)
+		}
+	}
+	if !resp.Close {
+		t.Errorf("the connection stays open with the rest of the body on its way (status %d)", resp.StatusCode)
+	}
+}

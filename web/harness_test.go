@@ -101,9 +101,10 @@ type harnessOptions struct {
 	mail           emailcode.Sender // nil = an outbox directory
 	noMFA          bool             // the gateway without second factors
 	regulation     authn.RegulationOptions
-	metrics        *Metrics   // nil = none
-	accessLog      *AccessLog // nil = off
-	admin          adminHook  // the admin area (admin_test.go); nil = off
+	metrics        *Metrics      // nil = none
+	accessLog      *AccessLog    // nil = off
+	admin          adminHook     // the admin area (admin_test.go); nil = off
+	portalBody     time.Duration // the portal's body deadline; 0 = the default
 }
 
 // testClock is the one clock every part of the harness reads, so a test
@@ -238,11 +239,12 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		h.mfa = h.newMFA(o.mail)
 	}
 	h.web, err = New(Options{
-		MFA:             h.mfa,
-		RememberDevice:  30 * 24 * time.Hour,
-		EmailEnrollment: true,
-		Parked:          authn.NewParkedRequests(h.kv, 0),
-		Now:             h.clock.Now,
+		MFA:               h.mfa,
+		RememberDevice:    30 * 24 * time.Hour,
+		EmailEnrollment:   true,
+		Parked:            authn.NewParkedRequests(h.kv, 0),
+		PortalBodyTimeout: o.portalBody,
+		Now:               h.clock.Now,
 		Upstreams: []Upstream{
 			{Host: "app.example.com", URL: target},
 			{Host: "wiki.example.com", URL: target},

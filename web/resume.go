@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
@@ -34,8 +35,16 @@ func (s *Server) parkForm(c *gin.Context, target string) {
 	if !sameOrigin(r, s.scheme(r)) {
 		return
 	}
+	// Under the portal's body deadline (body.go): a form trickling in a
+	// byte at a time is not parked, and its connection is not held.
+	rc := http.NewResponseController(c.Writer)
+	_ = rc.SetReadDeadline(time.Now().Add(s.portalBodyTimeout))
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxParkedBody+1))
+	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil || len(body) > maxParkedBody {
+		if err != nil {
+			c.Header("Connection", "close") // the rest of the body may still be on its way
+		}
 		return
 	}
 	id, err := s.parked.Park(r.Context(), authn.ParkedRequest{Method: r.Method, URL: target,
