@@ -204,9 +204,16 @@ type Compiled struct {
 	// the folded readings of a path (EvaluateReadings); nil when folding
 	// changes no pattern, and then c itself serves them.
 	fold *Compiled
-	// named lists every method some rule names, in the order first
-	// named: what an overridable request is judged as besides its own.
-	named []string
+	// overrides are the methods an overridable request (a POST an app may
+	// run as its "_method") is judged as besides its own: every method some
+	// rule names, and one that none names, which stands for all the others
+	// (they match the same rules).
+	overrides []string
+	// slashAdd: some rule that is not a bypass has a path pattern that a
+	// path with a slash added can match where the path itself cannot (one
+	// ending in "/" or in a wildcard segment, which matches the empty
+	// segment): only then is that reading worth its allocation.
+	slashAdd bool
 }
 
 // ruleFilter is a conservative summary of a rule's methods and paths in 16
@@ -313,8 +320,21 @@ func Compile(p Policy) (*Compiled, error) {
 	for i := range c.rules {
 		c.filters[i] = newRuleFilter(&c.rules[i], p.Rules[i].Paths)
 		for _, m := range c.rules[i].methodList {
-			if !slices.Contains(c.named, m) {
-				c.named = append(c.named, m)
+			if !slices.Contains(c.overrides, m) {
+				c.overrides = append(c.overrides, m)
+			}
+		}
+		if c.rules[i].action != actBypass {
+			for _, pat := range p.Rules[i].Paths {
+				c.slashAdd = c.slashAdd || strings.HasSuffix(pat, "/") || (strings.HasSuffix(pat, "*") && !strings.HasSuffix(pat, "/**"))
+			}
+		}
+	}
+	if len(c.overrides) > 0 {
+		for _, m := range []string{"DELETE", "PUT", "PATCH", "POST"} {
+			if !slices.Contains(c.overrides, m) {
+				c.overrides = append(c.overrides, m)
+				break
 			}
 		}
 	}

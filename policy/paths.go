@@ -593,65 +593,81 @@ func unhex(c byte) byte {
 // evaluation. It allocates nothing. No readings at all is a caller's
 // mistake and denies.
 func (c *Compiled) EvaluateReadings(r Request, readings []Reading, s Subject, now time.Time) Decision {
-	d, _, _ := c.strictest(r, readings, s, now)
+	d, _, _, _ := c.strictest(r, readings, s, now)
 	return d
 }
 
 // ExplainReadings explains the decision EvaluateReadings reaches: the
-// evaluation of the reading that decided, with every reading listed.
+// evaluation of the reading (and method) that decided, with every reading
+// listed.
 func (c *Compiled) ExplainReadings(r Request, readings []Reading, s Subject, now time.Time) Explanation {
-	_, i, method := c.strictest(r, readings, s, now)
-	if i < 0 {
+	_, rd, method, ok := c.strictest(r, readings, s, now)
+	if !ok {
 		e := c.Explain(r, s, now)
 		e.Decision = Decision{Outcome: Deny, Reason: ReasonDenied, RuleIndex: -1, RuleName: "default", Action: ActionDeny}
 		e.Missing = "the path has no reading to judge"
 		return e
 	}
-	r.Path, r.Method = readings[i].Path, method
-	e := c.forReading(readings[i]).Explain(r, s, now)
+	r.Path, r.Method = rd.Path, method
+	e := c.forReading(rd).Explain(r, s, now)
 	e.Readings = readings
 	return e
 }
 
 // strictest evaluates every distinct reading, under every method the app
-// may act on, and returns the strictest decision with the index of the
-// reading and the method that gave it (-1 for none).
-func (c *Compiled) strictest(r Request, readings []Reading, s Subject, now time.Time) (Decision, int, string) {
+// may act on, and returns the strictest decision with the reading and the
+// method that gave it (ok false: no reading at all).
+//
+// Besides the readings themselves, a trailing slash is judged both ways:
+// Express (strict: false), Spring and ASP.NET serve /admin/ from the
+// /admin route and the other way round, while the patterns tell them apart.
+// The reading without it costs no allocation and is judged whenever the
+// path ends in "/"; the one with it is judged only when some rule that is
+// not a bypass has a pattern the added slash can newly match (c.slashAdd).
+func (c *Compiled) strictest(r Request, readings []Reading, s Subject, now time.Time) (best Decision, bestRd Reading, bestMethod string, ok bool) {
 	if c == nil || len(readings) == 0 {
-		return Decision{Outcome: Deny, Reason: ReasonDenied, RuleIndex: -1, RuleName: "default", Action: ActionDeny}, -1, r.Method
-	}
-	var best Decision
-	at, first, bestMethod := 0, true, r.Method
-	judge := func(i int, rd Reading, method string) {
-		r.Path, r.Method = rd.Path, method
-		d := c.forReading(rd).Evaluate(r, s, now)
-		if first || stricter(&d, &best) {
-			best, at, bestMethod, first = d, i, method, false
-		}
+		return Decision{Outcome: Deny, Reason: ReasonDenied, RuleIndex: -1, RuleName: "default", Action: ActionDeny}, Reading{}, r.Method, false
 	}
 	own := r.Method
+	judge := func(rd Reading, method string) {
+		r.Path, r.Method = rd.Path, method
+		d := c.forReading(rd).Evaluate(r, s, now)
+		if !ok || stricter(&d, &best) {
+			best, bestRd, bestMethod, ok = d, rd, method, true
+		}
+	}
+	methods := func(rd Reading) {
+		judge(rd, own)
+		// Servers answer HEAD with their GET handler (net/http's mux,
+		// Express, servlets): a HEAD is a GET without the body.
+		if own == "HEAD" {
+			judge(rd, "GET")
+		}
+		if r.Overridable {
+			for _, m := range c.overrides {
+				if m != own {
+					judge(rd, m)
+				}
+			}
+		}
+	}
 	for i, rd := range readings {
 		if c.seenReading(readings[:i], rd) {
 			continue
 		}
-		judge(i, rd, own)
-		// Servers answer HEAD with their GET handler (net/http's mux,
-		// Express, servlets): a HEAD is a GET without the body.
-		if own == "HEAD" {
-			judge(i, rd, "GET")
-		}
-		if r.Overridable {
-			for _, m := range c.named {
-				if m != own {
-					judge(i, rd, m)
-				}
-			}
+		methods(rd)
+		switch p := rd.Path; {
+		case p == "/":
+		case p[len(p)-1] == '/':
+			methods(Reading{Path: p[:len(p)-1], Folded: rd.Folded})
+		case c.slashAdd:
+			methods(Reading{Path: p + "/", Folded: rd.Folded})
 		}
 		if best.Outcome == Deny {
 			break // nothing is stricter
 		}
 	}
-	return best, at, bestMethod
+	return best, bestRd, bestMethod, ok
 }
 
 // hasEncodedSemicolon reports whether raw holds %3B in either case.

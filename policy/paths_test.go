@@ -585,3 +585,78 @@ func TestEncodedSemicolonWithParameters(t *testing.T) {
 		t.Errorf("a raw ; is still a parameter: %v, %v", rs, err)
 	}
 }
+
+// A trailing slash is judged both ways: Express (non-strict), Spring and
+// ASP.NET serve /admin/ from the /admin route and the other way round.
+func TestEvaluateTrailingSlash(t *testing.T) {
+	c := compileYAML(t, `
+default: bypass
+rules:
+  - {name: admin, paths: ["/admin"], action: deny}
+  - {name: dir, paths: ["/dir/"], action: deny}
+  - {name: items, paths: ["/items/*"], action: two_factor}
+  - {name: json, paths: ["/**/*.json"], action: deny}
+`)
+	alice := user("alice", nil)
+	for _, tc := range []struct {
+		raw  string
+		out  Outcome
+		rule string
+	}{
+		{"/admin", Deny, "admin"},
+		{"/admin/", Deny, "admin"},
+		{"/Admin/", Deny, "admin"},
+		{"/admin//", Deny, "admin"},
+		{"/dir", Deny, "dir"},
+		{"/dir/", Deny, "dir"},
+		{"/items/x/", Challenge, "items"},
+		{"/items", Challenge, "items"}, // "/items/" is the empty segment of /items/*
+		{"/x/config.json/", Deny, "json"},
+		{"/", Allow, "default"},
+		{"/other/", Allow, "default"},
+	} {
+		rs, err := Readings(tc.raw, PathOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := c.EvaluateReadings(Request{Host: "app.example.com", Method: "GET"}, rs, alice, testNow)
+		if d.Outcome != tc.out || d.RuleName != tc.rule {
+			t.Errorf("%s: %v by %q, want %v by %q", tc.raw, d.Outcome, d.RuleName, tc.out, tc.rule)
+		}
+	}
+	// A plain path still costs no allocation when no rule but a bypass
+	// can newly match with a slash added.
+	plain := compileYAML(t, `
+default: two_factor
+rules:
+  - {name: static, paths: ["/static/*", "/favicon.ico"], action: bypass}
+  - {name: api, paths: ["/api/**"], action: one_factor}
+`)
+	var buf [MaxReadings]Reading
+	if n := testing.AllocsPerRun(100, func() {
+		rs, _ := AppendReadings(buf[:0], "/api/users", PathOptions{})
+		plain.EvaluateReadings(Request{Host: "app.example.com", Method: "GET"}, rs, alice, testNow)
+	}); n != 0 {
+		t.Errorf("%v allocations for a plain path", n)
+	}
+}
+
+// An overridable POST is judged as a method no rule names, too: a POST-only
+// bypass must not carry a "_method=DELETE" past the rule behind it.
+func TestEvaluateOverrideUnnamedMethod(t *testing.T) {
+	c := compileYAML(t, `
+default: bypass
+rules:
+  - {name: hook, paths: ["/api/hook"], methods: [POST], action: bypass}
+  - {name: api, paths: ["/api/**"], action: deny}
+`)
+	rs, _ := Readings("/api/hook", PathOptions{})
+	r := Request{Host: "app.example.com", Method: "POST"}
+	if d := c.EvaluateReadings(r, rs, anon, testNow); d.Outcome != Allow {
+		t.Fatalf("a POST the app reads as a POST: %v", d.Outcome)
+	}
+	r.Overridable = true
+	if d := c.EvaluateReadings(r, rs, anon, testNow); d.Outcome != Deny || d.RuleName != "api" {
+		t.Fatalf("an overridable POST: %v by %q, want deny by api", d.Outcome, d.RuleName)
+	}
+}

@@ -352,7 +352,7 @@ func (a *app) startAdminSocket(path string) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	users := withActor(adminHandler(a.localAdmin()))
+	users := adminHandler(a.localAdmin())
 	mux := http.NewServeMux()
 	for _, p := range []string{"/users", "/users/", "/ping"} {
 		mux.Handle(p, users)
@@ -445,7 +445,11 @@ func peerActor(h http.Handler, log *slog.Logger) http.Handler {
 		r.Header.Del(adminHeader)
 		cred, ok := r.Context().Value(peerCredKey{}).(unix.Ucred)
 		if !ok || (int(cred.Uid) != self && cred.Uid != 0) {
-			log.Warn("admin socket: refused a connection from another OS user", "uid", cred.Uid, "pid", cred.Pid)
+			if ok {
+				log.Warn("admin socket: refused a connection from another OS user", "uid", cred.Uid, "pid", cred.Pid)
+			} else {
+				log.Warn("admin socket: refused a connection whose peer credentials could not be read")
+			}
 			socketReply(w, nil, errForbiddenPeer, func(err error) (int, wireError) {
 				return http.StatusForbidden, wireError{Code: "forbidden", Message: err.Error()}
 			})

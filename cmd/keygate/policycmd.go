@@ -82,22 +82,12 @@ func (a *app) adminOptions() *web.AdminOptions {
 	}
 }
 
-// The admin socket carries the name of the OS user running the CLI, so
-// that the audit log says who did what; the socket is the data directory
-// owner's only (0600), so it is as trustworthy as the login behind it.
+// adminHeader is where the CLI of round 1 named its OS user. The socket
+// now takes the actor from the kernel (peerActor, SO_PEERCRED) and drops
+// this header before any handler sees it.
 const adminHeader = "X-Keygate-Admin"
 
 type actorKey struct{}
-
-// withActor hands the CLI's OS user from the request to the handlers.
-func withActor(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if name := cleanActor(r.Header.Get(adminHeader)); name != "" {
-			r = r.WithContext(context.WithValue(r.Context(), actorKey{}, name))
-		}
-		h.ServeHTTP(w, r)
-	})
-}
 
 // actorOf is the admin acting: the CLI's OS user sent through the socket,
 // else (the CLI on the data directory itself) this process's OS user.
@@ -336,8 +326,8 @@ func (a *app) policyOps(mux *http.ServeMux) {
 		e, err := pa.Explain(r.Context(), in)
 		reply(w, e, err)
 	})
-	mux.Handle("/policy", withActor(h))
-	mux.Handle("/policy/", withActor(h))
+	mux.Handle("/policy", h)
+	mux.Handle("/policy/", h)
 }
 
 // socketPolicies is the client side.
