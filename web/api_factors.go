@@ -250,6 +250,13 @@ func (s *Server) apiFactorRemove(c *gin.Context) {
 		s.fail(c, mfaError(err))
 		return
 	}
+	if _, ok := s.sessions.Lookup(next.ID); !ok {
+		// The session was proved with the removed credential and ended
+		// with it (as the security page says): say so, and drop the cookie.
+		s.clearSessionCookie(c)
+		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ok", "signed_out": true})
+		return
+	}
 	s.setSessionCookie(c, next.ID)
 	writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ok"})
 }

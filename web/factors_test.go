@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -420,5 +421,35 @@ func mfaErrorSamples() []error {
 		authn.ErrEnrollCodeClosed,
 		&authn.WeakProofError{Need: factors.StrengthCode}, &authn.WeakProofError{Need: factors.StrengthApp},
 		&authn.WeakProofError{Need: factors.StrengthKey}, &authn.WeakProofError{Need: factors.StrengthHardware},
+	}
+}
+
+// Removing over the API the credential this session was proved with ends
+// the session: the answer says so and drops the cookie, rather than set a
+// cookie for a session that no longer exists.
+func TestAPIRemovingTheProvingCredentialSignsOut(t *testing.T) {
+	h := newHarness(t, harnessOptions{policyYAML: "default: two_factor\n"})
+	c := h.client()
+	h.login(c, testUser, testPassword, "")
+	h.redeemLink(c, testUser)
+	h.enrolTOTP(c) // "Phone", and this session is proved with it
+	h.addTOTP(c, "Tablet")
+	phone := h.credNamed(testUser, "Phone")
+	resp, body := h.do(c, http.MethodDelete, "http://app.example.com/.keygate/api/factors/"+phone.ID, "")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"signed_out":true`) {
+		t.Fatalf("remove the proving app: %d %s", resp.StatusCode, body)
+	}
+	cleared := false
+	for _, ck := range resp.Cookies() {
+		cleared = cleared || (strings.HasSuffix(ck.Name, CookieName) && ck.MaxAge < 0)
+	}
+	if !cleared {
+		t.Errorf("the session cookie was not cleared: %v", resp.Header.Values("Set-Cookie"))
+	}
+	if resp, _ := h.do(c, http.MethodGet, "http://app.example.com/.keygate/api/session", "", setHeader("Accept", "application/json")); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("after the removal the browser still has a session: %d", resp.StatusCode)
+	}
+	if ids := h.credIDs(testUser); slices.Contains(ids, phone.ID) || len(ids) != 1 {
+		t.Errorf("credentials after the removal: %v", ids)
 	}
 }

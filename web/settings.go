@@ -191,6 +191,7 @@ func (s *Server) credentialRemove(c *gin.Context) {
 	if _, ok := s.sessions.Lookup(next.ID); !ok {
 		// This session was proved with the removed credential, and what
 		// it vouched for does not outlive it.
+		s.clearSessionCookie(c)
 		c.Redirect(http.StatusSeeOther, portalPrefix+"signed-out")
 		return
 	}
