@@ -388,6 +388,12 @@ func oddRunes(s string) PathProblem {
 		if unicode.IsControl(r) {
 			return PathControl
 		}
+		if unicode.Is(unicode.Cf, r) {
+			// Format characters (zero-width space and joiners, marks,
+			// the BOM) are invisible, and some stacks drop them:
+			// "/adm\u200bin" would be /admin there.
+			return PathLookAlike
+		}
 		if bestFitSeparator(r) {
 			return PathLookAlike
 		}

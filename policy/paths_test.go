@@ -138,6 +138,9 @@ func TestReadingsRefused(t *testing.T) {
 		{"/a%4", PathBadEscape, true},
 		{"/a%zz", PathBadEscape, true},
 		{"/a%u002e", PathBadEscape, true}, // IIS %u encoding
+		// Invisible format characters some stacks drop.
+		{"/adm%E2%80%8Bin", PathLookAlike, true},
+		{"/admin%EF%BB%BF", PathLookAlike, true},
 		// A raw "#": Node cuts the path there (/two#x routes as /two),
 		// others keep it; an encoded one (%23) is an honest character.
 		{"/two#x", PathFragment, true},
