@@ -1,17 +1,13 @@
 package web
 
 import (
-	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // A real Caddy runs the shipped examples/caddy/Caddyfile in front of the
@@ -97,43 +93,9 @@ func startCaddy(t *testing.T, keygateAddr, appAddr string, hosts []string) strin
 	}
 	cmd := exec.Command(bin, "run", "--adapter", "caddyfile", "--config", conf)
 	cmd.Env = env
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("caddy log:\n%s", logs.String())
-		}
-	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return addr
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("caddy exited: %v\n%s", err, logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy does not accept on %s", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	runServer(t, cmd, "caddy", addr, nil)
+	return addr
 }
 
 func TestCaddyForwardAuthSnippet(t *testing.T) {

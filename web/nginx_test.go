@@ -107,15 +107,34 @@ func startNginx(t *testing.T, keygateAddr, appAddr string, serverNames ...string
 		t.Fatalf("nginx -t refuses the rendered snippet: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, append(args, "-g", "daemon off;")...)
-	var stderr syncBuffer // written by exec's copying goroutine
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	runServer(t, cmd, "nginx", fmt.Sprintf("127.0.0.1:%d", port), func() string {
+		// The tail only: the path batteries make nginx log a line per
+		// refused request.
+		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+		if len(lines) > 40 {
+			lines = lines[len(lines)-40:]
+		}
+		return "error.log, last lines:\n" + strings.Join(lines, "\n")
+	})
+	return port
+}
+
+// runServer starts a server process for the rest of the test and returns
+// once it accepts on addr. It is stopped with SIGTERM (killed after 10 s)
+// at cleanup; on failure the test log gets its output and what moreLog
+// says (nil = nothing more).
+func runServer(t *testing.T, cmd *exec.Cmd, name, addr string, moreLog func() string) {
+	t.Helper()
+	var out syncBuffer // written by exec's copying goroutine
+	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM) // fast shutdown; the master waits for its worker
+		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
@@ -123,30 +142,26 @@ func startNginx(t *testing.T, keygateAddr, appAddr string, serverNames ...string
 			<-done
 		}
 		if t.Failed() {
-			// The tail only: the path batteries make nginx log a line
-			// per refused request.
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			lines := strings.Split(strings.TrimSpace(string(log)), "\n")
-			if len(lines) > 40 {
-				lines = lines[len(lines)-40:]
+			more := ""
+			if moreLog != nil {
+				more = moreLog()
 			}
-			t.Logf("nginx error.log, last lines:\n%s", strings.Join(lines, "\n"))
+			t.Logf("%s output:\n%s\n%s", name, out.String(), more)
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return port
+			return
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("nginx exited: %v\n%s", err, stderr.String())
+			t.Fatalf("%s exited: %v\n%s", name, err, out.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("nginx does not accept on port %d", port)
+			t.Fatalf("%s does not accept on %s", name, addr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
