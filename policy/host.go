@@ -214,6 +214,30 @@ func wildcards[S string | []byte](x *hostIndex, h S) []int32 {
 	return x.none
 }
 
+// NamesHost reports whether some rule names host, exactly or by a "*."
+// pattern covering it: the hosts a policy protects (forward-auth refuses
+// the others). Host-less rules do not count. One or a few map look-ups.
+func (c *Compiled) NamesHost(host string) bool {
+	if c == nil {
+		return false
+	}
+	if hostNeedsFolding(host) {
+		var buf [maxHostLen]byte
+		host = string(foldRequestHost(host, &buf))
+	}
+	if _, ok := c.hosts.exact[host]; ok {
+		return true
+	}
+	for i := 0; i < len(host); i++ {
+		if host[i] == '.' {
+			if _, ok := c.hosts.wild[host[i+1:]]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // buildHostIndex merges, at compile time, the per-pattern rule lists and the
 // host-less rules into one list per key, so that a request costs one map
 // look-up (or a few for a wildcard) and then a walk over its own rules only.

@@ -663,3 +663,26 @@ rules:
 		t.Fatalf("an overridable POST: %v by %q, want deny by api", d.Outcome, d.RuleName)
 	}
 }
+
+func TestNamesHost(t *testing.T) {
+	c := compileYAML(t, `
+default: two_factor
+rules:
+  - {name: a, hosts: ["app.example.com", "[::1]"], action: one_factor}
+  - {name: b, hosts: ["*.apps.example.com"], action: bypass}
+  - {name: everywhere, paths: ["/health"], action: bypass}
+`)
+	for h, want := range map[string]bool{
+		"app.example.com": true, "APP.example.com.": true, "x.apps.example.com": true, "a.b.apps.example.com": true,
+		"::1": true, "[::1]": true,
+		"apps.example.com": false, "example.com": false, "other.example.net": false, "": false,
+	} {
+		if got := c.NamesHost(h); got != want {
+			t.Errorf("NamesHost(%q) = %v", h, got)
+		}
+	}
+	var nilPolicy *Compiled
+	if nilPolicy.NamesHost("app.example.com") {
+		t.Error("no policy names a host")
+	}
+}

@@ -391,21 +391,9 @@ func (s *Server) forwardAuthHost(host string) bool {
 			return true
 		}
 	}
-	if s.policy == nil {
-		return false
-	}
-	c := s.policy.Load()
-	if c == nil {
-		return false
-	}
-	for _, r := range c.Source().Rules {
-		for _, p := range r.Hosts {
-			if hostPatternMatches(p, host) {
-				return true
-			}
-		}
-	}
-	return false
+	// The compiled policy's host index, not a walk over a copy of the
+	// rules: this runs on every forward-auth request.
+	return s.policy != nil && s.policy.Load().NamesHost(host)
 }
 
 // protectedHost reports whether host is an acceptable rd target: a host
