@@ -443,7 +443,10 @@ func FuzzReadings(f *testing.F) {
 			if r.Folded && foldPath(p) != p {
 				t.Fatalf("%q → folded reading %q folds to %q", raw, p, foldPath(p))
 			}
-			if !strings.ContainsAny(p, "% ") && !r.Folded {
+			// A reading read again as a raw path gives itself back, unless it
+			// holds what only an escape can carry on a request line ("%",
+			// " ", and "#", which raw is a fragment).
+			if !strings.ContainsAny(p, "% #") && !r.Folded {
 				again, err := Readings(p, o)
 				if err != nil || !slices.Contains(again, Reading{Path: p}) {
 					t.Fatalf("%q → reading %q read again: %v %v", raw, p, again, err)
