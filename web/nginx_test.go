@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -121,26 +122,17 @@ func startNginx(t *testing.T, keygateAddr, appAddr string, serverNames ...string
 }
 
 // runServer starts a server process for the rest of the test and returns
-// once it accepts on addr. It is stopped with SIGTERM (killed after 10 s)
-// at cleanup; on failure the test log gets its output and what moreLog
-// says (nil = nothing more).
+// once it accepts on addr. On failure the test log gets its output and
+// what moreLog says (nil = nothing more).
 func runServer(t *testing.T, cmd *exec.Cmd, name, addr string, moreLog func() string) {
 	t.Helper()
 	var out syncBuffer // written by exec's copying goroutine
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	done, err := startUntilCleanup(t, cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
 		if t.Failed() {
 			more := ""
 			if moreLog != nil {
@@ -149,19 +141,49 @@ func runServer(t *testing.T, cmd *exec.Cmd, name, addr string, moreLog func() st
 			t.Logf("%s output:\n%s\n%s", name, out.String(), more)
 		}
 	})
-	for deadline := time.Now().Add(15 * time.Second); ; {
+	if err := waitAccept(addr, done, 15*time.Second); err != nil {
+		t.Fatalf("%s: %v\n%s", name, err, out.String())
+	}
+}
+
+// startUntilCleanup starts cmd and stops it when the test ends: SIGTERM,
+// then a kill after 10 s. The channel is closed when the process exits.
+// (Cleanups run last-registered first, so a log cleanup registered after
+// this one still sees the process running.)
+func startUntilCleanup(t *testing.T, cmd *exec.Cmd) (<-chan struct{}, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	return done, nil
+}
+
+// waitAccept waits until addr accepts a connection, the process behind it
+// exits (done closes), or timeout passes.
+func waitAccept(addr string, done <-chan struct{}, timeout time.Duration) error {
+	for deadline := time.Now().Add(timeout); ; {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		select {
-		case err := <-done:
-			t.Fatalf("%s exited: %v\n%s", name, err, out.String())
+		case <-done:
+			return errors.New("exited before accepting on " + addr)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s does not accept on %s", name, addr)
+			return fmt.Errorf("does not accept on %s", addr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -2,7 +2,6 @@ package web
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -15,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -87,20 +85,10 @@ func startAppProcess(t *testing.T, cmd *exec.Cmd) (int, error) {
 	}
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
+	done, err := startUntilCleanup(t, cmd)
+	if err != nil {
 		return 0, err
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
 	portc := make(chan int, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -291,43 +279,19 @@ func startStaticNginxApp(t *testing.T) *realApp {
 		return a
 	}
 	cmd := exec.Command(bin, append(args, "-g", "daemon off;")...)
-	var stderr bytes.Buffer
+	var stderr syncBuffer // written by exec's copying goroutine
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
+	done, err := startUntilCleanup(t, cmd)
+	if err != nil {
 		a.err = err
 		return a
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
 	a.addr = fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.DialTimeout("tcp", a.addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return a
-		}
-		select {
-		case <-done:
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			a.err = fmt.Errorf("nginx exited: %s\n%s", stderr.String(), log)
-			return a
-		default:
-		}
-		if time.Now().After(deadline) {
-			a.err = fmt.Errorf("nginx does not accept on %s", a.addr)
-			return a
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := waitAccept(a.addr, done, 10*time.Second); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		a.err = fmt.Errorf("nginx %v: %s\n%s", err, stderr.String(), log)
 	}
+	return a
 }
 
 // startSnippetNginx runs real nginx with the shipped forward-auth snippet
