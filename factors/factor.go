@@ -25,6 +25,10 @@ type Credential struct {
 	Detail     string    `json:"detail,omitempty"` // model name, "7 of 10 left", …
 	CreatedAt  time.Time `json:"created_at"`
 	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+	// Attested: the credential's attestation chained to a trusted root at
+	// enrolment (WebAuthn); with its factor's Strength it decides what the
+	// credential may change.
+	Attested bool `json:"-"`
 }
 
 // Registry is what every enrollable factor offers for listing and managing
