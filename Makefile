@@ -6,7 +6,16 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 DEMO_FLAGS ?=
 
-.PHONY: help run build test lint bench fuzz clean
+.PHONY: help run build test tools lint bench fuzz clean
+
+# Go-installable test servers `make test` fetches itself (a real SMTP
+# server for the mail tests, Caddy for forward-auth), built once into
+# bin/tools from the module proxy at pinned versions. System packages
+# (Chromium, nginx, Tomcat, Kannel, PostgreSQL) are .ci/run's job or the
+# README's one-line install.
+TOOLS       := $(CURDIR)/bin/tools
+MAILPIT_VERSION := v1.27.11
+CADDY_VERSION   := v2.11.9
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -17,9 +26,15 @@ run: build ## start keygate on its embedded demo defaults (http://localhost:9091
 build: ## build the static binary bin/keygate
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/keygate
 
-test: ## vet and run every test with the race detector
+tools: ## fetch the Go-installable test servers (Mailpit, Caddy) into bin/tools; npm ci for the Express upstream
+	@test -x $(TOOLS)/mailpit || GOBIN=$(TOOLS) $(GO) install github.com/axllent/mailpit@$(MAILPIT_VERSION)
+	@test -x $(TOOLS)/caddy || GOBIN=$(TOOLS) $(GO) install github.com/caddyserver/caddy/v2/cmd/caddy@$(CADDY_VERSION)
+	@if command -v npm >/dev/null && [ ! -d web/testdata/realapps/express/node_modules ]; then \
+	  cd web/testdata/realapps/express && npm ci --no-audit --no-fund --loglevel=error; fi
+
+test: tools ## vet and run every test with the race detector
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 15m ./...
+	PATH="$(TOOLS):$$PATH" $(GO) test -race -count=1 -timeout 15m ./...
 
 lint: ## go vet + staticcheck + gofmt
 	$(GO) vet ./...
