@@ -145,6 +145,11 @@ type (
 		ProveDiscoverable(ctx context.Context, r Response) (username string, p Proof, err error)
 	}
 
+	// Backup marks a factor that stands in for lost ones (recovery
+	// codes): it never counts as the account's last second factor, and
+	// enrolling it replaces the whole set.
+	Backup interface{ Backup() }
+
 	// AddressCodes sends codes for other purposes than a sign-in to an
 	// address the factor delivers to: confirming the address, granting
 	// the enrolment of a first factor, unlocking an account.
@@ -211,6 +216,8 @@ var (
 	ErrSendFailed = errors.New("factors: the code could not be sent")
 	// ErrBadAddress: the address or phone number given is not usable.
 	ErrBadAddress = errors.New("factors: the address is not valid")
+	// ErrBadOption: EnrollRequest.Option names nothing this factor enrols.
+	ErrBadOption = errors.New("factors: unknown enrolment option")
 )
 
 // CooldownError refuses a new code until Until.

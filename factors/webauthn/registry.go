@@ -49,6 +49,7 @@ func (f *Factor) List(ctx context.Context, user string) ([]factors.Credential, e
 	out := make([]factors.Credential, len(infos))
 	for i := range infos {
 		out[i] = infos[i].Credential
+		out[i].Attested = infos[i].Attested
 	}
 	return out, nil
 }
