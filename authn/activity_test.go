@@ -9,26 +9,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/factors/emailcode"
+	"github.com/keygate/keygate/authn/mail"
 )
 
-// mailbox is an emailcode.Sender that keeps what it is given.
+// mailbox is an mail.Sender that keeps what it is given.
 type mailbox struct {
 	mu   sync.Mutex
-	msgs []emailcode.Message
+	msgs []mail.Message
 }
 
-func (m *mailbox) Send(_ context.Context, msg emailcode.Message) error {
+func (m *mailbox) Send(_ context.Context, msg mail.Message) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.msgs = append(m.msgs, msg)
 	return nil
 }
 
-func (m *mailbox) all() []emailcode.Message {
+func (m *mailbox) all() []mail.Message {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]emailcode.Message(nil), m.msgs...)
+	return append([]mail.Message(nil), m.msgs...)
 }
 
 type guarded struct {

@@ -8,21 +8,21 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keygate/keygate/factors/emailcode"
+	"github.com/keygate/keygate/authn/mail"
 )
 
 // Notices are the emails keygate sends about an account's security (not
 // one-time codes): people expect to hear when something happens to their
 // account, and it is how they notice someone else did it.
 type Notices struct {
-	send    emailcode.Sender
+	send    mail.Sender
 	product string
 	log     *slog.Logger
 	now     func() time.Time
 }
 
 // NewNotices builds the notice mailer; a nil sender makes it a no-op.
-func NewNotices(s emailcode.Sender, product string, log *slog.Logger, now func() time.Time) *Notices {
+func NewNotices(s mail.Sender, product string, log *slog.Logger, now func() time.Time) *Notices {
 	if product == "" {
 		product = "keygate"
 	}
@@ -68,7 +68,7 @@ func (n *Notices) RecoveryUsed(ctx context.Context, u User, lang, ip string, lef
 	}
 	when := n.now().UTC().Format("2006-01-02 15:04 UTC")
 	body := fmt.Sprintf(t[1], n.product, when, ip, left)
-	msg := emailcode.Message{
+	msg := mail.Message{
 		To:      u.Email,
 		Subject: fmt.Sprintf(t[0], n.product),
 		Text:    body,
@@ -167,7 +167,7 @@ func (n *Notices) Activity(ctx context.Context, u User, notice string, e Event, 
 	fmt.Fprintf(&text, "\n%s\n\n%s\n%s: %s\n", t[2], t[3], t[4], notMeURL)
 	fmt.Fprintf(&body, "</table><p>%s</p><p>%s</p><p><a href=\"%s\">%s</a></p>",
 		html.EscapeString(t[2]), html.EscapeString(t[3]), html.EscapeString(notMeURL), html.EscapeString(t[4]))
-	msg := emailcode.Message{To: u.Email, Subject: subject, Text: text.String(), HTML: body.String()}
+	msg := mail.Message{To: u.Email, Subject: subject, Text: text.String(), HTML: body.String()}
 	if err := n.send.Send(ctx, msg); err != nil {
 		n.log.Warn("security notice not delivered", "notice", notice, "user", u.Username, "err", err)
 	}

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/factors/emailcode/delivery"
-	"github.com/keygate/keygate/factors/emailcode/delivery/mailpittest"
+	delivery "github.com/keygate/keygate/authn/mail"
+	"github.com/keygate/keygate/authn/mail/mailpittest"
 )
 
 // The email factor through the portal, delivered by real SMTP to a real

@@ -19,10 +19,10 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn"
+	delivery "github.com/keygate/keygate/authn/mail"
 	"github.com/keygate/keygate/authn/store/badgerstore"
 	"github.com/keygate/keygate/factors"
 	"github.com/keygate/keygate/factors/emailcode"
-	"github.com/keygate/keygate/factors/emailcode/delivery"
 	"github.com/keygate/keygate/factors/recovery"
 	"github.com/keygate/keygate/factors/totp"
 	fwa "github.com/keygate/keygate/factors/webauthn"
@@ -95,11 +95,11 @@ func (r *recorder) last(t *testing.T) *http.Request {
 type harnessOptions struct {
 	policyYAML     string
 	trustedProxies []string
-	protectedHosts []string         // server.protected_hosts
-	upstreamURL    string           // overrides the recorder (e.g. a dead port)
-	dir            string           // reuse a data dir (restart tests)
-	mail           emailcode.Sender // nil = an outbox directory
-	noMFA          bool             // the gateway without second factors
+	protectedHosts []string        // server.protected_hosts
+	upstreamURL    string          // overrides the recorder (e.g. a dead port)
+	dir            string          // reuse a data dir (restart tests)
+	mail           delivery.Sender // nil = an outbox directory
+	noMFA          bool            // the gateway without second factors
 	regulation     authn.RegulationOptions
 	metrics        *Metrics      // nil = none
 	accessLog      *AccessLog    // nil = off
@@ -274,7 +274,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 }
 
 // newMFA wires the real factors on the harness's store and clock.
-func (h *harness) newMFA(mail emailcode.Sender) *authn.MFA {
+func (h *harness) newMFA(mail delivery.Sender) *authn.MFA {
 	t := h.t
 	key := bytes.Repeat([]byte{42}, 32)
 	sec := func(p string) *factors.Secrets {

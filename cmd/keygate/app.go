@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/mail"
 	"github.com/keygate/keygate/authn/store"
 	"github.com/keygate/keygate/authn/store/badgerstore"
 	"github.com/keygate/keygate/cmd/keygate/config"
 	"github.com/keygate/keygate/factors"
 	"github.com/keygate/keygate/factors/emailcode"
-	"github.com/keygate/keygate/factors/emailcode/delivery"
 	"github.com/keygate/keygate/factors/recovery"
 	"github.com/keygate/keygate/factors/totp"
 	fwa "github.com/keygate/keygate/factors/webauthn"
@@ -42,7 +42,7 @@ type app struct {
 	audit    *authn.Audit     // what admins did
 	reg      *authn.Regulator // brute-force limits of every verifier
 	activity *authn.Activity  // per-user activity log and its notices
-	outbox   *delivery.Outbox // set when email goes to a directory (demo)
+	outbox   *mail.Outbox     // set when email goes to a directory (demo)
 	obs      observability    // metrics and access log (metrics.go)
 
 	// Reloadable parts (SIGHUP).
@@ -217,10 +217,10 @@ func (a *app) portalBase() string {
 }
 
 // mailSender is SMTP, or a directory when email.outbox is set.
-func (a *app) mailSender() (emailcode.Sender, error) {
+func (a *app) mailSender() (mail.Sender, error) {
 	cfg := a.cfg
 	if cfg.Email.Outbox != "" {
-		ob, err := delivery.NewOutbox(cfg.Email.Outbox, cfg.Email.From)
+		ob, err := mail.NewOutbox(cfg.Email.Outbox, cfg.Email.From)
 		if err != nil {
 			return nil, fmt.Errorf("email outbox: %w", err)
 		}
@@ -232,7 +232,7 @@ func (a *app) mailSender() (emailcode.Sender, error) {
 		return nil, err
 	}
 	sm := cfg.Email.SMTP
-	s, err := delivery.NewSMTP(delivery.SMTPOptions{From: cfg.Email.From, Host: sm.Host, Port: sm.Port, TLS: sm.TLS,
+	s, err := mail.NewSMTP(mail.SMTPOptions{From: cfg.Email.From, Host: sm.Host, Port: sm.Port, TLS: sm.TLS,
 		Username: sm.Username, Password: password, Logger: a.log})
 	if err != nil {
 		return nil, fmt.Errorf("smtp: %w", err)

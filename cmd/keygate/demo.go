@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/mail"
 	"github.com/keygate/keygate/authn/store/badgerstore"
 	"github.com/keygate/keygate/cmd/keygate/config"
-	"github.com/keygate/keygate/factors/emailcode/delivery"
 	"github.com/keygate/keygate/policy"
 	"github.com/spf13/cobra"
 )
@@ -101,7 +101,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, listen, data string,
 	}
 	cfg := demoConfig(ln.Addr().String(), data, "http://"+upLn.Addr().String())
 	// The demo app shows the outbox, so email codes work without SMTP.
-	outbox, err := delivery.NewOutbox(cfg.Email.Outbox, cfg.Email.From)
+	outbox, err := mail.NewOutbox(cfg.Email.Outbox, cfg.Email.From)
 	if err != nil {
 		return fmt.Errorf("demo outbox: %w", err)
 	}
@@ -203,7 +203,7 @@ var outboxPage = template.Must(template.New("outbox").Parse(`<!doctype html>
 {{range .}}<h2>{{.Subject}}</h2><p>To {{.To}}, {{.Time.Format "2006-01-02 15:04:05"}}</p><pre>{{.Text}}</pre>{{else}}<p>No mail yet.</p>{{end}}
 <p><a href="/">Back</a></p></body></html>`))
 
-func startDemoUpstream(ln net.Listener, outbox *delivery.Outbox) *demoUpstream {
+func startDemoUpstream(ln net.Listener, outbox *mail.Outbox) *demoUpstream {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/outbox", func(w http.ResponseWriter, r *http.Request) {
 		mails, err := outbox.List()

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keygate/keygate/factors/emailcode"
+	"github.com/keygate/keygate/authn/mail"
 	"github.com/keygate/keygate/web"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -174,14 +174,14 @@ func (o *observability) flush() error {
 // countingSender counts every mail handed over (codes, notices) as sent or
 // failed.
 type countingSender struct {
-	next emailcode.Sender
+	next mail.Sender
 	m    *web.Metrics
 }
 
-func (s countingSender) Send(ctx context.Context, msg emailcode.Message) error {
+func (s countingSender) Send(ctx context.Context, msg mail.Message) error {
 	err := s.next.Send(ctx, msg)
 	s.m.Email(err)
 	return err
 }
 
-var _ emailcode.Sender = countingSender{}
+var _ mail.Sender = countingSender{}

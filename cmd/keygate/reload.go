@@ -9,8 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/keygate/keygate/authn/mail"
 	"github.com/keygate/keygate/cmd/keygate/config"
-	"github.com/keygate/keygate/factors/emailcode"
 	"github.com/keygate/keygate/web"
 )
 
@@ -23,16 +23,16 @@ import (
 // swapSender is the email sender the factors hold; a reload swaps what is
 // behind it.
 type swapSender struct {
-	p atomic.Pointer[emailcode.Sender]
+	p atomic.Pointer[mail.Sender]
 }
 
-func (s *swapSender) set(v emailcode.Sender) { s.p.Store(&v) }
+func (s *swapSender) set(v mail.Sender) { s.p.Store(&v) }
 
-// Send implements emailcode.Sender.
-func (s *swapSender) Send(ctx context.Context, m emailcode.Message) error {
+// Send implements mail.Sender.
+func (s *swapSender) Send(ctx context.Context, m mail.Message) error {
 	p := s.p.Load()
 	if p == nil {
-		return fmt.Errorf("%w: email is not configured", emailcode.ErrDelivery)
+		return fmt.Errorf("%w: email is not configured", mail.ErrDelivery)
 	}
 	return (*p).Send(ctx, m)
 }
@@ -78,7 +78,7 @@ func (a *app) reload(path string) error {
 		ups = append(ups, web.Upstream{Host: strings.ToLower(u.Host), URL: target, Body: web.BodyLimits{Timeout: u.BodyTimeout.D()},
 			Paths: u.PathOptions()})
 	}
-	var sender emailcode.Sender
+	var sender mail.Sender
 	if next.Email.From != "" && a.mail != nil {
 		saved := a.cfg
 		a.cfg = next

@@ -32,25 +32,18 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/mail"
+	netmail "net/mail"
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/authn/mail"
 	"github.com/keygate/keygate/authn/store"
 	"github.com/keygate/keygate/factors"
 )
 
-// Message is one mail: a plain-text body and its HTML alternative.
-type Message struct {
-	To, Subject, Text, HTML string
-}
-
-// Sender delivers a Message. It is owned here and implemented by the
-// delivery package (SMTP, or a dev outbox directory). A failure should wrap
-// ErrDelivery; the factor wraps it if the Sender did not.
-type Sender interface {
-	Send(ctx context.Context, m Message) error
-}
+// Mask hides most of an address while leaving enough for its owner to
+// recognise it; see mail.Mask.
+func Mask(address string) string { return mail.Mask(address) }
 
 // KV is the part of store.KV the factor uses: reads, unconditional writes
 // (a new code replaces the old one) and compare-and-set (counting tries,
@@ -97,7 +90,8 @@ var (
 	// ErrNoCode: no code is pending for this user and purpose.
 	ErrNoCode = errors.New("emailcode: no code pending; request one")
 	// ErrDelivery: the mail could not be sent; nothing was recorded.
-	ErrDelivery = errors.New("emailcode: the email could not be sent")
+	// It is mail.ErrDelivery itself, so a Sender's error matches as is.
+	ErrDelivery = mail.ErrDelivery
 	// ErrInvalidAddress: the address is not a single bare email address.
 	ErrInvalidAddress = errors.New("emailcode: not a valid email address")
 )
@@ -182,13 +176,13 @@ const (
 // Factor sends and checks email codes. It is safe for concurrent use.
 type Factor struct {
 	kv     KV
-	sender Sender
+	sender mail.Sender
 	opt    Options
 	tmpl   *templates
 }
 
 // New checks the options, fills in defaults and parses the mail templates.
-func New(kv KV, s Sender, opt Options) (*Factor, error) {
+func New(kv KV, s mail.Sender, opt Options) (*Factor, error) {
 	if kv == nil {
 		return nil, errors.New("emailcode: no store")
 	}
@@ -651,7 +645,7 @@ func parseAddress(s string) (string, error) {
 	if s == "" || strings.ContainsFunc(s, isControl) {
 		return "", ErrInvalidAddress
 	}
-	a, err := mail.ParseAddress(s)
+	a, err := netmail.ParseAddress(s)
 	if err != nil || a.Name != "" || a.Address != s {
 		return "", ErrInvalidAddress
 	}

@@ -7,6 +7,8 @@ import (
 	htmltemplate "html/template"
 	"strings"
 	texttemplate "text/template"
+
+	"github.com/keygate/keygate/authn/mail"
 )
 
 // The mail templates: one phrase file per language (subject, intro,
@@ -77,20 +79,20 @@ func parseTemplates() (*templates, error) {
 
 // render builds the subject and both bodies in lang ("ru", "ru-RU" → ru;
 // anything unknown → en). To is left for the caller.
-func (t *templates) render(lang string, d mailData) (Message, error) {
+func (t *templates) render(lang string, d mailData) (mail.Message, error) {
 	d.Lang = pickLang(lang)
 	lt := t.byLang[d.Lang]
 	var subj, text, html bytes.Buffer
 	if err := lt.text.ExecuteTemplate(&subj, "subject", d); err != nil {
-		return Message{}, fmt.Errorf("emailcode: render subject: %w", err)
+		return mail.Message{}, fmt.Errorf("emailcode: render subject: %w", err)
 	}
 	if err := lt.text.ExecuteTemplate(&text, "text", d); err != nil {
-		return Message{}, fmt.Errorf("emailcode: render text: %w", err)
+		return mail.Message{}, fmt.Errorf("emailcode: render text: %w", err)
 	}
 	if err := lt.html.ExecuteTemplate(&html, "html", d); err != nil {
-		return Message{}, fmt.Errorf("emailcode: render html: %w", err)
+		return mail.Message{}, fmt.Errorf("emailcode: render html: %w", err)
 	}
-	return Message{
+	return mail.Message{
 		// One line, whatever the template's layout: a subject is a header.
 		Subject: strings.Join(strings.Fields(subj.String()), " "),
 		Text:    strings.TrimSpace(text.String()) + "\n",

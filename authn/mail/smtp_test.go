@@ -1,4 +1,4 @@
-package delivery_test
+package mail_test
 
 import (
 	"bytes"
@@ -18,15 +18,14 @@ import (
 	gomail "github.com/wneessen/go-mail"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/keygate/keygate/factors/emailcode"
-	"github.com/keygate/keygate/factors/emailcode/delivery"
-	"github.com/keygate/keygate/factors/emailcode/delivery/mailpittest"
+	"github.com/keygate/keygate/authn/mail"
+	"github.com/keygate/keygate/authn/mail/mailpittest"
 )
 
 const testFrom = "keygate <no-reply@example.com>"
 
-func testMessage(to string) emailcode.Message {
-	return emailcode.Message{
+func testMessage(to string) mail.Message {
+	return mail.Message{
 		To:      to,
 		Subject: "Ваш код keygate для входа",
 		Text:    "Введите этот код:\n\n    482913\n",
@@ -57,12 +56,12 @@ func newLogger() (*slog.Logger, *logBuffer) {
 	return slog.New(slog.NewTextHandler(b, nil)), b
 }
 
-func newSMTP(t *testing.T, o delivery.SMTPOptions) *delivery.SMTP {
+func newSMTP(t *testing.T, o mail.SMTPOptions) *mail.SMTP {
 	t.Helper()
 	if o.From == "" {
 		o.From = testFrom
 	}
-	s, err := delivery.NewSMTP(o)
+	s, err := mail.NewSMTP(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +83,7 @@ func closedPort(t *testing.T) int {
 func TestSMTPDeliversTextAndHTMLWithHeaders(t *testing.T) {
 	mp := mailpittest.Start(t)
 	t.Logf("mailpit: %s", mp.CommandLine())
-	s := newSMTP(t, delivery.SMTPOptions{Host: mp.SMTPHost, Port: mp.SMTPPort, TLS: "none"})
+	s := newSMTP(t, mail.SMTPOptions{Host: mp.SMTPHost, Port: mp.SMTPPort, TLS: "none"})
 
 	start := time.Now()
 	if err := s.Send(context.Background(), testMessage("alice@example.com")); err != nil {
@@ -141,7 +140,7 @@ func TestSMTPAuth(t *testing.T) {
 		ok       bool
 	}{{"s3cret", true}, {"wrong-password", false}} {
 		logger, logs := newLogger()
-		s := newSMTP(t, delivery.SMTPOptions{
+		s := newSMTP(t, mail.SMTPOptions{
 			Host: mp.SMTPHost, Port: mp.SMTPPort, TLS: "none", Username: "keygate", Password: tc.password,
 			Backoff: time.Second, Logger: logger,
 		})
@@ -158,7 +157,7 @@ func TestSMTPAuth(t *testing.T) {
 			}
 			continue
 		}
-		if !errors.Is(err, emailcode.ErrDelivery) || !strings.Contains(err.Error(), "AUTH") {
+		if !errors.Is(err, mail.ErrDelivery) || !strings.Contains(err.Error(), "AUTH") {
 			t.Fatalf("wrong password: err %v, want ErrDelivery naming AUTH", err)
 		}
 		if time.Since(start) >= time.Second || strings.Contains(logs.String(), "retrying") {
@@ -195,7 +194,7 @@ func TestSMTPTLSModes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			logger, logs := newLogger()
-			o := delivery.SMTPOptions{
+			o := mail.SMTPOptions{
 				Host: tc.server.SMTPHost, Port: tc.server.SMTPPort, TLS: tc.mode,
 				Logger: logger, Backoff: time.Second, Timeout: 5 * time.Second,
 			}
@@ -214,7 +213,7 @@ func TestSMTPTLSModes(t *testing.T) {
 				tc.server.WaitFor(to, 5*time.Second)
 				return
 			}
-			if !errors.Is(err, emailcode.ErrDelivery) {
+			if !errors.Is(err, mail.ErrDelivery) {
 				t.Fatalf("err %v, want ErrDelivery", err)
 			}
 			if !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(tc.errText)) {
@@ -238,7 +237,7 @@ func TestSMTPTLSModes(t *testing.T) {
 
 func TestSMTPServerDownRetriesThenFails(t *testing.T) {
 	logger, logs := newLogger()
-	s := newSMTP(t, delivery.SMTPOptions{
+	s := newSMTP(t, mail.SMTPOptions{
 		Host: "127.0.0.1", Port: closedPort(t), TLS: "none",
 		Retries: 2, Backoff: 20 * time.Millisecond, Logger: logger,
 	})
@@ -246,7 +245,7 @@ func TestSMTPServerDownRetriesThenFails(t *testing.T) {
 	start := time.Now()
 	err := s.Send(context.Background(), msg)
 	elapsed := time.Since(start)
-	if !errors.Is(err, emailcode.ErrDelivery) {
+	if !errors.Is(err, mail.ErrDelivery) {
 		t.Fatalf("err %v, want ErrDelivery", err)
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
@@ -268,7 +267,7 @@ func TestSMTPServerDownRetriesThenFails(t *testing.T) {
 			t.Errorf("log or error carries %q:\n%s\n%v", secret, out, err)
 		}
 	}
-	if !strings.Contains(out, emailcode.Mask("carol@example.com")) {
+	if !strings.Contains(out, mail.Mask("carol@example.com")) {
 		t.Errorf("log does not name the masked recipient:\n%s", out)
 	}
 }
@@ -284,12 +283,12 @@ func TestSMTPTemporaryRepliesAreRetriedPermanentOnesNot(t *testing.T) {
 	} {
 		mp.SetChaos(mailpittest.Chaos{}, mailpittest.Chaos{ErrorCode: tc.code, Probability: 100}, mailpittest.Chaos{})
 		logger, logs := newLogger()
-		s := newSMTP(t, delivery.SMTPOptions{
+		s := newSMTP(t, mail.SMTPOptions{
 			Host: mp.SMTPHost, Port: mp.SMTPPort, TLS: "none",
 			Retries: 2, Backoff: 10 * time.Millisecond, Logger: logger,
 		})
 		err := s.Send(context.Background(), testMessage("dave@example.com"))
-		if !errors.Is(err, emailcode.ErrDelivery) {
+		if !errors.Is(err, mail.ErrDelivery) {
 			t.Fatalf("%d: err %v, want ErrDelivery", tc.code, err)
 		}
 		var se *gomail.SendError
@@ -305,7 +304,7 @@ func TestSMTPTemporaryRepliesAreRetriedPermanentOnesNot(t *testing.T) {
 	}
 	// And once the server behaves again, the same sender delivers.
 	mp.SetChaos(mailpittest.Chaos{}, mailpittest.Chaos{}, mailpittest.Chaos{})
-	s := newSMTP(t, delivery.SMTPOptions{Host: mp.SMTPHost, Port: mp.SMTPPort, TLS: "none"})
+	s := newSMTP(t, mail.SMTPOptions{Host: mp.SMTPHost, Port: mp.SMTPPort, TLS: "none"})
 	if err := s.Send(context.Background(), testMessage("dave@example.com")); err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +312,7 @@ func TestSMTPTemporaryRepliesAreRetriedPermanentOnesNot(t *testing.T) {
 }
 
 func TestSMTPStopsWhenTheCallerGivesUp(t *testing.T) {
-	s := newSMTP(t, delivery.SMTPOptions{
+	s := newSMTP(t, mail.SMTPOptions{
 		Host: "127.0.0.1", Port: closedPort(t), TLS: "none",
 		Retries: 5, Backoff: 10 * time.Second, Logger: slog.New(slog.DiscardHandler),
 	})
@@ -321,7 +320,7 @@ func TestSMTPStopsWhenTheCallerGivesUp(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	err := s.Send(ctx, testMessage("erin@example.com"))
-	if !errors.Is(err, emailcode.ErrDelivery) || !errors.Is(err, context.DeadlineExceeded) {
+	if !errors.Is(err, mail.ErrDelivery) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err %v, want ErrDelivery and the context's error", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -330,7 +329,7 @@ func TestSMTPStopsWhenTheCallerGivesUp(t *testing.T) {
 }
 
 func TestNewSMTPRefusesBadOptions(t *testing.T) {
-	for name, o := range map[string]delivery.SMTPOptions{
+	for name, o := range map[string]mail.SMTPOptions{
 		"no from":          {Host: "mail.example.com"},
 		"bad from":         {From: "not an address", Host: "mail.example.com"},
 		"no host":          {From: testFrom},
@@ -343,11 +342,11 @@ func TestNewSMTPRefusesBadOptions(t *testing.T) {
 		"negative timeout": {From: testFrom, Host: "mail.example.com", Timeout: -time.Second},
 		"retries":          {From: testFrom, Host: "mail.example.com", Retries: 100},
 	} {
-		if _, err := delivery.NewSMTP(o); err == nil {
+		if _, err := mail.NewSMTP(o); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	for name, o := range map[string]delivery.SMTPOptions{
+	for name, o := range map[string]mail.SMTPOptions{
 		"defaults":                      {From: testFrom, Host: "mail.example.com"},
 		"auth without tls on loopback":  {From: testFrom, Host: "127.0.0.1", TLS: "none", Username: "u"},
 		"implicit tls with auth":        {From: testFrom, Host: "mail.example.com", TLS: "tls", Username: "u"},
@@ -355,7 +354,7 @@ func TestNewSMTPRefusesBadOptions(t *testing.T) {
 		"ipv6 literal":                  {From: testFrom, Host: "::1", TLS: "none"},
 		"upper-case mode with its port": {From: testFrom, Host: "mail.example.com", TLS: "STARTTLS", Port: 2525},
 	} {
-		if _, err := delivery.NewSMTP(o); err != nil {
+		if _, err := mail.NewSMTP(o); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

@@ -1,4 +1,4 @@
-package delivery
+package mail
 
 import (
 	"bufio"
@@ -11,14 +11,12 @@ import (
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
-	"net/mail"
+	netmail "net/mail"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/keygate/keygate/factors/emailcode"
 )
 
 // Outbox is the development and demo Sender: instead of sending, it writes
@@ -53,10 +51,10 @@ func NewOutbox(dir string, from string) (*Outbox, error) {
 		return nil, err
 	}
 	if dir == "" {
-		return nil, fmt.Errorf("delivery: no outbox directory")
+		return nil, fmt.Errorf("mail: no outbox directory")
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("delivery: outbox: %w", err)
+		return nil, fmt.Errorf("mail: outbox: %w", err)
 	}
 	return &Outbox{sender: snd, dir: dir}, nil
 }
@@ -64,7 +62,7 @@ func NewOutbox(dir string, from string) (*Outbox, error) {
 // Send writes m as one .eml file. The file appears whole or not at all
 // (written under a temporary name, then renamed), so List never sees half
 // a mail.
-func (o *Outbox) Send(ctx context.Context, m emailcode.Message) error {
+func (o *Outbox) Send(ctx context.Context, m Message) error {
 	fail := func(err error) error {
 		return &deliveryError{summary: "outbox: " + err.Error(), causes: []error{err}}
 	}
@@ -106,7 +104,7 @@ func (o *Outbox) Send(ctx context.Context, m emailcode.Message) error {
 func (o *Outbox) List() ([]OutboxMail, error) {
 	entries, err := os.ReadDir(o.dir)
 	if err != nil {
-		return nil, fmt.Errorf("delivery: outbox: %w", err)
+		return nil, fmt.Errorf("mail: outbox: %w", err)
 	}
 	var names []string
 	for _, e := range entries {
@@ -136,7 +134,7 @@ func readEML(path string) (OutboxMail, error) {
 		return OutboxMail{}, err
 	}
 	defer func() { _ = f.Close() }()
-	msg, err := mail.ReadMessage(bufio.NewReader(io.LimitReader(f, maxOutboxFile)))
+	msg, err := netmail.ReadMessage(bufio.NewReader(io.LimitReader(f, maxOutboxFile)))
 	if err != nil {
 		return OutboxMail{}, err
 	}
@@ -199,4 +197,4 @@ func plainText(contentType, encoding string, body io.Reader, depth int) (string,
 }
 
 // Interface guards.
-var _ emailcode.Sender = (*Outbox)(nil)
+var _ Sender = (*Outbox)(nil)

@@ -1,28 +1,27 @@
-package delivery_test
+package mail_test
 
 import (
 	"context"
 	"errors"
-	"net/mail"
+	netmail "net/mail"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/factors/emailcode"
-	"github.com/keygate/keygate/factors/emailcode/delivery"
+	"github.com/keygate/keygate/authn/mail"
 )
 
 func TestOutboxWritesReadableEMLAndListsNewestFirst(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "outbox")
-	o, err := delivery.NewOutbox(dir, testFrom)
+	o, err := mail.NewOutbox(dir, testFrom)
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := emailcode.Message{To: "alice@example.com", Subject: "Your keygate code to sign in", Text: "Use this code:\n\n    111111\n", HTML: "<b>111111</b>"}
+	first := mail.Message{To: "alice@example.com", Subject: "Your keygate code to sign in", Text: "Use this code:\n\n    111111\n", HTML: "<b>111111</b>"}
 	second := testMessage("bob@example.com") // Russian subject and body
-	for _, m := range []emailcode.Message{first, second} {
+	for _, m := range []mail.Message{first, second} {
 		if err := o.Send(context.Background(), m); err != nil {
 			t.Fatal(err)
 		}
@@ -65,7 +64,7 @@ func TestOutboxWritesReadableEMLAndListsNewestFirst(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		msg, err := mail.ReadMessage(f)
+		msg, err := netmail.ReadMessage(f)
 		_ = f.Close()
 		if err != nil {
 			t.Fatalf("%s: %v", m.File, err)
@@ -100,22 +99,22 @@ func TestOutboxWritesReadableEMLAndListsNewestFirst(t *testing.T) {
 }
 
 func TestOutboxRefusals(t *testing.T) {
-	if _, err := delivery.NewOutbox(t.TempDir(), "nobody"); err == nil {
+	if _, err := mail.NewOutbox(t.TempDir(), "nobody"); err == nil {
 		t.Error("a From without an address was accepted")
 	}
-	if _, err := delivery.NewOutbox("", testFrom); err == nil {
+	if _, err := mail.NewOutbox("", testFrom); err == nil {
 		t.Error("an empty directory was accepted")
 	}
-	o, err := delivery.NewOutbox(t.TempDir(), testFrom)
+	o, err := mail.NewOutbox(t.TempDir(), testFrom)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := o.Send(ctx, testMessage("a@example.com")); !errors.Is(err, emailcode.ErrDelivery) || !errors.Is(err, context.Canceled) {
+	if err := o.Send(ctx, testMessage("a@example.com")); !errors.Is(err, mail.ErrDelivery) || !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
-	if err := o.Send(context.Background(), emailcode.Message{To: "not an address", Text: "x"}); !errors.Is(err, emailcode.ErrDelivery) {
+	if err := o.Send(context.Background(), mail.Message{To: "not an address", Text: "x"}); !errors.Is(err, mail.ErrDelivery) {
 		t.Errorf("bad recipient: %v", err)
 	}
 	if list, _ := o.List(); len(list) != 0 {

@@ -1,22 +1,15 @@
-// Package delivery sends emailcode messages: over SMTP (SMTP) in
-// production, or into a directory of .eml files (Outbox) for development
-// and demos. Both compose the same MIME message: a text body with an HTML
-// alternative, Date, Message-ID, and headers that keep auto-responders
-// quiet.
-package delivery
+package mail
 
 import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/mail"
+	netmail "net/mail"
 	"strings"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
-
-	"github.com/keygate/keygate/factors/emailcode"
 )
 
 // sender is a parsed From address: as configured (for the header, display
@@ -27,36 +20,38 @@ type sender struct {
 }
 
 func parseFrom(from string) (sender, error) {
-	a, err := mail.ParseAddress(from)
+	a, err := netmail.ParseAddress(from)
 	if err != nil {
-		return sender{}, fmt.Errorf("delivery: from address %q: %w", from, err)
+		return sender{}, fmt.Errorf("mail: from address %q: %w", from, err)
 	}
 	_, domain, ok := strings.Cut(a.Address, "@")
 	if !ok || domain == "" {
-		return sender{}, fmt.Errorf("delivery: from address %q has no domain", from)
+		return sender{}, fmt.Errorf("mail: from address %q has no domain", from)
 	}
 	return sender{from: a.String(), domain: domain}, nil
 }
 
-// compose builds the MIME message for m. The Message-ID uses the sender's
-// domain rather than the local host name, which says nothing useful to a
+// compose builds the MIME message for m that SMTP and Outbox both deliver:
+// a text body with an HTML alternative, Date, Message-ID, and headers that
+// keep auto-responders quiet. The Message-ID uses the sender's domain
+// rather than the local host name, which says nothing useful to a
 // recipient and may be internal.
-func (s sender) compose(m emailcode.Message, now time.Time) (*gomail.Msg, error) {
+func (s sender) compose(m Message, now time.Time) (*gomail.Msg, error) {
 	if m.To == "" || m.Text == "" {
-		return nil, errors.New("delivery: message without recipient or text")
+		return nil, errors.New("mail: message without recipient or text")
 	}
 	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
 	if err := msg.From(s.from); err != nil {
-		return nil, fmt.Errorf("delivery: from: %w", err)
+		return nil, fmt.Errorf("mail: from: %w", err)
 	}
 	if err := msg.To(m.To); err != nil {
-		return nil, fmt.Errorf("delivery: recipient %s: invalid address", emailcode.Mask(m.To))
+		return nil, fmt.Errorf("mail: recipient %s: invalid address", Mask(m.To))
 	}
 	msg.Subject(m.Subject)
 	msg.SetDateWithValue(now)
 	var id [16]byte
 	if _, err := rand.Read(id[:]); err != nil {
-		return nil, fmt.Errorf("delivery: message id: %w", err)
+		return nil, fmt.Errorf("mail: message id: %w", err)
 	}
 	msg.SetMessageIDWithValue(hex.EncodeToString(id[:]) + "@" + s.domain)
 	// RFC 3834: a machine wrote this mail; out-of-office and other
@@ -74,17 +69,17 @@ func (s sender) compose(m emailcode.Message, now time.Time) (*gomail.Msg, error)
 // deliveryError is what SMTP and Outbox return on failure. Its message is
 // safe to log and show to operators: it names the server and the failure
 // and masks the recipient, and never carries the body. It unwraps to
-// emailcode.ErrDelivery and to the cause (go-mail's *SendError, a net
+// ErrDelivery and to the cause (go-mail's *SendError, a net
 // error, the context's error), for callers that want to look closer.
 type deliveryError struct {
 	summary string
 	causes  []error
 }
 
-func (e *deliveryError) Error() string { return emailcode.ErrDelivery.Error() + ": " + e.summary }
+func (e *deliveryError) Error() string { return ErrDelivery.Error() + ": " + e.summary }
 
 func (e *deliveryError) Unwrap() []error {
-	return append([]error{emailcode.ErrDelivery}, e.causes...)
+	return append([]error{ErrDelivery}, e.causes...)
 }
 
 // Interface guards.

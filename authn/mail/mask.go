@@ -1,4 +1,4 @@
-package emailcode
+package mail
 
 import "strings"
 

@@ -1,4 +1,4 @@
-package delivery
+package mail
 
 import (
 	"context"
@@ -17,8 +17,6 @@ import (
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
-
-	"github.com/keygate/keygate/factors/emailcode"
 )
 
 // TLS modes of SMTPOptions.TLS.
@@ -93,7 +91,7 @@ func NewSMTP(o SMTPOptions) (*SMTP, error) {
 	}
 	host := strings.TrimSpace(o.Host)
 	if host == "" || (strings.ContainsAny(host, " /:@") && net.ParseIP(host) == nil) {
-		return nil, fmt.Errorf("delivery: SMTP host %q: want a host name or an IP address", o.Host)
+		return nil, fmt.Errorf("mail: SMTP host %q: want a host name or an IP address", o.Host)
 	}
 	mode := strings.ToLower(strings.TrimSpace(o.TLS))
 	port := o.Port
@@ -112,13 +110,13 @@ func NewSMTP(o SMTPOptions) (*SMTP, error) {
 			port = 25
 		}
 	default:
-		return nil, fmt.Errorf("delivery: SMTP tls mode %q: want none, starttls or tls", o.TLS)
+		return nil, fmt.Errorf("mail: SMTP tls mode %q: want none, starttls or tls", o.TLS)
 	}
 	if port < 1 || port > 65535 {
-		return nil, fmt.Errorf("delivery: SMTP port %d out of range", port)
+		return nil, fmt.Errorf("mail: SMTP port %d out of range", port)
 	}
 	if o.Username != "" && mode == TLSNone && !isLoopback(host) {
-		return nil, fmt.Errorf("delivery: SMTP username set with tls none to %s: the password would cross the network in clear; use starttls or tls", host)
+		return nil, fmt.Errorf("mail: SMTP username set with tls none to %s: the password would cross the network in clear; use starttls or tls", host)
 	}
 	s := &SMTP{
 		sender: snd, host: host, port: port, mode: mode, rootCAs: o.RootCAs,
@@ -129,7 +127,7 @@ func NewSMTP(o SMTPOptions) (*SMTP, error) {
 	case s.timeout == 0:
 		s.timeout = defaultTimeout
 	case s.timeout < 0:
-		return nil, fmt.Errorf("delivery: SMTP timeout %s is negative", s.timeout)
+		return nil, fmt.Errorf("mail: SMTP timeout %s is negative", s.timeout)
 	}
 	switch {
 	case s.retries == 0:
@@ -137,13 +135,13 @@ func NewSMTP(o SMTPOptions) (*SMTP, error) {
 	case s.retries < 0:
 		s.retries = 0
 	case s.retries > maxRetries:
-		return nil, fmt.Errorf("delivery: %d SMTP retries; at most %d", s.retries, maxRetries)
+		return nil, fmt.Errorf("mail: %d SMTP retries; at most %d", s.retries, maxRetries)
 	}
 	switch {
 	case s.backoff == 0:
 		s.backoff = defaultBackoff
 	case s.backoff < 0:
-		return nil, fmt.Errorf("delivery: SMTP backoff %s is negative", s.backoff)
+		return nil, fmt.Errorf("mail: SMTP backoff %s is negative", s.backoff)
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -151,15 +149,15 @@ func NewSMTP(o SMTPOptions) (*SMTP, error) {
 	// Build a client once so that an option go-mail refuses shows up now,
 	// at startup, rather than on the first code someone asks for.
 	if _, err := gomail.NewClient(s.host, s.clientOptions(nil)...); err != nil {
-		return nil, fmt.Errorf("delivery: SMTP client: %w", err)
+		return nil, fmt.Errorf("mail: SMTP client: %w", err)
 	}
 	return s, nil
 }
 
 // Send delivers m, retrying temporary failures with a doubling back-off.
-// On failure the error wraps emailcode.ErrDelivery and one line is logged.
-func (s *SMTP) Send(ctx context.Context, m emailcode.Message) error {
-	masked := emailcode.Mask(m.To)
+// On failure the error wraps ErrDelivery and one line is logged.
+func (s *SMTP) Send(ctx context.Context, m Message) error {
+	masked := Mask(m.To)
 	msg, err := s.compose(m, time.Now())
 	if err != nil {
 		return &deliveryError{summary: err.Error(), causes: []error{err}}
@@ -304,7 +302,7 @@ func (s *SMTP) addr() string { return net.JoinHostPort(s.host, strconv.Itoa(s.po
 func (s *SMTP) describe(err error, to string) string {
 	msg := err.Error()
 	if to != "" {
-		msg = strings.ReplaceAll(msg, to, emailcode.Mask(to))
+		msg = strings.ReplaceAll(msg, to, Mask(to))
 	}
 	return msg
 }
@@ -361,4 +359,4 @@ func isLoopback(host string) bool {
 }
 
 // Interface guards.
-var _ emailcode.Sender = (*SMTP)(nil)
+var _ Sender = (*SMTP)(nil)
