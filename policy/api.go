@@ -145,9 +145,12 @@ func (d *Decision) UnmarshalJSON(b []byte) error {
 
 // FieldError is one problem in a policy document; Path is relative to the
 // policy ("rules[2].networks[0]") so that callers can prefix it ("policy.").
+// Line is the document's line for problems Parse found (0 for Compile's,
+// which work on values, not text); Message then starts with "line N: ".
 type FieldError struct {
 	Path    string `json:"path"`
 	Message string `json:"message"`
+	Line    int    `json:"line,omitempty"`
 }
 
 func (e FieldError) Error() string { return e.Path + ": " + e.Message }

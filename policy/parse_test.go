@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -73,6 +74,43 @@ func TestParseEmpty(t *testing.T) {
 		p, err := Parse([]byte(doc))
 		if err != nil || !reflect.DeepEqual(p, Policy{}) {
 			t.Errorf("%q: %+v, %v", doc, p, err)
+		}
+	}
+}
+
+// TestParseProblemsAreTyped: every problem is a FieldError with the YAML
+// path of the key at fault and its line, so callers need not read text.
+func TestParseProblemsAreTyped(t *testing.T) {
+	tests := []struct {
+		doc   string
+		paths []string
+		lines []int
+	}{
+		{"rules:\n  - name: a\n    hostz: [x]\n    action: deny\n", []string{"rules[0].hostz"}, []int{3}},
+		{"defualt: deny\n", []string{"defualt"}, []int{1}},
+		{"rules:\n  - name: a\n    action: two_factor\n    webauthn: {hardwre: true}\n", []string{"rules[0].webauthn.hardwre"}, []int{4}},
+		{"rules:\n  - name: a\n  - name: b\n    max_age: 1x\n    colour: red\n", []string{"rules[1].max_age", "rules[1].colour"}, []int{4, 5}},
+		{"rules:\n  - {name: a, hostz: [x]}\n", []string{"rules[0].hostz"}, []int{2}},
+		{"default: deny\n---\ndefault: bypass\n", []string{"yaml"}, []int{2}},
+		{"rules: [\n", []string{"yaml"}, nil},
+	}
+	for _, tc := range tests {
+		_, err := Parse([]byte(tc.doc))
+		var ve ValidationErrors
+		if !errors.As(err, &ve) {
+			t.Errorf("%q: %T %v, want ValidationErrors", tc.doc, err, err)
+			continue
+		}
+		var paths []string
+		var lines []int
+		for _, fe := range ve {
+			paths = append(paths, fe.Path)
+			if fe.Line > 0 {
+				lines = append(lines, fe.Line)
+			}
+		}
+		if !reflect.DeepEqual(paths, tc.paths) || (tc.lines != nil && !reflect.DeepEqual(lines, tc.lines)) {
+			t.Errorf("%q: paths %v lines %v, want %v %v (%v)", tc.doc, paths, lines, tc.paths, tc.lines, err)
 		}
 	}
 }
