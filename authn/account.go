@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/keygate/keygate/factors/emailcode"
-	fwa "github.com/keygate/keygate/factors/webauthn"
+	"github.com/keygate/keygate/authn/mail"
+	"github.com/keygate/keygate/factors"
 )
 
 // The account side of the second-factor flows: regulation of every
@@ -67,13 +67,10 @@ func (m *MFA) settle(ctx context.Context, try *Try, sess *Session, u User, facto
 }
 
 // countable says whether err judged a guess: a wrong or already used
-// code, a refused security-key answer.
+// code, a refused ceremony answer (the factors mark those with their
+// shared refusals, whatever their own reason).
 func countable(err error) bool {
-	if errors.Is(err, ErrWrongCode) || errors.Is(err, ErrCodeUsed) || errors.Is(err, fwa.ErrCloneWarning) {
-		return true
-	}
-	var ve *fwa.VerifyError
-	return errors.As(err, &ve)
+	return errors.Is(err, factors.ErrWrongResponse) || errors.Is(err, factors.ErrReplayed)
 }
 
 // assertionErr marks a security key's refusal as ErrAssertionRefused,
@@ -91,7 +88,7 @@ func assertionErr(err error) error {
 // confirmed address.
 func (m *MFA) lockedFor(ctx context.Context, u User, le *LockedError) error {
 	out := *le
-	if !out.Network && m.o.Email != nil && u.EmailVerified && u.Email != "" {
+	if _, codes := m.addressCodes(); !out.Network && codes && u.EmailVerified && u.Email != "" {
 		t, err := m.o.Regulator.IssueTicket(ctx, u.Username)
 		if err != nil {
 			return err
@@ -124,35 +121,36 @@ func (m *MFA) UnlockTarget(ctx context.Context, ticket string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !u.EmailVerified || u.Email == "" || m.o.Email == nil {
+	if _, codes := m.addressCodes(); !u.EmailVerified || u.Email == "" || !codes {
 		return "", ErrEmailNotVerified
 	}
-	return emailcode.Mask(u.Email), nil
+	return mail.Mask(u.Email), nil
 }
 
 // SendUnlockCode mails an unlock code to the confirmed address of the
 // ticket's account. The ticket came with a lock shown to right
 // credentials, so whoever holds it knew the password; the code proves they
 // also read the person's mail.
-func (m *MFA) SendUnlockCode(ctx context.Context, ticket, lang string) (emailcode.Sent, error) {
-	if m.o.Email == nil {
-		return emailcode.Sent{}, ErrFactorUnavailable
+func (m *MFA) SendUnlockCode(ctx context.Context, ticket, lang string) (factors.Sent, error) {
+	ac, ok := m.addressCodes()
+	if !ok {
+		return factors.Sent{}, ErrFactorUnavailable
 	}
 	owner, err := m.o.Regulator.TicketOwner(ctx, ticket)
 	if err != nil {
-		return emailcode.Sent{}, err
+		return factors.Sent{}, err
 	}
 	u, err := m.users.Get(ctx, owner)
 	if errors.Is(err, ErrUserNotFound) {
-		return emailcode.Sent{}, ErrTicketInvalid
+		return factors.Sent{}, ErrTicketInvalid
 	}
 	if err != nil {
-		return emailcode.Sent{}, err
+		return factors.Sent{}, err
 	}
 	if !u.EmailVerified || u.Email == "" {
-		return emailcode.Sent{}, ErrEmailNotVerified
+		return factors.Sent{}, ErrEmailNotVerified
 	}
-	return m.o.Email.Send(ctx, u.Username, u.Email, lang, emailcode.PurposeUnlock)
+	return ac.SendFor(ctx, subject(u, lang, Client{}), factors.PurposeUnlock, u.Email)
 }
 
 // Unlock checks an unlock code for the ticket's account and, when right,
@@ -160,7 +158,8 @@ func (m *MFA) SendUnlockCode(ctx context.Context, ticket, lang string) (emailcod
 // the email factor's own limits (tries per code, resend cooldown, hourly
 // cap), so guessing it is bounded without a lock of its own.
 func (m *MFA) Unlock(ctx context.Context, ticket, code string, c Client) (string, error) {
-	if m.o.Email == nil {
+	ac, ok := m.addressCodes()
+	if !ok {
 		return "", ErrFactorUnavailable
 	}
 	owner, err := m.o.Regulator.TicketOwner(ctx, ticket)
@@ -174,13 +173,13 @@ func (m *MFA) Unlock(ctx context.Context, ticket, code string, c Client) (string
 	if err != nil {
 		return "", err
 	}
-	ok, err := m.o.Email.Verify(ctx, u.Username, emailcode.PurposeUnlock, code)
-	if err != nil {
-		return "", emailErr(err)
-	}
-	if !ok {
+	err = ac.ProveFor(ctx, subject(u, "", c), factors.PurposeUnlock, code)
+	if errors.Is(err, factors.ErrWrongResponse) {
 		m.o.Activity.Failed(ctx, u.Username, EventSecondFactorFailed, "email", c)
 		return "", ErrWrongCode
+	}
+	if err != nil {
+		return "", codeRefusal(err)
 	}
 	if _, err := m.o.Regulator.Unlock(ctx, u.Username); err != nil {
 		return "", err

@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -10,39 +11,7 @@ import (
 	"github.com/keygate/keygate/policy"
 )
 
-// The factor kinds factors names are the policy's, so a proof's kind
-// reads the same on both sides.
-func TestFactorKindsMatchPolicy(t *testing.T) {
-	for _, p := range [][2]string{{factors.KindWebAuthn, policy.FactorWebAuthn}, {factors.KindTOTP, policy.FactorTOTP},
-		{factors.KindEmail, policy.FactorEmail}, {factors.KindRecovery, policy.FactorRecovery}} {
-		if p[0] != p[1] {
-			t.Errorf("factors kind %q, policy %q", p[0], p[1])
-		}
-	}
-}
-
-func TestStrengthOrder(t *testing.T) {
-	order := []factors.Strength{
-		factors.StrengthOf("password", false),
-		factors.StrengthOf(factors.KindEmail, false),
-		factors.StrengthOf(factors.KindTOTP, false),
-		factors.StrengthOf(factors.KindWebAuthn, false),
-		factors.StrengthOf(factors.KindWebAuthn, true),
-	}
-	if !slices.IsSorted(order) || slices.Compact(slices.Clone(order))[4] != factors.StrengthHardware || len(slices.Compact(slices.Clone(order))) != 5 {
-		t.Fatalf("order %v: want none < email < totp < webauthn < attested", order)
-	}
-	// email = recovery = SMS; attestation means nothing outside WebAuthn.
-	for _, k := range []string{factors.KindRecovery, factors.KindSMS} {
-		for _, att := range []bool{false, true} {
-			if factors.StrengthOf(k, att) != factors.StrengthCode {
-				t.Errorf("%s (attested=%v) = %v, want code", k, att, factors.StrengthOf(k, att))
-			}
-		}
-	}
-	if factors.StrengthOf(factors.KindTOTP, true) != factors.StrengthApp {
-		t.Error("an attested flag raised TOTP")
-	}
+func TestParseStrength(t *testing.T) {
 	for s := factors.StrengthNone; s <= factors.StrengthHardware; s++ {
 		if got, ok := factors.ParseStrength(s.String()); !ok || got != s {
 			t.Errorf("ParseStrength(%q) = %v %v", s, got, ok)
@@ -51,21 +20,15 @@ func TestStrengthOrder(t *testing.T) {
 	if _, ok := factors.ParseStrength("HARDWARE"); ok {
 		t.Error("ParseStrength accepted a spelling String never gives")
 	}
-	if got := factors.KindsReaching(factors.StrengthApp); !slices.Equal(got, []string{"webauthn", "totp"}) {
-		t.Errorf("KindsReaching(totp) = %v", got)
-	}
-	if got := factors.KindsReaching(factors.StrengthHardware); !slices.Equal(got, []string{"webauthn"}) {
-		t.Errorf("KindsReaching(hardware) = %v", got)
-	}
 }
 
 // The rules of change, as a table: what each fresh proof may do to an
 // account holding each set of factors.
 func TestChangeNeedsProofAsStrongAsWhatChanges(t *testing.T) {
-	hw := heldCredential{factors.Credential{ID: "hw", Kind: "webauthn"}, factors.StrengthHardware}
-	key := heldCredential{factors.Credential{ID: "key", Kind: "webauthn"}, factors.StrengthKey}
-	app := heldCredential{factors.Credential{ID: "app", Kind: "totp"}, factors.StrengthApp}
-	rec := heldCredential{factors.Credential{ID: "rec", Kind: "recovery"}, factors.StrengthCode}
+	hw := heldCredential{Credential: factors.Credential{ID: "hw", Kind: "webauthn"}, Strength: factors.StrengthHardware}
+	key := heldCredential{Credential: factors.Credential{ID: "key", Kind: "webauthn"}, Strength: factors.StrengthKey}
+	app := heldCredential{Credential: factors.Credential{ID: "app", Kind: "totp"}, Strength: factors.StrengthApp}
+	rec := heldCredential{Credential: factors.Credential{ID: "rec", Kind: "recovery"}, Strength: factors.StrengthCode, backup: true}
 	var (
 		password = freshProof{}
 		email    = freshProof{best: factors.StrengthCode}
@@ -119,7 +82,9 @@ func TestChangeNeedsProofAsStrongAsWhatChanges(t *testing.T) {
 // password and anything stale never do.
 func TestFreshProofReadsOnlyFreshSecondFactors(t *testing.T) {
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	m := &MFA{o: MFAOptions{ElevationWindow: 5 * time.Minute, EnrollGrantWindow: 15 * time.Minute, Now: func() time.Time { return now }}}
+	set := factors.Set{strengthOnly{"webauthn", factors.StrengthKey, true}, strengthOnly{"totp", factors.StrengthApp, false},
+		strengthOnly{"email", factors.StrengthCode, false}, strengthOnly{"recovery", factors.StrengthCode, false}}
+	m := &MFA{o: MFAOptions{Factors: set, ElevationWindow: 5 * time.Minute, EnrollGrantWindow: 15 * time.Minute, Now: func() time.Time { return now }}}
 	at := func(ago time.Duration) time.Time { return now.Add(-ago) }
 	cases := []struct {
 		name   string
@@ -149,4 +114,31 @@ func TestWeakProofErrorIsElevationRequired(t *testing.T) {
 	if err.Error() != "authn: to add a second factor, confirm with a webauthn factor first (this session has code)" {
 		t.Errorf("message %q", err.Error())
 	}
+}
+
+// strengthOnly is a factor reduced to its kind and strength: what the
+// freshness rules read. The real factors' strengths are checked where they
+// are registered (cmd/keygate).
+type strengthOnly struct {
+	kind        string
+	strength    factors.Strength
+	attestation bool
+}
+
+func (f strengthOnly) Kind() string { return f.kind }
+func (f strengthOnly) Strength(attested bool) factors.Strength {
+	if attested && f.attestation {
+		return f.strength + 1
+	}
+	return f.strength
+}
+func (f strengthOnly) Shape() factors.Shape { return factors.ShapeCode }
+func (f strengthOnly) Usable(context.Context, factors.Subject) (factors.Offer, bool, error) {
+	return factors.Offer{}, false, nil
+}
+func (f strengthOnly) Begin(context.Context, factors.Subject) (factors.Challenge, error) {
+	return factors.Challenge{}, factors.ErrNotSupported
+}
+func (f strengthOnly) Prove(context.Context, factors.Subject, factors.Response) (factors.Proof, error) {
+	return factors.Proof{}, factors.ErrNotSupported
 }

@@ -1,7 +1,9 @@
 package factors
 
-// Factor kinds as credentials and proofs name them (the same strings as
-// the policy package's factor names).
+// Factor kinds as credentials and proofs name them, for the code that must
+// name one: each factor package declares its own, and Factor.Kind is the
+// authority. The order of strengths below is fixed; which factor has
+// which strength is the factor's own Strength method.
 const (
 	KindWebAuthn = "webauthn"
 	KindTOTP     = "totp"
@@ -51,39 +53,6 @@ func (s Strength) String() string {
 		return "unknown"
 	}
 	return strengthNames[s]
-}
-
-// StrengthOf is the strength of a credential or a proof of kind; attested
-// matters only for WebAuthn (the attestation chained to a trust anchor at
-// enrolment). An unknown kind is StrengthNone: it proves nothing here.
-func StrengthOf(kind string, attested bool) Strength {
-	switch kind {
-	case KindWebAuthn:
-		if attested {
-			return StrengthHardware
-		}
-		return StrengthKey
-	case KindTOTP:
-		return StrengthApp
-	case KindEmail, KindRecovery, KindSMS:
-		return StrengthCode
-	}
-	return StrengthNone
-}
-
-// MaxStrength is the strongest a proof of kind can be.
-func MaxStrength(kind string) Strength { return StrengthOf(kind, true) }
-
-// KindsReaching lists, strongest first, the kinds whose proof can reach s:
-// what to ask a person for when s is needed.
-func KindsReaching(s Strength) []string {
-	var out []string
-	for _, k := range []string{KindWebAuthn, KindTOTP, KindEmail, KindRecovery} {
-		if MaxStrength(k) >= s {
-			out = append(out, k)
-		}
-	}
-	return out
 }
 
 // ParseStrength reads a name String gives back.
