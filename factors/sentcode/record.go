@@ -1,34 +1,45 @@
-package emailcode
+package sentcode
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/keygate/keygate/factors"
 )
 
 // Stored keys. The purpose comes before the user, and purposes never
 // contain "/", so every (purpose, user) pair has its own key whatever the
-// user name holds.
-func codeKey(user string, p Purpose) string { return "emailcode/code/" + string(p) + "/" + user }
+// user name holds. The email factor's keys ("emailcode/code/…",
+// "emailcode/sends/…") are the ones it used before the engine was shared,
+// so codes and send logs survive the upgrade.
+func (e *Engine) codeKey(user string, p factors.Purpose) string {
+	return e.opt.Name + "/code/" + string(p) + "/" + user
+}
 
 // sendsKey holds one user's send log: the cap counts all purposes together.
-func sendsKey(user string) string { return "emailcode/sends/" + user }
+func (e *Engine) sendsKey(user string) string { return e.opt.Name + "/sends/" + user }
 
-// hashContext binds a code's hash to its user and purpose, so a hash copied
-// onto another user's or purpose's record never matches.
-func hashContext(user string, p Purpose) string { return "email/" + string(p) + "/" + user }
+// hashContext binds a code's hash to its factor, user and purpose, so a
+// hash copied onto another user's or purpose's record never matches.
+func (e *Engine) hashContext(user string, p factors.Purpose) string {
+	return e.opt.HashLabel + "/" + string(p) + "/" + user
+}
 
-// recordFormat is bumped when the stored shape changes incompatibly.
+// recordFormat is bumped when the stored shape changes incompatibly
+// (fields added with omitempty are compatible).
 const recordFormat = 1
 
 // codeRecord is the stored state of one code. Only the keyed hash of the
 // code and the masked address are kept: the store never holds the code or
-// the full address.
+// the full address (Keep is whatever the factor sealed itself).
 type codeRecord struct {
 	Format    int       `json:"f"`
 	Hash      []byte    `json:"h"`
 	Masked    string    `json:"m"`
+	Ref       string    `json:"r,omitempty"`
+	Keep      []byte    `json:"k,omitempty"`
 	CreatedAt time.Time `json:"c"`
 	ExpiresAt time.Time `json:"e"`
 	Tries     int       `json:"t,omitempty"` // wrong tries so far
@@ -39,7 +50,7 @@ func (r codeRecord) encode() ([]byte, error) {
 	r.Format = recordFormat
 	b, err := json.Marshal(r)
 	if err != nil {
-		return nil, fmt.Errorf("emailcode: encode code record: %w", err)
+		return nil, fmt.Errorf("encode code record: %w", err)
 	}
 	return b, nil
 }
@@ -47,10 +58,10 @@ func (r codeRecord) encode() ([]byte, error) {
 func decodeCode(b []byte) (codeRecord, error) {
 	var r codeRecord
 	if err := json.Unmarshal(b, &r); err != nil {
-		return codeRecord{}, fmt.Errorf("emailcode: decode code record: %w", err)
+		return codeRecord{}, fmt.Errorf("decode code record: %w", err)
 	}
 	if r.Format != recordFormat || len(r.Hash) == 0 {
-		return codeRecord{}, errors.New("emailcode: code record of an unknown format")
+		return codeRecord{}, errors.New("code record of an unknown format")
 	}
 	return r, nil
 }
@@ -63,16 +74,16 @@ type sendLog struct {
 }
 
 type sendEntry struct {
-	ID      string    `json:"i"` // to undo exactly this reservation
-	At      time.Time `json:"a"`
-	Purpose Purpose   `json:"p"`
+	ID      string          `json:"i"` // to undo exactly this reservation
+	At      time.Time       `json:"a"`
+	Purpose factors.Purpose `json:"p"`
 }
 
 func (l sendLog) encode() ([]byte, error) {
 	l.Format = recordFormat
 	b, err := json.Marshal(l)
 	if err != nil {
-		return nil, fmt.Errorf("emailcode: encode send log: %w", err)
+		return nil, fmt.Errorf("encode send log: %w", err)
 	}
 	return b, nil
 }
@@ -80,10 +91,10 @@ func (l sendLog) encode() ([]byte, error) {
 func decodeSends(b []byte) (sendLog, error) {
 	var l sendLog
 	if err := json.Unmarshal(b, &l); err != nil {
-		return sendLog{}, fmt.Errorf("emailcode: decode send log: %w", err)
+		return sendLog{}, fmt.Errorf("decode send log: %w", err)
 	}
 	if l.Format != recordFormat {
-		return sendLog{}, errors.New("emailcode: send log of an unknown format")
+		return sendLog{}, errors.New("send log of an unknown format")
 	}
 	return l, nil
 }
@@ -102,7 +113,7 @@ func (l sendLog) prune(now time.Time) sendLog {
 }
 
 // last is the time of the newest send for p.
-func (l sendLog) last(p Purpose) (time.Time, bool) {
+func (l sendLog) last(p factors.Purpose) (time.Time, bool) {
 	var t time.Time
 	found := false
 	for _, s := range l.Sends {
