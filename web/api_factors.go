@@ -7,61 +7,32 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
-	"github.com/keygate/keygate/factors/emailcode"
-	fwa "github.com/keygate/keygate/factors/webauthn"
-	"github.com/keygate/keygate/policy"
+	"github.com/keygate/keygate/factors"
 )
 
 // The JSON API of the second factors: what the portal's own JS calls, and
-// stable for scripts and tests. Every answer is {status, …} or
-// {error, message}.
+// stable for scripts and tests. One route set serves every registered
+// factor (/api/factors/{kind}/…); the paths of round 1 stay as aliases.
+// Every answer is {status, …} or {error, message}.
 
-type codeRequest struct {
-	Code     string `json:"code"`
-	Redirect string `json:"rd"`
-	Remember bool   `json:"remember"`
-}
-
-// apiVerifyCode: POST /api/factors/{totp,email,recovery}/verify.
-func (s *Server) apiVerifyCode(kind string) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		var req codeRequest
-		if err := decodeJSON(c, &req); err != nil {
-			s.fail(c, err)
-			return
-		}
-		next, err := s.verifyCode(c, kind, req.Code)
-		s.metrics.SecondFactor(kind, err)
-		if err != nil {
-			s.fail(c, mfaError(err))
-			return
-		}
-		writeJSON(c.Writer, http.StatusOK, s.afterSecondFactor(c, next, kind, req.Redirect, req.Remember))
-	}
-}
-
-// apiEmailSend: POST /api/factors/email/send.
-func (s *Server) apiEmailSend(c *gin.Context) {
-	t := s.tr.pick(c.GetHeader("Accept-Language"))
-	sent, err := s.mfa.SendEmailCode(c.Request.Context(), cookieID(c.Request), langOf(t), emailcode.PurposeSignIn)
-	if err != nil {
-		s.fail(c, mfaError(err))
-		return
-	}
-	writeJSON(c.Writer, http.StatusOK, gin.H{"status": "sent", "to": sent.Masked, "resend_at": sent.ResendAt, "expires_at": sent.ExpiresAt})
-}
-
-type ceremonyRequest struct {
-	Ceremony   string          `json:"ceremony"`
-	Credential json.RawMessage `json:"credential"`
-	Name       string          `json:"name"`
-	Kind       string          `json:"kind"`
+// factorRequest is every body the factor routes take; each reads the
+// fields its factor's shape needs.
+type factorRequest struct {
+	Code       string          `json:"code"`       // a typed code
+	Ceremony   string          `json:"ceremony"`   // a ceremony's ID
+	Credential json.RawMessage `json:"credential"` // a ceremony's response
+	ID         string          `json:"id"`         // an enrolment's ID (codes)
+	Name       string          `json:"name"`       // a new credential's name
+	Kind       string          `json:"kind"`       // an enrolment option (WebAuthn's authenticator kind)
+	Address    string          `json:"address"`    // where a new credential's codes go (SMS: E.164)
 	Redirect   string          `json:"rd"`
 	Remember   bool            `json:"remember"`
 }
 
-func (s *Server) decodeCeremony(c *gin.Context) (ceremonyRequest, bool) {
-	var req ceremonyRequest
+// decodeFactor reads the body; an empty body is an empty request (a begin
+// that needs nothing).
+func (s *Server) decodeFactor(c *gin.Context) (factorRequest, bool) {
+	var req factorRequest
 	if c.Request.ContentLength == 0 {
 		return req, true
 	}
@@ -72,51 +43,127 @@ func (s *Server) decodeCeremony(c *gin.Context) (ceremonyRequest, bool) {
 	return req, true
 }
 
-func writeOptions(c *gin.Context, opts json.RawMessage, ceremony string) {
-	writeJSON(c.Writer, http.StatusOK, gin.H{"ceremony": ceremony, "publicKey": opts})
-}
-
-// apiWebAuthnLoginBegin / Finish: the security key as second factor.
-func (s *Server) apiWebAuthnLoginBegin(c *gin.Context) {
-	opts, cer, err := s.mfa.BeginWebAuthnLogin(c.Request.Context(), cookieID(c.Request))
-	if err != nil {
-		s.fail(c, mfaError(err))
-		return
+// factorOf resolves the :kind of the route (or a fixed one for aliases).
+func (s *Server) factorOf(c *gin.Context, kind string) (factors.Factor, bool) {
+	if kind == "" {
+		kind = c.Param("kind")
 	}
-	writeOptions(c, opts, cer)
+	var f factors.Factor
+	if s.mfa != nil {
+		f = s.mfa.Factors().Get(kind)
+	}
+	if f == nil {
+		s.fail(c, errf(http.StatusNotFound, "not_found", "err.not_found", nil))
+		return nil, false
+	}
+	return f, true
 }
 
-func (s *Server) apiWebAuthnLoginFinish(c *gin.Context) {
-	req, ok := s.decodeCeremony(c)
+func (s *Server) lang(c *gin.Context) string {
+	return langOf(s.tr.pick(c.GetHeader("Accept-Language")))
+}
+
+// apiFactorBegin: POST /api/factors/{kind}/begin starts a proof: a code
+// sent ({status: sent, to, resend_at, expires_at}), a ceremony's options
+// ({ceremony, publicKey}), or nothing to do for a code the person keeps
+// ({status: ready}). Aliases: /email/send, /webauthn/login/begin.
+func (s *Server) apiFactorBegin(kind string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		f, ok := s.factorOf(c, kind)
+		if !ok {
+			return
+		}
+		ch, err := s.mfa.Begin(c.Request.Context(), cookieID(c.Request), f.Kind(), s.lang(c))
+		if err != nil {
+			s.fail(c, mfaError(err))
+			return
+		}
+		writeChallenge(c, ch)
+	}
+}
+
+func writeChallenge(c *gin.Context, ch factors.Challenge) {
+	switch {
+	case ch.Sent != nil:
+		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "sent", "to": ch.Sent.To, "resend_at": ch.Sent.ResendAt, "expires_at": ch.Sent.ExpiresAt})
+	case ch.Options != nil:
+		writeJSON(c.Writer, http.StatusOK, gin.H{"ceremony": ch.ID, "publicKey": ch.Options})
+	default:
+		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ready"})
+	}
+}
+
+// apiFactorPending: GET /api/factors/{kind}/pending says where the code
+// waiting to be typed went and when another may be sent.
+func (s *Server) apiFactorPending(c *gin.Context) {
+	f, ok := s.factorOf(c, "")
 	if !ok {
 		return
 	}
-	next, err := s.mfa.FinishWebAuthnLogin(c.Request.Context(), cookieID(c.Request), req.Ceremony, req.Credential)
-	s.metrics.SecondFactor(policy.FactorWebAuthn, err)
+	p, pending, err := s.mfa.Pending(c.Request.Context(), cookieID(c.Request), f.Kind())
 	if err != nil {
 		s.fail(c, mfaError(err))
 		return
 	}
-	writeJSON(c.Writer, http.StatusOK, s.afterSecondFactor(c, next, policy.FactorWebAuthn, req.Redirect, req.Remember))
+	if !pending {
+		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "none"})
+		return
+	}
+	writeJSON(c.Writer, http.StatusOK, gin.H{"status": "pending", "to": p.To, "resend_at": p.ResendAt, "expires_at": p.ExpiresAt, "tries_left": p.TriesLeft})
+}
+
+// apiFactorVerify: POST /api/factors/{kind}/verify checks a code
+// ({code}) or a ceremony's response ({ceremony, credential}) and says
+// where to go next. Alias: /webauthn/login/finish.
+func (s *Server) apiFactorVerify(kind string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		f, ok := s.factorOf(c, kind)
+		if !ok {
+			return
+		}
+		req, ok := s.decodeFactor(c)
+		if !ok {
+			return
+		}
+		r := factors.Response{Challenge: req.Ceremony, Data: req.Credential}
+		var next *authn.Session
+		var err error
+		if f.Shape() == factors.ShapeCode {
+			next, err = s.verifyCode(c, f.Kind(), req.Code)
+		} else {
+			next, _, err = s.mfa.Prove(c.Request.Context(), cookieID(c.Request), f.Kind(), s.lang(c), r)
+		}
+		s.metrics.SecondFactor(f.Kind(), err)
+		if err != nil {
+			s.fail(c, mfaError(err))
+			return
+		}
+		writeJSON(c.Writer, http.StatusOK, s.afterSecondFactor(c, next, f.Kind(), req.Redirect, req.Remember))
+	}
 }
 
 // apiPasskeyBegin / Finish: sign in with a passkey, no username typed.
 func (s *Server) apiPasskeyBegin(c *gin.Context) {
-	opts, cer, err := s.mfa.BeginPasskey(c.Request.Context())
+	if s.mfa == nil {
+		s.fail(c, mfaError(authn.ErrFactorUnavailable))
+		return
+	}
+	ch, err := s.mfa.BeginPasskey(c.Request.Context())
 	if err != nil {
 		s.fail(c, mfaError(err))
 		return
 	}
-	writeOptions(c, opts, cer)
+	writeChallenge(c, ch)
 }
 
 func (s *Server) apiPasskeyFinish(c *gin.Context) {
-	req, ok := s.decodeCeremony(c)
+	req, ok := s.decodeFactor(c)
 	if !ok {
 		return
 	}
 	r := c.Request
-	sess, err := s.mfa.FinishPasskey(r.Context(), req.Ceremony, req.Credential, authn.Meta{IP: clientAddr(c).String(), UserAgent: r.UserAgent()})
+	sess, err := s.mfa.FinishPasskey(r.Context(), factors.Response{Challenge: req.Ceremony, Data: req.Credential},
+		authn.Meta{IP: clientAddr(c).String(), UserAgent: r.UserAgent()})
 	s.metrics.SignIn("passkey", err)
 	if err != nil {
 		s.fail(c, mfaError(err))
@@ -133,80 +180,70 @@ func (s *Server) apiPasskeyFinish(c *gin.Context) {
 	writeJSON(c.Writer, http.StatusOK, s.nextStep(c, sess, req.Redirect))
 }
 
-// apiWebAuthnEnrollBegin / Finish: add a security key or this device.
-func (s *Server) apiWebAuthnEnrollBegin(c *gin.Context) {
-	req, ok := s.decodeCeremony(c)
-	if !ok {
-		return
+// apiEnrollBegin: POST /api/factors/{kind}/enroll/begin starts adding a
+// credential: a ceremony's options ({ceremony, publicKey}), an app's key
+// ({id, secret, url, qr_png, expires_at}), a confirmation code sent
+// ({status: sent, id, to, …}), or a recovery sheet ({status: ok,
+// codes}). Aliases: /webauthn/enroll/begin, /totp/enroll/begin,
+// /recovery/generate.
+func (s *Server) apiEnrollBegin(kind string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		f, ok := s.factorOf(c, kind)
+		if !ok {
+			return
+		}
+		req, ok := s.decodeFactor(c)
+		if !ok {
+			return
+		}
+		en, next, err := s.mfa.Enroll(c.Request.Context(), cookieID(c.Request), f.Kind(), s.lang(c),
+			factors.EnrollRequest{Option: req.Kind, Address: req.Address})
+		if err != nil {
+			s.fail(c, mfaError(err))
+			return
+		}
+		switch {
+		case next != nil: // complete at once (a recovery sheet)
+			s.setSessionCookie(c, next.ID)
+			writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ok", "codes": en.Codes})
+		case en.Options != nil:
+			writeJSON(c.Writer, http.StatusOK, gin.H{"ceremony": en.ID, "publicKey": en.Options})
+		case en.Sent != nil:
+			writeJSON(c.Writer, http.StatusOK, gin.H{"status": "sent", "id": en.ID, "to": en.Sent.To,
+				"resend_at": en.Sent.ResendAt, "expires_at": en.Sent.ExpiresAt})
+		default:
+			writeJSON(c.Writer, http.StatusOK, gin.H{"id": en.ID, "secret": en.Secret, "url": en.URI,
+				"qr_png": base64.StdEncoding.EncodeToString(en.QRPNG), "expires_at": en.ExpiresAt})
+		}
 	}
-	kind := fwa.AuthenticatorKind(req.Kind)
-	if kind != fwa.SecurityKey && kind != fwa.Platform {
-		s.fail(c, errf(http.StatusBadRequest, "bad_request", "err.bad_request", nil))
-		return
-	}
-	opts, cer, err := s.mfa.BeginWebAuthnEnroll(c.Request.Context(), cookieID(c.Request), kind)
-	if err != nil {
-		s.fail(c, mfaError(err))
-		return
-	}
-	writeOptions(c, opts, cer)
 }
 
-func (s *Server) apiWebAuthnEnrollFinish(c *gin.Context) {
-	req, ok := s.decodeCeremony(c)
-	if !ok {
-		return
+// apiEnrollFinish: POST /api/factors/{kind}/enroll/finish confirms the
+// enrolment ({id, code, name} or {ceremony, credential, name}). Aliases:
+// /webauthn/enroll/finish, /totp/enroll/finish.
+func (s *Server) apiEnrollFinish(kind string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		f, ok := s.factorOf(c, kind)
+		if !ok {
+			return
+		}
+		req, ok := s.decodeFactor(c)
+		if !ok {
+			return
+		}
+		id := req.ID
+		if id == "" {
+			id = req.Ceremony
+		}
+		cred, next, err := s.mfa.ConfirmEnroll(c.Request.Context(), cookieID(c.Request), f.Kind(), id, s.lang(c),
+			factors.Response{Challenge: req.Ceremony, Code: req.Code, Data: req.Credential}, req.Name)
+		if err != nil {
+			s.fail(c, mfaError(err))
+			return
+		}
+		s.setSessionCookie(c, next.ID)
+		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ok", "credential": cred})
 	}
-	cred, next, err := s.mfa.FinishWebAuthnEnroll(c.Request.Context(), cookieID(c.Request), req.Ceremony, req.Credential, req.Name)
-	if err != nil {
-		s.fail(c, mfaError(err))
-		return
-	}
-	s.setSessionCookie(c, next.ID)
-	writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ok", "credential": cred})
-}
-
-// apiTOTPEnrollBegin / Finish: add an authenticator app.
-func (s *Server) apiTOTPEnrollBegin(c *gin.Context) {
-	en, err := s.mfa.BeginTOTPEnroll(c.Request.Context(), cookieID(c.Request))
-	if err != nil {
-		s.fail(c, mfaError(err))
-		return
-	}
-	writeJSON(c.Writer, http.StatusOK, gin.H{"id": en.ID, "secret": en.Secret, "url": en.URL,
-		"qr_png": base64.StdEncoding.EncodeToString(en.QRPNG), "expires_at": en.ExpiresAt})
-}
-
-type totpFinishRequest struct {
-	ID   string `json:"id"`
-	Code string `json:"code"`
-	Name string `json:"name"`
-}
-
-func (s *Server) apiTOTPEnrollFinish(c *gin.Context) {
-	var req totpFinishRequest
-	if err := decodeJSON(c, &req); err != nil {
-		s.fail(c, err)
-		return
-	}
-	cred, next, err := s.mfa.FinishTOTPEnroll(c.Request.Context(), cookieID(c.Request), req.ID, req.Code, req.Name)
-	if err != nil {
-		s.fail(c, mfaError(err))
-		return
-	}
-	s.setSessionCookie(c, next.ID)
-	writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ok", "credential": cred})
-}
-
-// apiRecoveryGenerate: POST /api/factors/recovery/generate.
-func (s *Server) apiRecoveryGenerate(c *gin.Context) {
-	codes, next, err := s.mfa.GenerateRecovery(c.Request.Context(), cookieID(c.Request))
-	if err != nil {
-		s.fail(c, mfaError(err))
-		return
-	}
-	s.setSessionCookie(c, next.ID)
-	writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ok", "codes": codes})
 }
 
 // apiFactors: GET /api/factors lists the credentials.

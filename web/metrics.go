@@ -145,8 +145,10 @@ const (
 	LockoutIP   = "ip"   // a client address was locked
 )
 
-// NewMetrics creates keygate's families and registers them on reg.
-func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+// NewMetrics creates keygate's families and registers them on reg, with a
+// second-factor series for each registered factor kind (others count as
+// "other", so a request naming a made-up kind cannot add series).
+func NewMetrics(reg prometheus.Registerer, factorKinds ...string) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_requests_total",

@@ -25,7 +25,7 @@ func value(t *testing.T, c prometheus.Counter) float64 {
 func newTestMetrics(t *testing.T) (*Metrics, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	m, err := NewMetrics(reg)
+	m, err := NewMetrics(reg, "webauthn", "totp", "email", "recovery")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/factors"
-	"github.com/keygate/keygate/factors/emailcode"
 	"github.com/keygate/keygate/policy"
 )
 
@@ -24,8 +23,13 @@ const (
 	lastFactorCookie = "keygate_factor"
 )
 
-// factorKinds in the order the chooser shows them.
-var factorKinds = []string{policy.FactorWebAuthn, policy.FactorTOTP, policy.FactorEmail, policy.FactorRecovery}
+// factorKinds are the registered factors' kinds, in the chooser's order.
+func (s *Server) factorKinds() []string {
+	if s.mfa == nil {
+		return nil
+	}
+	return s.mfa.Factors().Kinds()
+}
 
 // challengeFor works out what the target asks of this session: the
 // acceptable factors, whether a remembered device may be offered, and
@@ -43,7 +47,7 @@ func (s *Server) challengeFor(c *gin.Context, sess *authn.Session, rd string) ch
 	ci := challengeInfo{target: s.redirectOrDefault(rd)}
 	d, ok := s.decisionFor(c, sess, ci.target)
 	if !ok {
-		ci.portal, ci.acceptable, ci.trusted = true, factorKinds, false
+		ci.portal, ci.acceptable, ci.trusted = true, s.factorKinds(), false
 		return ci
 	}
 	// Decisions of two_factor rules say whether a remembered device may
@@ -106,7 +110,10 @@ func (s *Server) secondFactorPage(c *gin.Context) {
 	// From the security page, "need" names the proof a change asks for:
 	// offer only the factors that can give it (when the person has one).
 	if need, ok := factors.ParseStrength(c.Query("need")); ok && ci.portal {
-		strong := slices.DeleteFunc(slices.Clone(methods), func(m authn.Method) bool { return factors.MaxStrength(m.Kind) < need })
+		strong := slices.DeleteFunc(slices.Clone(methods), func(m authn.Method) bool {
+			f := s.mfa.Factors().Get(m.Kind)
+			return f == nil || f.Strength(true) < need
+		})
 		if len(strong) > 0 {
 			methods = strong
 		}
@@ -132,9 +139,7 @@ func (s *Server) secondFactorPage(c *gin.Context) {
 	}
 	lost := c.Query("lost") == "1"
 	if lost {
-		methods = slices.DeleteFunc(methods, func(m authn.Method) bool {
-			return m.Kind != policy.FactorEmail && m.Kind != policy.FactorRecovery
-		})
+		methods = slices.DeleteFunc(methods, func(m authn.Method) bool { return !s.worksWithoutDevice(m.Kind) })
 	}
 	d.Title = d.T.T("chooser.title")
 	if lost {
@@ -145,11 +150,24 @@ func (s *Server) secondFactorPage(c *gin.Context) {
 	s.render(c, http.StatusOK, "chooser", d)
 }
 
+// worksWithoutDevice says whether a factor still works when the person's
+// usual device (phone, key) is lost: a backup sheet, or codes mailed to
+// the address. A code by SMS goes to the phone that may be the one lost.
+func (s *Server) worksWithoutDevice(kind string) bool {
+	f := s.mfa.Factors().Get(kind)
+	if f == nil {
+		return false
+	}
+	_, backup := f.(factors.Backup)
+	_, mailed := f.(factors.AddressCodes)
+	return backup || mailed
+}
+
 // factorPage renders the page of one method: a code form, or the security
 // key button.
 func (s *Server) factorPage(c *gin.Context) {
 	kind := c.Param("kind")
-	if !slices.Contains(factorKinds, kind) {
+	if !slices.Contains(s.factorKinds(), kind) {
 		s.fail(c, errf(http.StatusNotFound, "not_found", "err.not_found", nil))
 		return
 	}
@@ -180,8 +198,10 @@ func (s *Server) renderFactor(c *gin.Context, sess *authn.Session, kind, rd stri
 			d.Error = d.T.Tf(pageErr.Key, pageErr.Args...)
 		}
 	}
-	if kind == policy.FactorEmail {
-		p, ok, err := s.mfa.PendingEmailCode(c.Request.Context(), cookieID(c.Request), emailcode.PurposeSignIn)
+	f := s.mfa.Factors().Get(kind)
+	if _, sends := f.(factors.Resender); sends {
+		d.Sends = true
+		p, ok, err := s.mfa.Pending(c.Request.Context(), cookieID(c.Request), kind)
 		if err != nil && !errors.Is(err, authn.ErrFactorUnavailable) {
 			s.fail(c, mfaError(err))
 			return
@@ -193,8 +213,9 @@ func (s *Server) renderFactor(c *gin.Context, sess *authn.Session, kind, rd stri
 			}
 		}
 	}
+	// One page per shape: a code to type, or a browser ceremony.
 	page := "code"
-	if kind == policy.FactorWebAuthn {
+	if f != nil && f.Shape() == factors.ShapeCeremony {
 		page = "webauthn"
 	}
 	s.render(c, status, page, d)
@@ -235,17 +256,13 @@ func (s *Server) verifyCode(c *gin.Context, kind, code string) (*authn.Session, 
 	if code == "" {
 		return nil, errf(http.StatusBadRequest, "missing_code", "err.missing_code", nil)
 	}
-	switch kind {
-	case policy.FactorTOTP:
-		return s.mfa.VerifyTOTP(ctx, id, code)
-	case policy.FactorEmail:
-		return s.mfa.VerifyEmailCode(ctx, id, emailcode.PurposeSignIn, code)
-	case policy.FactorRecovery:
-		t := s.tr.pick(c.GetHeader("Accept-Language"))
-		sess, _, err := s.mfa.VerifyRecovery(ctx, id, code, langOf(t), clientAddr(c).String())
-		return sess, err
+	f := s.mfa.Factors().Get(kind)
+	if f == nil || f.Shape() != factors.ShapeCode {
+		return nil, errf(http.StatusNotFound, "not_found", "err.not_found", nil)
 	}
-	return nil, errf(http.StatusNotFound, "not_found", "err.not_found", nil)
+	t := s.tr.pick(c.GetHeader("Accept-Language"))
+	sess, _, err := s.mfa.Prove(ctx, id, kind, langOf(t), factors.Response{Code: code})
+	return sess, err
 }
 
 // afterSecondFactor sets the rotated session cookie, remembers the method
@@ -273,8 +290,14 @@ func (s *Server) plainCookie(r *http.Request, name, value string, maxAge int) *h
 	return s.cookieFor(r, name, value, maxAge) // __Host- when host-only over HTTPS
 }
 
-// emailSend mails a sign-in code (form POST).
-func (s *Server) emailSend(c *gin.Context) {
+// codeSend sends a sign-in code of a factor that sends them (form POST
+// to /second-factor/{kind}/send).
+func (s *Server) codeSend(c *gin.Context) {
+	kind := c.Param("kind")
+	if _, sends := s.mfa.Factors().Get(kind).(factors.Resender); !sends {
+		s.fail(c, errf(http.StatusNotFound, "not_found", "err.not_found", nil))
+		return
+	}
 	sess := s.session(c.Request)
 	rd := c.PostForm("rd")
 	if sess == nil {
@@ -282,17 +305,17 @@ func (s *Server) emailSend(c *gin.Context) {
 		return
 	}
 	t := s.tr.pick(c.GetHeader("Accept-Language"))
-	_, err := s.mfa.SendEmailCode(c.Request.Context(), cookieID(c.Request), langOf(t), emailcode.PurposeSignIn)
+	_, err := s.mfa.Begin(c.Request.Context(), cookieID(c.Request), kind, langOf(t))
 	if err != nil {
 		e := mfaError(err)
-		if e.Status >= 500 && e.Code != "email_failed" {
+		if e.Status >= 500 && !errors.Is(err, factors.ErrSendFailed) {
 			s.fail(c, e)
 			return
 		}
-		s.renderFactor(c, sess, policy.FactorEmail, rd, e, e.Status)
+		s.renderFactor(c, sess, kind, rd, e, e.Status)
 		return
 	}
-	c.Redirect(http.StatusSeeOther, portalPrefix+"second-factor/email?rd="+url.QueryEscape(s.redirectOrDefault(rd)))
+	c.Redirect(http.StatusSeeOther, portalPrefix+"second-factor/"+kind+"?rd="+url.QueryEscape(s.redirectOrDefault(rd)))
 }
 
 // langOf gives the language code emails are written in.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
-	"github.com/keygate/keygate/factors/emailcode"
+	"github.com/keygate/keygate/factors"
 )
 
 const settingsPath = portalPrefix + "settings"
@@ -67,6 +67,7 @@ func (s *Server) renderSettings(c *gin.Context, sess *authn.Session, pageErr *Er
 	}
 	d.Session = sess
 	d.State = st
+	d.Kinds = s.factorKinds()
 	d.Credentials = creds
 	d.Devices = devs
 	d.User = &u
@@ -98,12 +99,76 @@ func (s *Server) totpEnrollBegin(c *gin.Context) {
 	if sess == nil {
 		return
 	}
-	en, err := s.mfa.BeginTOTPEnroll(c.Request.Context(), cookieID(c.Request))
+	s.enrollBegin(c, sess, factors.KindTOTP)
+}
+
+// enrollForm starts adding a credential of :kind from the security page
+// (no script): an app's QR code, a code sent to the number given, or a
+// recovery sheet. Security keys enrol through the page's script and the
+// JSON API (a browser ceremony).
+func (s *Server) enrollForm(c *gin.Context) {
+	sess := s.requireSession(c)
+	if sess == nil {
+		return
+	}
+	s.enrollBegin(c, sess, c.Param("kind"))
+}
+
+func (s *Server) enrollBegin(c *gin.Context, sess *authn.Session, kind string) {
+	en, next, err := s.mfa.Enroll(c.Request.Context(), cookieID(c.Request), kind, s.lang(c),
+		factors.EnrollRequest{Option: c.PostForm("option"), Address: c.PostForm("address")})
+	switch {
+	case err != nil:
+		s.settingsFail(c, sess, err)
+	case next != nil:
+		s.renderRecovery(c, next, en.Codes)
+	case en.Sent != nil:
+		s.renderEnrollCode(c, kind, en.ID, en.Sent.To, nil, http.StatusOK)
+	case en.QRPNG != nil:
+		s.renderTOTPEnroll(c, en.ID, en.Secret, en.URI, en.QRPNG, nil, http.StatusOK)
+	default:
+		s.settingsFail(c, sess, authn.ErrFactorUnavailable)
+	}
+}
+
+// renderEnrollCode asks for the code sent to confirm a new credential
+// (an SMS to the number given).
+func (s *Server) renderEnrollCode(c *gin.Context, kind, id, to string, pageErr *Error, status int) {
+	d := s.page(c)
+	d.Kind = kind
+	d.Title = d.T.T("factor." + kind + ".enroll_title")
+	if pageErr != nil {
+		d.Error = d.T.T(pageErr.Key)
+		if len(pageErr.Args) > 0 {
+			d.Error = d.T.Tf(pageErr.Key, pageErr.Args...)
+		}
+	}
+	d.EnrollID = id
+	d.Pending = &factors.Sent{To: to}
+	s.render(c, status, "enroll_code", d)
+}
+
+// enrollConfirm confirms a credential of :kind with the code sent.
+func (s *Server) enrollConfirm(c *gin.Context) {
+	sess := s.requireSession(c)
+	if sess == nil {
+		return
+	}
+	kind := c.Param("kind")
+	_, next, err := s.mfa.ConfirmEnroll(c.Request.Context(), cookieID(c.Request), kind, c.PostForm("id"), s.lang(c),
+		factors.Response{Code: c.PostForm("code")}, c.PostForm("name"))
 	if err != nil {
+		e := mfaError(err)
+		if e.Code == "wrong_code" || e.Code == "name_taken" || e.Code == "invalid_name" {
+			// The pending enrolment is still there: try again without a
+			// new code.
+			s.renderEnrollCode(c, kind, c.PostForm("id"), c.PostForm("to"), e, e.Status)
+			return
+		}
 		s.settingsFail(c, sess, err)
 		return
 	}
-	s.renderTOTPEnroll(c, en.ID, en.Secret, en.URL, en.QRPNG, nil, http.StatusOK)
+	s.settingsDone(c, next, kind+"_added")
 }
 
 func (s *Server) renderTOTPEnroll(c *gin.Context, id, secret, otpURL string, png []byte, pageErr *Error, status int) {
@@ -127,7 +192,8 @@ func (s *Server) totpEnrollFinish(c *gin.Context) {
 	if sess == nil {
 		return
 	}
-	_, next, err := s.mfa.FinishTOTPEnroll(c.Request.Context(), cookieID(c.Request), c.PostForm("id"), c.PostForm("code"), c.PostForm("name"))
+	_, next, err := s.mfa.ConfirmEnroll(c.Request.Context(), cookieID(c.Request), factors.KindTOTP, c.PostForm("id"), s.lang(c),
+		factors.Response{Code: c.PostForm("code")}, c.PostForm("name"))
 	if err != nil {
 		e := mfaError(err)
 		if e.Code == "wrong_code" || e.Code == "name_taken" || e.Code == "invalid_name" {
@@ -148,11 +214,11 @@ func (s *Server) recoveryGenerate(c *gin.Context) {
 	if sess == nil {
 		return
 	}
-	codes, next, err := s.mfa.GenerateRecovery(c.Request.Context(), cookieID(c.Request))
-	if err != nil {
-		s.settingsFail(c, sess, err)
-		return
-	}
+	s.enrollBegin(c, sess, factors.KindRecovery)
+}
+
+// renderRecovery shows a new recovery sheet, once.
+func (s *Server) renderRecovery(c *gin.Context, next *authn.Session, codes []string) {
 	s.setSessionCookie(c, next.ID)
 	d := s.page(c)
 	d.Title = d.T.T("recovery.title")
@@ -222,18 +288,18 @@ func (s *Server) deviceForget(c *gin.Context) {
 
 // emailCodeFor sends a code for an account purpose from the settings page:
 // confirming the address, or enrolling the first factor.
-func (s *Server) emailCodeFor(purpose emailcode.Purpose) gin.HandlerFunc {
+func (s *Server) emailCodeFor(purpose factors.Purpose) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		sess := s.requireSession(c)
 		if sess == nil {
 			return
 		}
 		t := s.tr.pick(c.GetHeader("Accept-Language"))
-		if purpose == emailcode.PurposeEnroll && !s.emailEnrollment {
+		if purpose == factors.PurposeEnroll && !s.emailEnrollment {
 			s.settingsFail(c, sess, authn.ErrFactorUnavailable)
 			return
 		}
-		_, err := s.mfa.SendEmailCode(c.Request.Context(), cookieID(c.Request), langOf(t), purpose)
+		_, err := s.mfa.SendAddressCode(c.Request.Context(), cookieID(c.Request), langOf(t), purpose)
 		if errors.Is(err, authn.ErrEnrollCodeClosed) {
 			// Nothing is sent, and the answer is the one a sent code
 			// gets: its wording covers both cases and says what to do.
@@ -248,13 +314,13 @@ func (s *Server) emailCodeFor(purpose emailcode.Purpose) gin.HandlerFunc {
 }
 
 // emailCodeVerify checks such a code.
-func (s *Server) emailCodeVerify(purpose emailcode.Purpose) gin.HandlerFunc {
+func (s *Server) emailCodeVerify(purpose factors.Purpose) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		sess := s.requireSession(c)
 		if sess == nil {
 			return
 		}
-		next, err := s.mfa.VerifyEmailCode(c.Request.Context(), cookieID(c.Request), purpose, c.PostForm("code"))
+		next, err := s.mfa.ProveAddressCode(c.Request.Context(), cookieID(c.Request), purpose, c.PostForm("code"))
 		if err != nil {
 			s.settingsFail(c, sess, err)
 			return
