@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/mail"
 	"github.com/keygate/keygate/factors"
 )
@@ -48,17 +49,17 @@ func (m *MFA) settle(ctx context.Context, try *Try, sess *Session, u User, facto
 			return perr
 		}
 		if factor != "" {
-			m.o.Activity.record(ctx, u.Username, event(EventSecondFactor, factor, "", c))
+			m.o.Activity.Passed(ctx, u.Username, activity.EventSecondFactor, factor, c)
 		}
 		return nil
 	case countable(err):
 		if locked := try.Fail(ctx); !locked.IsZero() {
-			m.o.Activity.Note(ctx, u.Username, EventLocked, locked.Format(time.RFC3339), c)
+			m.o.Activity.Note(ctx, u.Username, activity.EventLocked, locked.Format(time.RFC3339), c)
 		}
 		if factor == "" {
 			factor = "email"
 		}
-		m.o.Activity.Failed(ctx, u.Username, EventSecondFactorFailed, factor, c)
+		m.o.Activity.Failed(ctx, u.Username, activity.EventSecondFactorFailed, factor, c)
 		return err
 	default:
 		_ = try.Release(ctx)
@@ -100,10 +101,10 @@ func (m *MFA) lockedFor(ctx context.Context, u User, le *LockedError) error {
 
 // ActivityLog is the log the flows write to (nil when there is none; its
 // methods then do nothing).
-func (m *MFA) ActivityLog() *Activity { return m.o.Activity }
+func (m *MFA) ActivityLog() *activity.Log { return m.o.Activity }
 
 // Activity returns up to limit of username's recent events, newest first.
-func (m *MFA) Activity(ctx context.Context, username string, limit int) ([]Event, error) {
+func (m *MFA) Activity(ctx context.Context, username string, limit int) ([]activity.Event, error) {
 	return m.o.Activity.List(ctx, username, limit)
 }
 
@@ -175,7 +176,7 @@ func (m *MFA) Unlock(ctx context.Context, ticket, code string, c Client) (string
 	}
 	err = ac.ProveFor(ctx, subject(u, "", c), factors.PurposeUnlock, code)
 	if errors.Is(err, factors.ErrWrongResponse) {
-		m.o.Activity.Failed(ctx, u.Username, EventSecondFactorFailed, "email", c)
+		m.o.Activity.Failed(ctx, u.Username, activity.EventSecondFactorFailed, "email", c)
 		return "", ErrWrongCode
 	}
 	if err != nil {
@@ -185,7 +186,7 @@ func (m *MFA) Unlock(ctx context.Context, ticket, code string, c Client) (string
 		return "", err
 	}
 	m.o.Regulator.consumeTicket(ctx, ticket)
-	m.o.Activity.Changed(ctx, u, EventUnlocked, "email", "", c)
+	m.o.Activity.Changed(ctx, u.Person(), activity.EventUnlocked, "email", "", c)
 	return u.Username, nil
 }
 
@@ -201,7 +202,7 @@ func (m *MFA) UnlockByAdmin(ctx context.Context, username string) (bool, error) 
 		return false, err
 	}
 	if was {
-		m.o.Activity.Changed(ctx, u, EventUnlocked, "", "admin", Client{})
+		m.o.Activity.Changed(ctx, u.Person(), activity.EventUnlocked, "", "admin", Client{})
 	}
 	return was, nil
 }
@@ -217,13 +218,13 @@ func (m *MFA) CheckNotMe(ctx context.Context, token string) error {
 // until unlocked with a code by email or by an admin. It returns the
 // account's name.
 func (m *MFA) ReportNotMe(ctx context.Context, token string, c Client) (string, error) {
-	username, err := m.o.Activity.redeemNotMe(ctx, token)
+	username, err := m.o.Activity.RedeemNotMe(ctx, token)
 	if err != nil {
 		return "", err
 	}
 	// Lock first: from here on no new session can start, so none can
 	// slip in between the revocation and the lock.
-	if err := m.o.Regulator.Hold(ctx, username, EventReported); err != nil {
+	if err := m.o.Regulator.Hold(ctx, username, activity.EventReported); err != nil {
 		return "", err
 	}
 	if _, err := m.sessions.RevokeUser(ctx, username); err != nil {
@@ -234,6 +235,6 @@ func (m *MFA) ReportNotMe(ctx context.Context, token string, c Client) (string, 
 			return "", fmt.Errorf("report: %w", err)
 		}
 	}
-	m.o.Activity.Note(ctx, username, EventReported, "", c)
+	m.o.Activity.Note(ctx, username, activity.EventReported, "", c)
 	return username, nil
 }

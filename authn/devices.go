@@ -9,9 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/store"
 )
 
@@ -63,7 +63,7 @@ func (d *Devices) Trust(ctx context.Context, username, userAgent, ip string, ttl
 	}
 	token := base64.RawURLEncoding.EncodeToString(b)
 	now := d.now().UTC()
-	dev := Device{ID: deviceID(token), Username: username, Name: DescribeUserAgent(userAgent), IP: clip(ip, maxIPLen),
+	dev := Device{ID: deviceID(token), Username: username, Name: activity.DescribeUserAgent(userAgent), IP: clip(ip, maxIPLen),
 		CreatedAt: now, LastUsedAt: now, ExpiresAt: now.Add(ttl)}
 	raw, _ := json.Marshal(dev)
 	if _, err := d.kv.Set(ctx, deviceKey(username, dev.ID), raw, store.WriteOptions{TTL: ttl, Durable: true}); err != nil {
@@ -145,40 +145,4 @@ func (d *Devices) RevokeAll(ctx context.Context, username string) (int, error) {
 		}
 	}
 	return len(devs), nil
-}
-
-// DescribeUserAgent turns a User-Agent into "Browser on OS" for lists and
-// notifications; unknown parts say so.
-func DescribeUserAgent(ua string) string {
-	browser := "Unknown browser"
-	switch {
-	case strings.Contains(ua, "Edg/"):
-		browser = "Edge"
-	case strings.Contains(ua, "OPR/"):
-		browser = "Opera"
-	case strings.Contains(ua, "Firefox/"):
-		browser = "Firefox"
-	case strings.Contains(ua, "Chrome/") || strings.Contains(ua, "Chromium/") || strings.Contains(ua, "HeadlessChrome/"):
-		browser = "Chrome"
-	case strings.Contains(ua, "Safari/"):
-		browser = "Safari"
-	case strings.HasPrefix(ua, "curl/"):
-		browser = "curl"
-	}
-	os := "unknown system"
-	switch {
-	case strings.Contains(ua, "Android"):
-		os = "Android"
-	case strings.Contains(ua, "iPhone") || strings.Contains(ua, "iPad"):
-		os = "iOS"
-	case strings.Contains(ua, "Windows"):
-		os = "Windows"
-	case strings.Contains(ua, "Mac OS X") || strings.Contains(ua, "Macintosh"):
-		os = "macOS"
-	case strings.Contains(ua, "CrOS"):
-		os = "ChromeOS"
-	case strings.Contains(ua, "Linux"):
-		os = "Linux"
-	}
-	return browser + " on " + os
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/factors"
 	"github.com/keygate/keygate/policy"
 )
@@ -110,13 +111,13 @@ type MFAOptions struct {
 	// factor anywhere, so the last one may not be removed.
 	RequireSecondFactor func() bool
 	// Notices mails the person about security events (nil = none).
-	Notices *Notices
+	Notices *activity.Notices
 	// Regulator limits tries of every second factor per account and
 	// address (nil = unlimited, apart from each factor's own limits).
 	Regulator *Regulator
 	// Activity logs sign-ins, failures and security changes and mails the
 	// person about them (nil = no log).
-	Activity *Activity
+	Activity *activity.Log
 	Now      func() time.Time
 }
 
@@ -325,7 +326,7 @@ func (m *MFA) Prove(ctx context.Context, id, kind, lang string, r factors.Respon
 	}
 	next, err := m.prove(ctx, id, sessionProof(p))
 	if err == nil && p.Notify {
-		m.o.Notices.RecoveryUsed(ctx, u, lang, sess.IP, p.Remaining)
+		m.o.Notices.RecoveryUsed(ctx, u.Person(), lang, sess.IP, p.Remaining)
 	}
 	return next, p, err
 }
@@ -459,7 +460,7 @@ func (m *MFA) ProveAddressCode(ctx context.Context, id string, purpose factors.P
 	if err != nil {
 		return nil, err
 	}
-	m.o.Activity.Changed(ctx, nu, EventEmailVerified, "", "", clientOf(sess))
+	m.o.Activity.Changed(ctx, nu.Person(), activity.EventEmailVerified, "", "", clientOf(sess))
 	return m.sessions.Rotate(ctx, id)
 }
 
@@ -549,7 +550,7 @@ func (m *MFA) FinishPasskey(ctx context.Context, r factors.Response, meta Meta) 
 	if err != nil {
 		return nil, err
 	}
-	m.o.Activity.SignedIn(ctx, u, "passkey", c)
+	m.o.Activity.SignedIn(ctx, u.Person(), "passkey", c)
 	if p.UserVerified && m.o.PasskeyIsTwoFactor {
 		return m.prove(ctx, sess.ID, sessionProof(p))
 	}
@@ -590,7 +591,7 @@ func (m *MFA) TrustDevice(ctx context.Context, id, userAgent, ip string, ttl tim
 	}
 	token, dev, err := m.o.Devices.Trust(ctx, u.Username, userAgent, ip, ttl)
 	if err == nil {
-		m.o.Activity.Changed(ctx, u, EventDeviceTrusted, "", dev.Name, Client{IP: ip, UserAgent: userAgent})
+		m.o.Activity.Changed(ctx, u.Person(), activity.EventDeviceTrusted, "", dev.Name, Client{IP: ip, UserAgent: userAgent})
 	}
 	return token, dev, err
 }
@@ -646,7 +647,7 @@ func (m *MFA) ForgetDevice(ctx context.Context, id, deviceID string) error {
 			return err
 		}
 	}
-	m.o.Activity.Note(ctx, sess.Username, EventDevicesForgotten, "", clientOf(sess))
+	m.o.Activity.Note(ctx, sess.Username, activity.EventDevicesForgotten, "", clientOf(sess))
 	return nil
 }
 
@@ -685,7 +686,7 @@ func (m *MFA) ResetFactors(ctx context.Context, username string) (int, error) {
 	if _, err := m.sessions.RevokeUser(ctx, username); err != nil {
 		return n, err
 	}
-	m.o.Activity.Changed(ctx, u, EventFactorsReset, "", "", Client{})
+	m.o.Activity.Changed(ctx, u.Person(), activity.EventFactorsReset, "", "", Client{})
 	return n, nil
 }
 

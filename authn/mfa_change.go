@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/factors"
 )
 
@@ -204,7 +205,7 @@ func (m *MFA) authorize(ctx context.Context, id, action, credID string) (*Sessio
 			werr.Kinds = append(werr.Kinds, k)
 		}
 	}
-	m.o.Activity.Note(ctx, u.Username, EventChangeRefused, action, clientOf(sess))
+	m.o.Activity.Note(ctx, u.Username, activity.EventChangeRefused, action, clientOf(sess))
 	return nil, User{}, nil, werr
 }
 
@@ -245,7 +246,7 @@ func (m *MFA) Enroll(ctx context.Context, id, kind, lang string, r factors.Enrol
 	}
 	next, err := m.afterChange(ctx, id, u.Username)
 	if err == nil {
-		m.o.Activity.Changed(ctx, u, EventRecoveryCreated, kind, "", clientOf(next))
+		m.o.Activity.Changed(ctx, u.Person(), activity.EventRecoveryCreated, kind, "", clientOf(next))
 	}
 	return en, next, err
 }
@@ -275,7 +276,7 @@ func (m *MFA) ConfirmEnroll(ctx context.Context, id, kind, enrollID, lang string
 	}
 	next, err := m.afterChange(ctx, id, u.Username)
 	if err == nil {
-		m.o.Activity.Changed(ctx, u, EventFactorAdded, kind, cred.Name, clientOf(next))
+		m.o.Activity.Changed(ctx, u.Person(), activity.EventFactorAdded, kind, cred.Name, clientOf(next))
 	}
 	return cred, next, err
 }
@@ -297,7 +298,7 @@ func (m *MFA) RenameCredential(ctx context.Context, id, credID, name string) err
 	}
 	if i := slices.IndexFunc(creds, func(c heldCredential) bool { return c.ID == credID }); i >= 0 {
 		clean, _ := factors.CleanName(name)
-		m.o.Activity.Changed(ctx, u, EventFactorRenamed, creds[i].Kind, creds[i].Name+" → "+clean, clientOf(sess))
+		m.o.Activity.Changed(ctx, u.Person(), activity.EventFactorRenamed, creds[i].Kind, creds[i].Name+" → "+clean, clientOf(sess))
 	}
 	return nil
 }
@@ -352,7 +353,7 @@ func (m *MFA) RemoveCredential(ctx context.Context, id, credID string) (*Session
 		return nil, err
 	}
 	if i := slices.IndexFunc(creds, func(c heldCredential) bool { return c.ID == credID }); i >= 0 {
-		m.o.Activity.Changed(ctx, u, EventFactorRemoved, creds[i].Kind, creds[i].Name, clientOf(sess))
+		m.o.Activity.Changed(ctx, u.Person(), activity.EventFactorRemoved, creds[i].Kind, creds[i].Name, clientOf(sess))
 	}
 	return sess, nil
 }

@@ -12,6 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/store"
 	"github.com/keygate/keygate/policy"
 )
@@ -85,7 +86,7 @@ type Users struct {
 	now    func() time.Time
 	// reg and act are set once by Guard, before Users serves anyone.
 	reg *Regulator
-	act *Activity
+	act *activity.Log
 }
 
 // NewUsers returns a Users over kv. now may be nil (time.Now).
@@ -99,7 +100,7 @@ func NewUsers(kv KV, h *Hasher, pol PasswordPolicy, now func() time.Time) *Users
 // Guard turns on brute-force regulation of sign-ins (r) and the activity
 // log with its notices (a); either may be nil. Call it while wiring, before
 // Users is shared.
-func (us *Users) Guard(r *Regulator, a *Activity) {
+func (us *Users) Guard(r *Regulator, a *activity.Log) {
 	us.reg, us.act = r, a
 }
 
@@ -199,7 +200,7 @@ func (us *Users) SetPassword(ctx context.Context, username, password string) err
 	if _, err = us.update(ctx, u.Username, func(x *User) error { x.PasswordHash = hash; return nil }, true); err != nil {
 		return err
 	}
-	us.act.Changed(ctx, u, EventPasswordChanged, "", "", Client{})
+	us.act.Changed(ctx, u.Person(), activity.EventPasswordChanged, "", "", Client{})
 	return nil
 }
 
@@ -379,17 +380,17 @@ func (us *Users) SignIn(ctx context.Context, login, password string, c Client) (
 	if !found || !ok || u.Disabled || phc == us.hasher.dummy {
 		locked := try.Fail(ctx)
 		if found {
-			us.act.Failed(ctx, u.Username, EventSignInFailed, policy.FactorPassword, c)
+			us.act.Failed(ctx, u.Username, activity.EventSignInFailed, policy.FactorPassword, c)
 			if !locked.IsZero() {
-				us.act.Note(ctx, u.Username, EventLocked, locked.Format(time.RFC3339), c)
+				us.act.Note(ctx, u.Username, activity.EventLocked, locked.Format(time.RFC3339), c)
 			}
 		} else {
 			// The same log writes for a login without an account, or the
 			// time they take would tell accounts apart (as the dummy hash
 			// does for the hash).
-			us.act.decoy(ctx, subject, c)
+			us.act.Decoy(ctx, subjectKey("#"+subject), c)
 			if !locked.IsZero() {
-				us.act.decoy(ctx, subject, c)
+				us.act.Decoy(ctx, subjectKey("#"+subject), c)
 			}
 		}
 		return User{}, ErrInvalidCredentials
@@ -415,7 +416,7 @@ func (us *Users) SignIn(ctx context.Context, login, password string, c Client) (
 			}
 		}
 	}
-	us.act.SignedIn(ctx, u, policy.FactorPassword, c)
+	us.act.SignedIn(ctx, u.Person(), policy.FactorPassword, c)
 	return u, nil
 }
 

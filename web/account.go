@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 )
 
 // The person's account pages beyond the security page: recent activity,
@@ -78,14 +79,14 @@ func (s *Server) client(c *gin.Context) authn.Client {
 
 // activity is the log, or nil without second factors (its methods then do
 // nothing).
-func (s *Server) activity() *authn.Activity {
+func (s *Server) activity() *activity.Log {
 	if s.mfa == nil {
 		return nil
 	}
 	return s.mfa.ActivityLog()
 }
 
-func (s *Server) events(c *gin.Context, username string) ([]authn.Event, error) {
+func (s *Server) events(c *gin.Context, username string) ([]activity.Event, error) {
 	return s.mfa.Activity(c.Request.Context(), username, activityLimit)
 }
 
@@ -107,12 +108,12 @@ func (s *Server) activityPage(c *gin.Context) {
 	for _, e := range events {
 		ev := eventView{Date: e.At.UTC().Format("2006-01-02"), Time: e.At.UTC().Format("15:04:05 UTC"), Kind: d.T.T("activity.kind." + e.Kind),
 			Detail: e.Detail, IP: e.IP, Browser: e.Browser,
-			Failure: e.Kind == authn.EventSignInFailed || e.Kind == authn.EventSecondFactorFailed || e.Kind == authn.EventLocked ||
-				e.Kind == authn.EventChangeRefused}
+			Failure: e.Kind == activity.EventSignInFailed || e.Kind == activity.EventSecondFactorFailed || e.Kind == activity.EventLocked ||
+				e.Kind == activity.EventChangeRefused}
 		if e.Factor != "" {
 			ev.Factor = d.T.T("factor." + e.Factor)
 		}
-		if e.Kind == authn.EventLocked {
+		if e.Kind == activity.EventLocked {
 			// The detail of a lock is when it ends, for people to read.
 			if t, err := time.Parse(time.RFC3339, e.Detail); err == nil {
 				ev.Detail = d.T.Tf("activity.locked_until", t.UTC().Format("2006-01-02 15:04 UTC"))
@@ -137,7 +138,7 @@ func (s *Server) apiActivity(c *gin.Context) {
 		return
 	}
 	if events == nil {
-		events = []authn.Event{}
+		events = []activity.Event{}
 	}
 	writeJSON(c.Writer, http.StatusOK, gin.H{"events": events})
 }
@@ -145,7 +146,7 @@ func (s *Server) apiActivity(c *gin.Context) {
 func (s *Server) sessionViews(sess *authn.Session) []sessionView {
 	var out []sessionView
 	for _, o := range s.sessions.(sessionLister).ListUser(sess.Username) {
-		out = append(out, sessionView{Handle: o.Handle, Browser: authn.DescribeUserAgent(o.UserAgent), IP: o.IP,
+		out = append(out, sessionView{Handle: o.Handle, Browser: activity.DescribeUserAgent(o.UserAgent), IP: o.IP,
 			Created: o.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"), LastSeen: o.LastSeen.UTC().Format("2006-01-02 15:04 UTC"),
 			Current: o.Handle == sess.Handle})
 	}
@@ -178,7 +179,7 @@ func (s *Server) revokeSession(c *gin.Context, sess *authn.Session, handle strin
 	if err != nil {
 		return false, err
 	}
-	s.activity().Note(c.Request.Context(), sess.Username, authn.EventSessionRevoked, handle, s.client(c))
+	s.activity().Note(c.Request.Context(), sess.Username, activity.EventSessionRevoked, handle, s.client(c))
 	current := handle == sess.Handle
 	if current {
 		s.clearSessionCookie(c)
@@ -220,7 +221,7 @@ func (s *Server) apiSessions(c *gin.Context) {
 	}
 	out := []row{}
 	for _, o := range s.sessions.(sessionLister).ListUser(sess.Username) {
-		out = append(out, row{o.Handle, authn.DescribeUserAgent(o.UserAgent), o.IP, o.CreatedAt, o.LastSeen, o.Handle == sess.Handle})
+		out = append(out, row{o.Handle, activity.DescribeUserAgent(o.UserAgent), o.IP, o.CreatedAt, o.LastSeen, o.Handle == sess.Handle})
 	}
 	writeJSON(c.Writer, http.StatusOK, gin.H{"sessions": out})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/policy"
 )
 
@@ -44,10 +45,10 @@ type AdminPolicies interface {
 	Rollback(ctx context.Context, to, ifVersion int, author, comment string) (authn.PolicyVersion, error)
 }
 
-// AdminAudit is the audit log; authn.Audit implements it.
+// AdminAudit is the audit log; activity.Audit implements it.
 type AdminAudit interface {
-	Record(ctx context.Context, e authn.AuditEntry) (authn.AuditEntry, error)
-	Recent(ctx context.Context, limit int) ([]authn.AuditEntry, error)
+	Record(ctx context.Context, e activity.AuditEntry) (activity.AuditEntry, error)
+	Recent(ctx context.Context, limit int) ([]activity.AuditEntry, error)
 	Export(ctx context.Context, w io.Writer) error
 }
 
@@ -237,8 +238,8 @@ func actingAdmin(c *gin.Context) string { return c.GetString(adminKey) }
 // happened, so a failure to record it is logged (by Audit) and not shown
 // as a failure of the action.
 func (s *Server) audit(c *gin.Context, action, target string, details map[string]string) {
-	_, _ = s.admin.Audit.Record(c.Request.Context(), authn.AuditEntry{
-		Admin: actingAdmin(c), Via: authn.ViaWeb, IP: clientAddr(c).String(),
+	_, _ = s.admin.Audit.Record(c.Request.Context(), activity.AuditEntry{
+		Admin: actingAdmin(c), Via: activity.ViaWeb, IP: clientAddr(c).String(),
 		Action: action, Target: target, Details: details,
 	})
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/policy"
 )
 
@@ -24,7 +25,7 @@ type adminView struct {
 	History []authn.PolicySummary
 	Users   []adminUserRow
 	Query   string
-	Audit   []authn.AuditEntry
+	Audit   []activity.AuditEntry
 	Hosts   []string // protected hosts, for the explain box
 	Factors []string // second-factor kinds, for the explain box
 	Methods []string // HTTP methods, for the explain box

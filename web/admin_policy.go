@@ -14,6 +14,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/policy"
 )
 
@@ -215,7 +216,7 @@ func (s *Server) apiAdminPolicyPut(c *gin.Context) {
 	}
 	if !v.Unchanged {
 		added, removed := authn.DiffStat(v.Diff)
-		s.audit(c, authn.AuditPolicyUpdate, "policy", map[string]string{
+		s.audit(c, activity.AuditPolicyUpdate, "policy", map[string]string{
 			"version": strconv.Itoa(v.Version), "comment": comment,
 			"lines": fmt.Sprintf("+%d -%d", added, removed),
 		})
@@ -370,7 +371,7 @@ func (s *Server) apiAdminPolicyRollback(c *gin.Context) {
 		return
 	}
 	if !v.Unchanged {
-		s.audit(c, authn.AuditPolicyRollback, "policy", map[string]string{
+		s.audit(c, activity.AuditPolicyRollback, "policy", map[string]string{
 			"version": strconv.Itoa(v.Version), "restored_from": strconv.Itoa(req.Version), "comment": v.Comment,
 		})
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/policy"
 )
 
@@ -35,7 +36,7 @@ func (f adminHook) build(h *harness, holder *policy.Holder) *AdminOptions {
 // adminEnv is the admin area's store side, for tests to look behind the API.
 type adminEnv struct {
 	policies *authn.Policies
-	audit    *authn.Audit
+	audit    *activity.Audit
 	holder   *policy.Holder
 }
 
@@ -60,7 +61,7 @@ func newAdminHarness(t *testing.T, policyYAML string) (*harness, *adminEnv) {
 		if _, _, err := env.policies.Load(context.Background(), p, "config"); err != nil {
 			t.Fatalf("load policy: %v", err)
 		}
-		env.audit = authn.NewAudit(h.kv, h.clock.Now, nil)
+		env.audit = activity.NewAudit(h.kv, h.clock.Now, nil)
 		return &AdminOptions{Groups: []string{"admins"}, MaxAge: testAdminMaxAge, Policies: env.policies,
 			Audit: env.audit, Users: h.users, Sessions: h.sessions, Locks: h.reg}
 	}})
@@ -462,7 +463,7 @@ func TestAdminRollbackHistoryAndAudit(t *testing.T) {
 	sc := bufio.NewScanner(strings.NewReader(raw))
 	lines := 0
 	for sc.Scan() {
-		var e authn.AuditEntry
+		var e activity.AuditEntry
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil || e.Admin == "" {
 			t.Fatalf("audit line %q: %v", sc.Text(), err)
 		}
@@ -680,7 +681,7 @@ func TestAdminUserManagement(t *testing.T) {
 		}
 		got = append(got, e.Action)
 	}
-	want := []string{authn.AuditUnlock, authn.AuditEnrollLink, authn.AuditResetFactors, authn.AuditUserEnable, authn.AuditUserDisable}
+	want := []string{activity.AuditUnlock, activity.AuditEnrollLink, activity.AuditResetFactors, activity.AuditUserEnable, activity.AuditUserDisable}
 	if !slices.Equal(got, want) {
 		t.Fatalf("audit: %v, want %v", got, want)
 	}

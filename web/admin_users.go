@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/factors"
 	"github.com/keygate/keygate/policy"
 )
@@ -62,7 +63,7 @@ type adminUserDetail struct {
 	Lockouts []adminLock          `json:"lockouts"`
 	// Activity is the account's recent activity log, newest first: the
 	// sign-ins, failures, locks and security changes.
-	Activity []authn.Event `json:"activity"`
+	Activity []activity.Event `json:"activity"`
 }
 
 // recentActivity is how many events the user view shows.
@@ -106,7 +107,7 @@ func (s *Server) userDetail(ctx context.Context, name string) (adminUserDetail, 
 		return adminUserDetail{}, err
 	}
 	d := adminUserDetail{User: s.userRow(u), Factors: []factors.Credential{}, Sessions: []adminSession{},
-		Devices: []authn.Device{}, Lockouts: []adminLock{}, Activity: []authn.Event{}}
+		Devices: []authn.Device{}, Lockouts: []adminLock{}, Activity: []activity.Event{}}
 	if locks := s.admin.Locks; locks != nil {
 		for _, g := range []authn.Gate{authn.GatePassword, authn.GateSecondFactor} {
 			le, err := locks.Status(ctx, g, u.Username, "")
@@ -141,7 +142,7 @@ func (s *Server) userDetail(ctx context.Context, name string) (adminUserDetail, 
 		}
 	}
 	for _, sess := range s.admin.Sessions.ListUser(u.Username) {
-		as := adminSession{Handle: sess.Handle, IP: sess.IP, UserAgent: sess.UserAgent, Device: authn.DescribeUserAgent(sess.UserAgent),
+		as := adminSession{Handle: sess.Handle, IP: sess.IP, UserAgent: sess.UserAgent, Device: activity.DescribeUserAgent(sess.UserAgent),
 			Factors: []string{}, CreatedAt: sess.CreatedAt, LastSeen: sess.LastSeen, ExpiresAt: sess.ExpiresAt}
 		for _, p := range sess.Proofs {
 			if p.Kind == policy.FactorPassword || authn.IsSecondFactor(p.Kind) {
@@ -206,10 +207,10 @@ func (s *Server) apiAdminSetDisabled(disabled bool) gin.HandlerFunc {
 			s.fail(c, userError(err))
 			return
 		}
-		action, details := authn.AuditUserEnable, map[string]string{}
+		action, details := activity.AuditUserEnable, map[string]string{}
 		ended := 0
 		if disabled {
-			action = authn.AuditUserDisable
+			action = activity.AuditUserDisable
 			if ended, err = s.admin.Sessions.RevokeUser(ctx, u.Username); err != nil {
 				s.fail(c, errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("end sessions of %q: %w", u.Username, err)))
 				return
@@ -244,7 +245,7 @@ func (s *Server) apiAdminResetFactors(c *gin.Context) {
 		s.fail(c, userError(err))
 		return
 	}
-	s.audit(c, authn.AuditResetFactors, u.Username, map[string]string{"removed": strconv.Itoa(n)})
+	s.audit(c, activity.AuditResetFactors, u.Username, map[string]string{"removed": strconv.Itoa(n)})
 	writeJSON(c.Writer, http.StatusOK, map[string]any{"username": u.Username, "removed": n})
 }
 
@@ -288,7 +289,7 @@ func (s *Server) apiAdminEnrollLink(c *gin.Context) {
 	}
 	r := c.Request
 	link := s.scheme(r) + "://" + r.Host + portalPrefix + "enroll/" + token
-	s.audit(c, authn.AuditEnrollLink, u.Username, map[string]string{"expires_at": exp.UTC().Format(time.RFC3339)})
+	s.audit(c, activity.AuditEnrollLink, u.Username, map[string]string{"expires_at": exp.UTC().Format(time.RFC3339)})
 	writeJSON(c.Writer, http.StatusOK, map[string]any{"username": u.Username, "url": link, "expires_at": exp.UTC()})
 }
 
@@ -310,7 +311,7 @@ func (s *Server) apiAdminUnlock(c *gin.Context) {
 		s.fail(c, userError(err))
 		return
 	}
-	s.audit(c, authn.AuditUnlock, u.Username, map[string]string{"was_locked": strconv.FormatBool(was)})
+	s.audit(c, activity.AuditUnlock, u.Username, map[string]string{"was_locked": strconv.FormatBool(was)})
 	writeJSON(c.Writer, http.StatusOK, map[string]any{"username": u.Username, "was_locked": was})
 }
 
@@ -350,7 +351,7 @@ func (s *Server) apiAdminAudit(c *gin.Context) {
 		return
 	}
 	if entries == nil {
-		entries = []authn.AuditEntry{}
+		entries = []activity.AuditEntry{}
 	}
 	writeJSON(c.Writer, http.StatusOK, map[string]any{"entries": entries})
 }

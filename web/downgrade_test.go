@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/factors"
 )
 
@@ -157,7 +158,7 @@ func TestDowngradeAppOnlyRule(t *testing.T) {
 			t.Fatalf("app-only rule with an email code: %d", r.StatusCode)
 		}
 		events, _ := h.mfa.Activity(context.Background(), testUser, 100)
-		if !slices.ContainsFunc(events, func(e authn.Event) bool { return e.Kind == authn.EventChangeRefused }) {
+		if !slices.ContainsFunc(events, func(e activity.Event) bool { return e.Kind == activity.EventChangeRefused }) {
 			t.Error("refused changes are not in the activity log")
 		}
 		if _, body := h.do(owner, http.MethodGet, "http://app.example.com/.keygate/activity", ""); !strings.Contains(body, "Change of second factors refused") {

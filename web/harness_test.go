@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 	delivery "github.com/keygate/keygate/authn/mail"
 	"github.com/keygate/keygate/authn/store/badgerstore"
 	"github.com/keygate/keygate/factors"
@@ -137,7 +138,7 @@ type harness struct {
 	users    *authn.Users
 	sessions *authn.Sessions
 	reg      *authn.Regulator
-	activity *authn.Activity
+	activity *activity.Log
 	web      *Server
 	srv      *httptest.Server
 	up       *recorder
@@ -306,8 +307,8 @@ func (h *harness) newMFA(mail delivery.Sender) *authn.MFA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	notices := authn.NewNotices(mail, "keygate", nil, h.clock.Now)
-	h.activity = authn.NewActivity(h.kv, authn.ActivityOptions{Notices: notices, PortalURL: h.origin, Now: h.clock.Now})
+	notices := activity.NewNotices(mail, "keygate", nil, h.clock.Now)
+	h.activity = activity.NewLog(h.kv, activity.Options{Notices: notices, PortalURL: h.origin, Now: h.clock.Now})
 	h.users.Guard(h.reg, h.activity)
 	return authn.NewMFA(h.users, h.sessions, authn.MFAOptions{
 		TOTP: tf, Recovery: rf, Email: ef, WebAuthn: wf,

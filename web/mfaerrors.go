@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/factors"
 	"github.com/keygate/keygate/factors/emailcode"
 	fwa "github.com/keygate/keygate/factors/webauthn"
@@ -30,7 +31,7 @@ func mfaError(err error) *Error {
 		return errf(http.StatusForbidden, "enroll_code_closed", "err.enroll_code_closed", nil)
 	case errors.Is(err, authn.ErrTicketInvalid):
 		return errf(http.StatusBadRequest, "unlock_expired", "err.unlock_expired", nil)
-	case errors.Is(err, authn.ErrNotMeInvalid):
+	case errors.Is(err, activity.ErrNotMeInvalid):
 		return errf(http.StatusBadRequest, "link_invalid", "err.notme_invalid", nil)
 	case errors.As(err, &cd):
 		secs := int(math.Ceil(cd.Remaining.Seconds()))

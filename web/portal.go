@@ -10,6 +10,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/policy"
 )
 
@@ -229,7 +230,7 @@ func (s *Server) signOut(c *gin.Context, everywhere bool) error {
 		if err != nil {
 			return errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("revoke sessions: %w", err))
 		}
-		s.activity().Note(r.Context(), sess.Username, authn.EventSignedOutAll, strconv.Itoa(n), s.client(c))
+		s.activity().Note(r.Context(), sess.Username, activity.EventSignedOutAll, strconv.Itoa(n), s.client(c))
 		s.log.Info("sign-out everywhere", "user", sess.Username, "sessions", n)
 		return nil
 	}

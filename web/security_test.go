@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 )
 
 // Brute force, enumeration, sessions and activity through the real portal.
@@ -428,7 +429,7 @@ func TestSessionsPageAndSignOutEverywhere(t *testing.T) {
 	}
 	for ua, c := range browsers {
 		if r, _ := h.do(c, http.MethodGet, "http://app.example.com/x", ""); r.StatusCode != http.StatusFound {
-			t.Errorf("%s still signed in: %d", authn.DescribeUserAgent(ua), r.StatusCode)
+			t.Errorf("%s still signed in: %d", activity.DescribeUserAgent(ua), r.StatusCode)
 		}
 	}
 	if n := len(h.sessions.ListUser(testUser)); n != 0 {
@@ -470,13 +471,13 @@ func TestActivityPageShowsSignInsFailuresAndChanges(t *testing.T) {
 		t.Fatal("ru activity page")
 	}
 	resp, raw := h.do(c, http.MethodGet, "http://app.example.com/.keygate/api/activity", "")
-	var out struct{ Events []authn.Event }
+	var out struct{ Events []activity.Event }
 	if resp.StatusCode != 200 || json.Unmarshal([]byte(raw), &out) != nil || len(out.Events) < 3 {
 		t.Fatalf("api activity: %d %s", resp.StatusCode, raw)
 	}
-	var signIn *authn.Event
+	var signIn *activity.Event
 	for i, e := range out.Events {
-		if e.Kind == authn.EventSignIn && signIn == nil {
+		if e.Kind == activity.EventSignIn && signIn == nil {
 			signIn = &out.Events[i]
 		}
 	}
@@ -611,7 +612,7 @@ func TestAccountErrorsSpeakBothLanguages(t *testing.T) {
 	until := time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC)
 	for _, e := range []error{
 		&authn.LockedError{Until: until}, &authn.LockedError{Until: until, Network: true}, &authn.LockedError{Reported: true},
-		authn.ErrTicketInvalid, authn.ErrNotMeInvalid,
+		authn.ErrTicketInvalid, activity.ErrNotMeInvalid,
 	} {
 		got := mfaError(e)
 		if got.Status >= 500 {

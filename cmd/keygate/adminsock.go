@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/factors"
 )
 
@@ -63,7 +64,7 @@ type localAdmin struct {
 	mfa      *authn.MFA
 	baseURL  string // where enrolment links point
 	log      *slog.Logger
-	audit    *authn.Audit // records every change (admin: actorOf)
+	audit    *activity.Audit // records every change (admin: actorOf)
 }
 
 func (a *app) localAdmin() localAdmin {
@@ -88,7 +89,7 @@ func (l localAdmin) ResetFactors(ctx context.Context, name, by string) (int, err
 	n, err := l.mfa.ResetFactors(ctx, name)
 	if err == nil {
 		l.log.Warn("admin reset the second factors of a user", "user", name, "by", by, "credentials", n)
-		l.record(ctx, authn.AuditResetFactors, u.Username, map[string]string{"removed": strconv.Itoa(n)})
+		l.record(ctx, activity.AuditResetFactors, u.Username, map[string]string{"removed": strconv.Itoa(n)})
 	}
 	return n, err
 }
@@ -99,7 +100,7 @@ func (l localAdmin) Unlock(ctx context.Context, name string) (bool, error) {
 		l.log.Warn("admin unlocked a user", "user", name)
 	}
 	if err == nil {
-		l.record(ctx, authn.AuditUnlock, name, map[string]string{"was_locked": strconv.FormatBool(was)})
+		l.record(ctx, activity.AuditUnlock, name, map[string]string{"was_locked": strconv.FormatBool(was)})
 	}
 	return was, err
 }
@@ -109,7 +110,7 @@ func (l localAdmin) EnrollLink(ctx context.Context, name string, ttl time.Durati
 	if err != nil {
 		return enrollLink{}, err
 	}
-	l.record(ctx, authn.AuditEnrollLink, name, map[string]string{"expires_at": exp.UTC().Format(time.RFC3339)})
+	l.record(ctx, activity.AuditEnrollLink, name, map[string]string{"expires_at": exp.UTC().Format(time.RFC3339)})
 	return enrollLink{URL: l.baseURL + "/.keygate/enroll/" + token, ExpiresAt: exp}, nil
 }
 
@@ -133,7 +134,7 @@ func viewOf(u authn.User) userView {
 func (l localAdmin) Add(ctx context.Context, nu authn.NewUser) (userView, error) {
 	u, err := l.users.Add(ctx, nu)
 	if err == nil {
-		l.record(ctx, authn.AuditUserAdd, u.Username, map[string]string{"groups": strings.Join(u.Groups, ",")})
+		l.record(ctx, activity.AuditUserAdd, u.Username, map[string]string{"groups": strings.Join(u.Groups, ",")})
 	}
 	return viewOf(u), err
 }
@@ -156,7 +157,7 @@ func (l localAdmin) SetPassword(ctx context.Context, name, password string) erro
 	if err := l.users.SetPassword(ctx, name, password); err != nil {
 		return err
 	}
-	l.record(ctx, authn.AuditUserPassword, name, nil)
+	l.record(ctx, activity.AuditUserPassword, name, nil)
 	_, err := l.sessions.RevokeUser(ctx, name)
 	return err
 }
@@ -165,9 +166,9 @@ func (l localAdmin) SetDisabled(ctx context.Context, name string, disabled bool)
 	if err := l.users.SetDisabled(ctx, name, disabled); err != nil {
 		return err
 	}
-	action := authn.AuditUserEnable
+	action := activity.AuditUserEnable
 	if disabled {
-		action = authn.AuditUserDisable
+		action = activity.AuditUserDisable
 	}
 	l.record(ctx, action, name, nil)
 	if disabled {
@@ -181,7 +182,7 @@ func (l localAdmin) Delete(ctx context.Context, name string) error {
 	if err := l.users.Delete(ctx, name); err != nil {
 		return err
 	}
-	l.record(ctx, authn.AuditUserDelete, name, nil)
+	l.record(ctx, activity.AuditUserDelete, name, nil)
 	_, err := l.sessions.RevokeUser(ctx, name)
 	return err
 }

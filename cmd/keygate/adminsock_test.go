@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/store/badgerstore"
 	"golang.org/x/sys/unix"
 )
@@ -54,7 +55,7 @@ func TestAdminSocketActorIsThePeersOSUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer kv.Close()
-	entries, err := authn.NewAudit(kv, nil, nil).Recent(context.Background(), 10)
+	entries, err := activity.NewAudit(kv, nil, nil).Recent(context.Background(), 10)
 	if err != nil {
 		t.Fatal(err)
 	}

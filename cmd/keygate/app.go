@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/mail"
 	"github.com/keygate/keygate/authn/store"
 	"github.com/keygate/keygate/authn/store/badgerstore"
@@ -39,9 +40,9 @@ type app struct {
 	links    *authn.EnrollLinks
 	devices  *authn.Devices
 	policies *authn.Policies  // versioned policies in the store (policycmd.go)
-	audit    *authn.Audit     // what admins did
+	audit    *activity.Audit  // what admins did
 	reg      *authn.Regulator // brute-force limits of every verifier
-	activity *authn.Activity  // per-user activity log and its notices
+	activity *activity.Log    // per-user activity log and its notices
 	outbox   *mail.Outbox     // set when email goes to a directory (demo)
 	obs      observability    // metrics and access log (metrics.go)
 
@@ -170,7 +171,7 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 		if err != nil {
 			return err
 		}
-		o.Notices = authn.NewNotices(sender, "keygate", a.log, time.Now)
+		o.Notices = activity.NewNotices(sender, "keygate", a.log, time.Now)
 		e := cfg.Email.Code
 		if o.Email, err = emailcode.New(a.kv, sender, emailcode.Options{Length: e.Length, TTL: e.TTL.D(), MaxTries: e.MaxTries,
 			Cooldown: e.Cooldown.D(), HourlyCap: e.HourlyCap, Secrets: mailSecrets}); err != nil {
@@ -195,7 +196,7 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 		}
 		a.obs.metrics.Lockout(scope)
 	})
-	a.activity = authn.NewActivity(a.kv, authn.ActivityOptions{Retention: time.Duration(cfg.Activity.RetentionDays) * 24 * time.Hour,
+	a.activity = activity.NewLog(a.kv, activity.Options{Retention: time.Duration(cfg.Activity.RetentionDays) * 24 * time.Hour,
 		Notices: o.Notices, PortalURL: a.portalBase(), Logger: a.log})
 	a.users.Guard(a.reg, a.activity)
 	o.Regulator, o.Activity = a.reg, a.activity

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/store/badgerstore"
 	"github.com/keygate/keygate/policy"
 )
@@ -162,7 +163,7 @@ rules:
 		t.Fatal(err)
 	}
 	defer kv.Close()
-	entries, err := authn.NewAudit(kv, nil, nil).Recent(context.Background(), 10)
+	entries, err := activity.NewAudit(kv, nil, nil).Recent(context.Background(), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,8 +171,8 @@ rules:
 	if u, err := user.Current(); err == nil && me == "unknown" {
 		me = u.Username
 	}
-	if len(entries) != 2 || entries[0].Action != authn.AuditPolicyRollback || entries[1].Action != authn.AuditPolicyImport ||
-		entries[0].Admin != me || entries[1].Via != authn.ViaCLI || entries[1].Details["comment"] != "two factors by default" {
+	if len(entries) != 2 || entries[0].Action != activity.AuditPolicyRollback || entries[1].Action != activity.AuditPolicyImport ||
+		entries[0].Admin != me || entries[1].Via != activity.ViaCLI || entries[1].Details["comment"] != "two factors by default" {
 		t.Fatalf("audit (want admin %q): %+v", me, entries)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"unicode"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/store"
 	"github.com/keygate/keygate/cmd/keygate/config"
 	"github.com/keygate/keygate/policy"
@@ -57,7 +58,7 @@ func (a *app) loadPolicy(ctx context.Context) error {
 		Guard:  func(p policy.Policy) policy.ValidationErrors { return web.AdminAreaProblems(p, maxAge) },
 		Logger: a.log,
 	})
-	a.audit = authn.NewAudit(a.kv, time.Now, a.log)
+	a.audit = activity.NewAudit(a.kv, time.Now, a.log)
 	v, created, err := a.policies.Load(ctx, a.cfg.Policy, "config")
 	if err != nil {
 		return fmt.Errorf("policy: %w", err)
@@ -129,7 +130,7 @@ func (l localAdmin) record(ctx context.Context, action, target string, details m
 	if l.audit == nil {
 		return
 	}
-	_, _ = l.audit.Record(ctx, authn.AuditEntry{Admin: actorOf(ctx), Via: authn.ViaCLI, Action: action, Target: target, Details: details})
+	_, _ = l.audit.Record(ctx, activity.AuditEntry{Admin: actorOf(ctx), Via: activity.ViaCLI, Action: action, Target: target, Details: details})
 }
 
 // policyAdmin is what the `keygate policy` commands need; localPolicies
@@ -146,7 +147,7 @@ type policyAdmin interface {
 
 type localPolicies struct {
 	ps     *authn.Policies
-	audit  *authn.Audit
+	audit  *activity.Audit
 	users  *authn.Users
 	holder *policy.Holder
 }
@@ -175,7 +176,7 @@ func (l localPolicies) Import(ctx context.Context, p policy.Policy, ifVersion in
 	v, err := l.ps.Update(ctx, p, ifVersion, actorOf(ctx), comment)
 	if err == nil && !v.Unchanged {
 		added, removed := authn.DiffStat(v.Diff)
-		_, _ = l.audit.Record(ctx, authn.AuditEntry{Admin: actorOf(ctx), Via: authn.ViaCLI, Action: authn.AuditPolicyImport, Target: "policy",
+		_, _ = l.audit.Record(ctx, activity.AuditEntry{Admin: actorOf(ctx), Via: activity.ViaCLI, Action: activity.AuditPolicyImport, Target: "policy",
 			Details: map[string]string{"version": strconv.Itoa(v.Version), "comment": comment, "lines": fmt.Sprintf("+%d -%d", added, removed)}})
 	}
 	return v, err
@@ -184,7 +185,7 @@ func (l localPolicies) Import(ctx context.Context, p policy.Policy, ifVersion in
 func (l localPolicies) Rollback(ctx context.Context, to, ifVersion int, comment string) (authn.PolicyVersion, error) {
 	v, err := l.ps.Rollback(ctx, to, ifVersion, actorOf(ctx), comment)
 	if err == nil && !v.Unchanged {
-		_, _ = l.audit.Record(ctx, authn.AuditEntry{Admin: actorOf(ctx), Via: authn.ViaCLI, Action: authn.AuditPolicyRollback, Target: "policy",
+		_, _ = l.audit.Record(ctx, activity.AuditEntry{Admin: actorOf(ctx), Via: activity.ViaCLI, Action: activity.AuditPolicyRollback, Target: "policy",
 			Details: map[string]string{"version": strconv.Itoa(v.Version), "restored_from": strconv.Itoa(to), "comment": v.Comment}})
 	}
 	return v, err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn"
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/cmd/keygate/config"
 	"github.com/keygate/keygate/policy"
 )
@@ -81,7 +82,7 @@ func TestLinksAreAbsoluteInEveryMode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a.activity.Changed(ctx, u, authn.EventFactorAdded, policy.FactorTOTP, "", authn.Client{})
+			a.activity.Changed(ctx, u.Person(), activity.EventFactorAdded, policy.FactorTOTP, "", authn.Client{})
 			mails, _ := filepath.Glob(filepath.Join(cfg.Email.Outbox, "*"))
 			found := false
 			for _, f := range mails {

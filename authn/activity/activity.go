@@ -1,4 +1,14 @@
-package authn
+// Package activity keeps what happened to accounts: each person's activity
+// log (sign-ins, failures, security changes) with the "This wasn't me"
+// links it mails, the notices that tell people about it, and the audit log
+// of what admins did.
+//
+// It is a room of its own, apart from authn, because it is a consumer of
+// authn's events and not a part of its decisions: nothing here says who may
+// sign in. authn imports it (to raise events and show the log); it imports
+// neither authn nor any factor, so it has its own small Person and Client
+// types, and sends mail through authn/mail.
+package activity
 
 import (
 	"cmp"
@@ -16,22 +26,6 @@ import (
 
 	"github.com/keygate/keygate/authn/store"
 )
-
-// Client is where an attempt or a change comes from: the address
-// regulation counts, what the activity log shows, and the language notices
-// are written in.
-type Client struct {
-	IP        string
-	UserAgent string
-	Lang      string
-}
-
-// Meta is the session metadata of c.
-func (c Client) Meta() Meta { return Meta{IP: c.IP, UserAgent: c.UserAgent} }
-
-// clientOf describes the browser of a session (its sign-in address and
-// user agent), for events that happen on it.
-func clientOf(s *Session) Client { return Client{IP: s.IP, UserAgent: s.UserAgent} }
 
 // Event kinds of the activity log.
 const (
@@ -72,8 +66,8 @@ type Event struct {
 	Lang string `json:"lang,omitempty"`
 }
 
-// ActivityOptions configure the log; zero values take the defaults.
-type ActivityOptions struct {
+// Options configure the log; zero values take the defaults.
+type Options struct {
 	// Retention: how long events are kept (default 90 days).
 	Retention time.Duration
 	// Notices mails people about new sign-ins and security changes (nil:
@@ -103,18 +97,18 @@ const (
 
 // ErrNotMeInvalid: a "This wasn't me" link that is unknown, used or
 // expired.
-var ErrNotMeInvalid = errors.New("authn: this link is invalid, already used or expired")
+var ErrNotMeInvalid = errors.New("activity: this link is invalid, already used or expired")
 
-// Activity is the append-only per-user event log (each event its own key,
+// Log is the append-only per-user event log (each event its own key,
 // written once with compare-and-set against absence, expiring after the
 // retention), and the notices that go with it.
-type Activity struct {
+type Log struct {
 	kv KV
-	o  ActivityOptions
+	o  Options
 }
 
-// NewActivity builds the log.
-func NewActivity(kv KV, o ActivityOptions) *Activity {
+// NewLog builds the log.
+func NewLog(kv KV, o Options) *Log {
 	o.Retention = cmp.Or(max(o.Retention, 0), DefaultRetention)
 	if o.Now == nil {
 		o.Now = time.Now
@@ -123,7 +117,7 @@ func NewActivity(kv KV, o ActivityOptions) *Activity {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	o.PortalURL = strings.TrimSuffix(o.PortalURL, "/")
-	return &Activity{kv: kv, o: o}
+	return &Log{kv: kv, o: o}
 }
 
 // eventKey sorts newest first: the time is stored inverted, so a prefix
@@ -135,9 +129,9 @@ func eventKey(username string, at time.Time) string {
 	return fmt.Sprintf("%s%s/%016x%s", activityPrefix, username, uint64(math.MaxInt64-at.UnixNano()), hex.EncodeToString(rnd[:]))
 }
 
-// Record appends e to username's log (At zero = now). A nil Activity
-// records nothing.
-func (a *Activity) Record(ctx context.Context, username string, e Event) error {
+// Record appends e to username's log (At zero = now). A nil Log records
+// nothing.
+func (a *Log) Record(ctx context.Context, username string, e Event) error {
 	if a == nil {
 		return nil
 	}
@@ -159,7 +153,7 @@ func (a *Activity) Record(ctx context.Context, username string, e Event) error {
 
 // List returns up to limit of username's events, newest first, within the
 // retention.
-func (a *Activity) List(ctx context.Context, username string, limit int) ([]Event, error) {
+func (a *Log) List(ctx context.Context, username string, limit int) ([]Event, error) {
 	if a == nil {
 		return nil, nil
 	}
@@ -197,7 +191,7 @@ func event(kind, factor, detail string, c Client) Event {
 
 // record is Record for best-effort callers: the action the event describes
 // already happened, and must not fail because the log could not be written.
-func (a *Activity) record(ctx context.Context, username string, e Event) {
+func (a *Log) record(ctx context.Context, username string, e Event) {
 	if err := a.Record(ctx, username, e); err != nil {
 		a.o.Logger.Error("activity not recorded", "user", username, "kind", e.Kind, "err", err)
 	}
@@ -205,7 +199,7 @@ func (a *Activity) record(ctx context.Context, username string, e Event) {
 
 // SignedIn records a sign-in and mails the person when it came from a
 // browser or an address their recent sign-ins did not.
-func (a *Activity) SignedIn(ctx context.Context, u User, factor string, c Client) {
+func (a *Log) SignedIn(ctx context.Context, u Person, factor string, c Client) {
 	if a == nil {
 		return
 	}
@@ -223,7 +217,7 @@ func (a *Activity) SignedIn(ctx context.Context, u User, factor string, c Client
 
 // known says whether an earlier sign-in came from the same browser and
 // the same address.
-func (a *Activity) known(ctx context.Context, username string, e Event) (bool, error) {
+func (a *Log) known(ctx context.Context, username string, e Event) (bool, error) {
 	events, err := a.List(ctx, username, knownScan)
 	if err != nil {
 		return false, err
@@ -239,8 +233,17 @@ func (a *Activity) known(ctx context.Context, username string, e Event) (bool, e
 	return sameIP && sameBrowser, nil
 }
 
+// Passed records a check passed on the way in that needs no mail (a second
+// factor after a password the log already has).
+func (a *Log) Passed(ctx context.Context, username, kind, factor string, c Client) {
+	if a == nil {
+		return
+	}
+	a.record(ctx, username, event(kind, factor, "", c))
+}
+
 // Failed records a failed attempt of a known account.
-func (a *Activity) Failed(ctx context.Context, username, kind, factor string, c Client) {
+func (a *Log) Failed(ctx context.Context, username, kind, factor string, c Client) {
 	if a == nil {
 		return
 	}
@@ -250,10 +253,11 @@ func (a *Activity) Failed(ctx context.Context, username, kind, factor string, c 
 // decoyTTL: decoy events are kept only briefly; nobody reads them.
 const decoyTTL = time.Hour
 
-// decoy does the work of Failed for a login that matches no account: an
-// event of the same size written the same way, under a name no account
-// can have ('#' and a hash), expiring soon. See Users.SignIn.
-func (a *Activity) decoy(ctx context.Context, login string, c Client) {
+// Decoy does the work of Failed for a login that matches no account: an
+// event of the same size written the same way, expiring soon, so that the
+// time a failed sign-in takes does not tell accounts apart. name must be
+// one no account can have (authn passes '#' and a hash of the login).
+func (a *Log) Decoy(ctx context.Context, name string, c Client) {
 	if a == nil {
 		return
 	}
@@ -261,14 +265,14 @@ func (a *Activity) decoy(ctx context.Context, login string, c Client) {
 	e.At = a.o.Now().Round(0).UTC()
 	e.IP, e.Browser = clip(e.IP, maxIPLen), clip(e.Browser, maxEventField)
 	raw, _ := json.Marshal(e)
-	if _, err := a.kv.CompareAndSet(ctx, eventKey(subjectKey("#"+login), e.At), raw, 0, store.WriteOptions{TTL: decoyTTL}); err != nil {
+	if _, err := a.kv.CompareAndSet(ctx, eventKey(name, e.At), raw, 0, store.WriteOptions{TTL: decoyTTL}); err != nil {
 		a.o.Logger.Error("activity: decoy write", "err", err)
 	}
 }
 
 // Note records an event that needs no mail (a session ended, devices
 // forgotten, a lock).
-func (a *Activity) Note(ctx context.Context, username, kind, detail string, c Client) {
+func (a *Log) Note(ctx context.Context, username, kind, detail string, c Client) {
 	if a == nil {
 		return
 	}
@@ -277,7 +281,7 @@ func (a *Activity) Note(ctx context.Context, username, kind, detail string, c Cl
 
 // Changed records a security change and mails the person about it, with a
 // "This wasn't me" link.
-func (a *Activity) Changed(ctx context.Context, u User, kind, factor, detail string, c Client) {
+func (a *Log) Changed(ctx context.Context, u Person, kind, factor, detail string, c Client) {
 	if a == nil {
 		return
 	}
@@ -289,7 +293,7 @@ func (a *Activity) Changed(ctx context.Context, u User, kind, factor, detail str
 // notify mails a notice with a fresh "This wasn't me" link. Only a
 // confirmed address gets one: the link locks the account, and an address
 // nobody confirmed may belong to someone else.
-func (a *Activity) notify(ctx context.Context, u User, notice string, e Event) {
+func (a *Log) notify(ctx context.Context, u Person, notice string, e Event) {
 	if a.o.Notices == nil || a.o.Notices.send == nil || u.Email == "" || !u.EmailVerified {
 		return
 	}
@@ -305,7 +309,7 @@ func (a *Activity) notify(ctx context.Context, u User, notice string, e Event) {
 }
 
 // lastLang is the language of the person's latest event that had one.
-func (a *Activity) lastLang(ctx context.Context, username string) string {
+func (a *Log) lastLang(ctx context.Context, username string) string {
 	events, err := a.List(ctx, username, 50)
 	if err != nil {
 		return ""
@@ -320,7 +324,7 @@ func (a *Activity) lastLang(ctx context.Context, username string) string {
 
 // issueNotMe stores a one-time "This wasn't me" token for username. The
 // token is hex so that it can never look like a one-time code in a mail.
-func (a *Activity) issueNotMe(ctx context.Context, username string) (string, error) {
+func (a *Log) issueNotMe(ctx context.Context, username string) (string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
@@ -334,7 +338,7 @@ func (a *Activity) issueNotMe(ctx context.Context, username string) (string, err
 
 // CheckNotMe says whether a "This wasn't me" token is live (the
 // confirmation page), without using it.
-func (a *Activity) CheckNotMe(ctx context.Context, token string) error {
+func (a *Log) CheckNotMe(ctx context.Context, token string) error {
 	if a == nil || len(token) != 64 {
 		return ErrNotMeInvalid
 	}
@@ -346,8 +350,9 @@ func (a *Activity) CheckNotMe(ctx context.Context, token string) error {
 	return nil
 }
 
-// redeemNotMe uses a token once and returns its account.
-func (a *Activity) redeemNotMe(ctx context.Context, token string) (string, error) {
+// RedeemNotMe uses a token once and returns its account (the caller then
+// signs it out everywhere and locks it).
+func (a *Log) RedeemNotMe(ctx context.Context, token string) (string, error) {
 	if a == nil || len(token) != 64 {
 		return "", ErrNotMeInvalid
 	}

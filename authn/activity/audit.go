@@ -1,4 +1,4 @@
-package authn
+package activity
 
 import (
 	"context"
@@ -99,7 +99,7 @@ func (a *Audit) Record(ctx context.Context, e AuditEntry) (AuditEntry, error) {
 		if err != nil {
 			return e, fmt.Errorf("audit: encode: %w", err)
 		}
-		_, err = a.kv.CompareAndSet(ctx, auditPrefix+e.ID, b, 0, durable())
+		_, err = a.kv.CompareAndSet(ctx, auditPrefix+e.ID, b, 0, store.WriteOptions{Durable: true})
 		if errors.Is(err, store.ErrConflict) {
 			continue // an entry of an earlier run with the same time and sequence
 		}

@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/mail"
 )
 
-// mailbox is an mail.Sender that keeps what it is given.
+// mailbox is a mail.Sender that keeps what it is given.
 type mailbox struct {
 	mu   sync.Mutex
 	msgs []mail.Message
@@ -34,7 +35,7 @@ func (m *mailbox) all() []mail.Message {
 type guarded struct {
 	users *Users
 	reg   *Regulator
-	act   *Activity
+	act   *activity.Log
 	mail  *mailbox
 	clk   *clock
 }
@@ -46,7 +47,7 @@ func newGuarded(t *testing.T) *guarded {
 	g := &guarded{clk: clk, mail: &mailbox{}}
 	g.users = NewUsers(kv, testHasher(), PasswordPolicy{MinLength: 12}, clk.Now)
 	g.reg = newTestRegulator(t, kv, clk)
-	g.act = NewActivity(kv, ActivityOptions{Notices: NewNotices(g.mail, "keygate", quietLogger(), clk.Now),
+	g.act = activity.NewLog(kv, activity.Options{Notices: activity.NewNotices(g.mail, "keygate", quietLogger(), clk.Now),
 		PortalURL: "https://app.example.com/", Now: clk.Now, Retention: 48 * time.Hour})
 	g.users.Guard(g.reg, g.act)
 	ctx := context.Background()
@@ -114,7 +115,7 @@ func TestSignInRegulatedWithoutTellingAccountsApart(t *testing.T) {
 	for _, e := range events {
 		kinds = append(kinds, e.Kind)
 	}
-	if kinds[0] != EventSignIn || !strings.Contains(strings.Join(kinds, ","), EventLocked) || events[0].IP != c.IP ||
+	if kinds[0] != activity.EventSignIn || !strings.Contains(strings.Join(kinds, ","), activity.EventLocked) || events[0].IP != c.IP ||
 		events[0].Browser != "Firefox on Linux" || events[0].Factor != "password" {
 		t.Fatalf("events %v / %+v", kinds, events[0])
 	}
@@ -168,41 +169,11 @@ func TestNewDeviceNoticeAndNotMe(t *testing.T) {
 	if err := g.act.CheckNotMe(ctx, link[1]); err != nil {
 		t.Fatal(err)
 	}
-	if owner, err := g.act.redeemNotMe(ctx, link[1]); err != nil || owner != "alice" {
+	if owner, err := g.act.RedeemNotMe(ctx, link[1]); err != nil || owner != "alice" {
 		t.Fatalf("redeem: %q %v", owner, err)
 	}
-	if _, err := g.act.redeemNotMe(ctx, link[1]); !errors.Is(err, ErrNotMeInvalid) {
+	if _, err := g.act.RedeemNotMe(ctx, link[1]); !errors.Is(err, activity.ErrNotMeInvalid) {
 		t.Fatalf("a link worked twice: %v", err)
-	}
-}
-
-func TestActivityRetentionAndOrder(t *testing.T) {
-	g := newGuarded(t)
-	ctx := context.Background()
-	for i := range 3 {
-		if err := g.act.Record(ctx, "alice", Event{Kind: EventFactorAdded, Detail: string(rune('a' + i))}); err != nil {
-			t.Fatal(err)
-		}
-		g.clk.Advance(time.Hour)
-	}
-	events, _ := g.act.List(ctx, "alice", 2)
-	if len(events) != 2 || events[0].Detail != "c" || events[1].Detail != "b" {
-		t.Fatalf("newest first, limited: %+v", events)
-	}
-	// Past the retention (48 h here) events are gone even before their TTL.
-	g.clk.Advance(46*time.Hour + time.Minute)
-	events, _ = g.act.List(ctx, "alice", 0)
-	if len(events) != 1 || events[0].Detail != "c" {
-		t.Fatalf("after retention: %+v", events)
-	}
-	// Another user's log is separate.
-	if events, _ := g.act.List(ctx, "alic", 0); len(events) != 0 {
-		t.Fatal("a prefix of the name sees the log")
-	}
-	// A nil log records nothing and lists nothing.
-	var none *Activity
-	if err := none.Record(ctx, "alice", Event{Kind: EventSignIn}); err != nil {
-		t.Fatal(err)
 	}
 }
 

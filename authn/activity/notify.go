@@ -1,4 +1,4 @@
-package authn
+package activity
 
 import (
 	"context"
@@ -58,7 +58,7 @@ var noticeText = map[string]map[string][2]string{
 // RecoveryUsed tells the user a recovery code was used. Delivery failures
 // are logged, not returned: the sign-in already happened and must not
 // fail because mail is down.
-func (n *Notices) RecoveryUsed(ctx context.Context, u User, lang, ip string, left int) {
+func (n *Notices) RecoveryUsed(ctx context.Context, u Person, lang, ip string, left int) {
 	if n == nil || n.send == nil || u.Email == "" {
 		return
 	}
@@ -137,7 +137,7 @@ var factsText = map[string][4]string{
 // Activity mails a notice about an event (a new sign-in, a security
 // change) with the "This wasn't me" link. Delivery failures are logged,
 // not returned: what the notice is about already happened.
-func (n *Notices) Activity(ctx context.Context, u User, notice string, e Event, notMeURL string) {
+func (n *Notices) Activity(ctx context.Context, u Person, notice string, e Event, notMeURL string) {
 	if n == nil || n.send == nil || u.Email == "" {
 		return
 	}
