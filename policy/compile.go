@@ -46,38 +46,65 @@ func parseAction(s string) (action, bool) {
 }
 
 // Second factors as bits, so that "is this proof acceptable here" is an AND.
-type factorSet uint8
+// Bit i is the i-th registered kind of the policy's kindTable.
+type factorSet uint32
 
-const (
-	fWebAuthn factorSet = 1 << iota
-	fTOTP
-	fEmail
-	fRecovery
+// maxFactorKinds bounds the registered kinds (one bit each).
+const maxFactorKinds = 32
 
-	fAll = fWebAuthn | fTOTP | fEmail | fRecovery
-)
-
-// allFactors is what an unrestricted two_factor rule accepts, in the order
-// the portal should offer them. Compile makes one per policy and shares it
-// among such rules (a function, not a package variable, so that nobody can
-// change it for every policy at once).
-func allFactors() []string {
+// defaultFactors are the kinds a policy compiled without CompileOptions
+// may name: round 1's factors, for tools and tests that run no registry.
+func defaultFactors() []string {
 	return []string{FactorWebAuthn, FactorTOTP, FactorEmail, FactorRecovery}
 }
 
-func factorBit(kind string) factorSet {
-	switch kind {
-	case FactorWebAuthn:
-		return fWebAuthn
-	case FactorTOTP:
-		return fTOTP
-	case FactorEmail:
-		return fEmail
-	case FactorRecovery:
-		return fRecovery
+// kindTable is the second factors a policy may name: the factors keygate
+// registered, in the order the portal offers them. It is built once per
+// compile and shared by every rule (read-only).
+type kindTable struct {
+	kinds []string
+	all   factorSet
+}
+
+func newKindTable(kinds []string) (*kindTable, error) {
+	if len(kinds) == 0 {
+		kinds = defaultFactors()
+	}
+	if len(kinds) > maxFactorKinds {
+		return nil, fmt.Errorf("policy: at most %d second-factor kinds, got %d", maxFactorKinds, len(kinds))
+	}
+	t := &kindTable{kinds: slices.Clip(slices.Clone(kinds))}
+	t.all = factorSet(1)<<len(kinds) - 1
+	return t, nil
+}
+
+// bit is kind's bit, 0 for a kind not registered.
+func (t *kindTable) bit(kind string) factorSet {
+	if i := slices.Index(t.kinds, kind); i >= 0 {
+		return 1 << i
 	}
 	return 0
 }
+
+// hint lists the registered kinds for a message ("webauthn, totp, email
+// or recovery").
+func (t *kindTable) hint() string {
+	if len(t.kinds) == 1 {
+		return t.kinds[0]
+	}
+	return strings.Join(t.kinds[:len(t.kinds)-1], ", ") + " or " + t.kinds[len(t.kinds)-1]
+}
+
+// CompileOptions are what a policy is compiled against.
+type CompileOptions struct {
+	// Factors are the registered second-factor kinds, in the portal's
+	// order; rules may name only these. Empty: round 1's four (webauthn,
+	// totp, email, recovery).
+	Factors []string
+}
+
+// Factors are the second-factor kinds the policy was compiled against.
+func (c *Compiled) Factors() []string { return slices.Clone(c.kinds.kinds) }
 
 // HTTP methods as bits: a rule's methods criterion is one AND. RFC 9110 and
 // PATCH, plus WebDAV (RFC 4918) for file shares behind the gateway.
@@ -163,7 +190,8 @@ type rule struct {
 	// sit together at the front of the struct (one or two cache lines).
 	methods  uint32 // 0 = any
 	action   action
-	factors  factorSet // two_factor only
+	factors  factorSet // two_factor only; bits of kinds
+	kinds    *kindTable
 	trusted  bool      // two_factor only: a remembered device may stand in for the second factor
 	paths    []glob
 	networks []netip.Prefix
@@ -196,6 +224,8 @@ func (r *rule) hasSubjects() bool { return r.users != nil || r.groups != nil }
 // once built and safe for concurrent use; replace it as a whole (Holder).
 type Compiled struct {
 	src     Policy
+	opts    CompileOptions
+	kinds   *kindTable
 	rules   []rule
 	filters []ruleFilter // parallel to rules
 	def     rule
@@ -268,14 +298,21 @@ func (c *Compiled) Source() Policy { return clonePolicy(c.src) }
 // ValidationErrors with every problem found, in document order, each with a
 // path relative to the policy ("rules[2].networks[0]"). An empty default
 // means two_factor.
-func Compile(p Policy) (*Compiled, error) {
+func Compile(p Policy) (*Compiled, error) { return CompileWith(p, CompileOptions{}) }
+
+// CompileWith is Compile against the registered factor kinds of o.
+func CompileWith(p Policy, o CompileOptions) (*Compiled, error) {
 	var errs ValidationErrors
 	bad := func(path, format string, args ...any) {
 		errs = append(errs, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
 	}
 
-	c := &Compiled{src: clonePolicy(p)}
-	all := allFactors()
+	kinds, err := newKindTable(o.Factors)
+	if err != nil {
+		return nil, err
+	}
+	c := &Compiled{src: clonePolicy(p), opts: o, kinds: kinds}
+	all := slices.Clip(slices.Clone(kinds.kinds))
 	def := p.Default
 	if def == "" {
 		def = ActionTwoFactor
@@ -287,7 +324,7 @@ func Compile(p Policy) (*Compiled, error) {
 	}
 	c.def = rule{
 		index: -1, name: "default", action: act, actionName: act.String(),
-		factors: fAll, acceptable: all, trusted: true,
+		factors: kinds.all, kinds: kinds, acceptable: all, trusted: true,
 	}
 	if act != actTwoFactor {
 		c.def.factors, c.def.acceptable = 0, nil
@@ -299,6 +336,7 @@ func Compile(p Policy) (*Compiled, error) {
 	catchAll := false
 	for i := range p.Rules {
 		at := fmt.Sprintf("rules[%d]", i)
+		c.rules[i].kinds = kinds
 		compileRule(&c.rules[i], i, &p.Rules[i], at, all, names, bad)
 		if !catchAll && isCatchAll(&p.Rules[i]) && i < len(p.Rules)-1 {
 			// Not wrong as such, but every rule after it is dead text
@@ -342,7 +380,7 @@ func Compile(p Policy) (*Compiled, error) {
 		// Folding changes nothing a pattern's validity depends on, and a
 		// folded policy folds to itself, so this recursion is one level
 		// deep and cannot fail where p compiled.
-		f, err := Compile(fp)
+		f, err := CompileWith(fp, o)
 		if err != nil {
 			return nil, err
 		}
@@ -507,13 +545,13 @@ func compileRule(out *rule, i int, in *Rule, at string, all []string, names map[
 	}
 
 	for j, f := range in.Factors {
-		bit := factorBit(f)
+		bit := out.kinds.bit(f)
 		switch {
 		case f == FactorPassword:
-			bad(fmt.Sprintf("%s.factors[%d]", at, j), "password is the first factor, not a second one; use webauthn, totp, email or recovery")
+			bad(fmt.Sprintf("%s.factors[%d]", at, j), "password is the first factor, not a second one; use %s", out.kinds.hint())
 			continue
 		case bit == 0:
-			bad(fmt.Sprintf("%s.factors[%d]", at, j), "unknown factor %q; use webauthn, totp, email or recovery", f)
+			bad(fmt.Sprintf("%s.factors[%d]", at, j), "unknown factor %q; use %s", f, out.kinds.hint())
 			continue
 		}
 		if out.factors&bit == 0 {
@@ -522,14 +560,14 @@ func compileRule(out *rule, i int, in *Rule, at string, all []string, names map[
 		out.factors |= bit
 	}
 	if len(in.Factors) == 0 {
-		out.factors, out.acceptable = fAll, all
+		out.factors, out.acceptable = out.kinds.all, all
 	}
 	// Decision.Acceptable hands this slice out; capped, a caller's append
 	// copies instead of writing into the compiled policy.
 	out.acceptable = slices.Clip(out.acceptable)
 
 	if w := in.WebAuthn; w != nil {
-		if two && len(in.Factors) > 0 && out.factors&fWebAuthn == 0 {
+		if two && len(in.Factors) > 0 && out.factors&out.kinds.bit(FactorWebAuthn) == 0 {
 			bad(at+".webauthn", "webauthn options have no effect: factors does not include webauthn")
 		}
 		out.webauthn = compileWebAuthn(w, at+".webauthn", bad)

@@ -238,11 +238,11 @@ func (r *rule) secondFactor(s *Subject, now time.Time, detail *secondFactorDetai
 	)
 	for i := range s.Proofs {
 		p := &s.Proofs[i]
-		bit := factorBit(p.Kind)
+		bit := r.kinds.bit(p.Kind)
 		if bit == 0 || r.factors&bit == 0 {
 			continue
 		}
-		if bit == fWebAuthn && r.webauthn != nil {
+		if p.Kind == FactorWebAuthn && r.webauthn != nil {
 			if l := r.webauthn.refuses(p); l != 0 {
 				if lack == 0 {
 					lack = l

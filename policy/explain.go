@@ -189,7 +189,7 @@ func (r *rule) subjectsText() string {
 // factorsText lists the acceptable factors with what WebAuthn must show.
 func (r *rule) factorsText() string {
 	t := oneOf(r.acceptable)
-	if w := r.webauthn; w != nil && r.factors&fWebAuthn != 0 {
+	if w := r.webauthn; w != nil && r.factors&r.kinds.bit(FactorWebAuthn) != 0 {
 		var need []string
 		if w.attested {
 			need = append(need, "an attested hardware key")

@@ -64,7 +64,7 @@ func inputErr(field, format string, args ...any) error {
 // ones). now is the time the factors are measured against.
 func ExplainRequest(c *Compiled, in ExplainInput, now time.Time, secondFactor func(kind string) bool) (Explanation, error) {
 	if secondFactor == nil {
-		secondFactor = func(k string) bool { return slices.Contains(allFactors(), k) }
+		secondFactor = func(k string) bool { return slices.Contains(c.kinds.kinds, k) }
 	}
 	u, err := url.Parse(strings.TrimSpace(in.URL))
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {

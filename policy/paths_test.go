@@ -317,7 +317,7 @@ func TestStricter(t *testing.T) {
 	signIn1 := Decision{Outcome: Challenge, Reason: ReasonSignIn, Action: ActionOneFactor}
 	signIn2 := Decision{Outcome: Challenge, Reason: ReasonSignIn, Action: ActionTwoFactor}
 	signInDeny := Decision{Outcome: Challenge, Reason: ReasonSignIn, Action: ActionDeny}
-	anyFactor := Decision{Outcome: Challenge, Reason: ReasonSecondFactor, Action: ActionTwoFactor, Acceptable: allFactors()}
+	anyFactor := Decision{Outcome: Challenge, Reason: ReasonSecondFactor, Action: ActionTwoFactor, Acceptable: defaultFactors()}
 	keyOnly := Decision{Outcome: Challenge, Reason: ReasonSecondFactor, Action: ActionTwoFactor, Acceptable: []string{FactorWebAuthn}}
 	fresh := Decision{Outcome: Challenge, Reason: ReasonStale, Action: ActionTwoFactor, Acceptable: []string{FactorWebAuthn}, MaxAge: time.Minute}
 	fresher := fresh
