@@ -123,6 +123,11 @@ func openApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, e
 	return a, nil
 }
 
+// factorKinds are the kinds of every factor keygate can register (those
+// the configuration turns on are a subset), in the chooser's order: the
+// metrics have a series for each.
+var factorKinds = []string{fwa.Kind, totp.Kind, factors.KindEmail, factors.KindSMS, recovery.Kind}
+
 // wireFactors builds the second factors the configuration turns on.
 func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 	cfg := a.cfg
@@ -145,16 +150,31 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 	if err != nil {
 		return err
 	}
+	// The registry of second factors, in the chooser's order (strongest
+	// first). This is the one place that names the concrete factors: authn
+	// and web drive them through factors.Factor.
+	var set factors.Set
+	var webauthnFactor, emailFactor, smsFactor factors.Factor
+	if w := cfg.WebAuthn; w.RPID != "" {
+		f, err := fwa.New(a.kv, fwa.Options{RPID: w.RPID, RPName: w.RPName, Origins: w.Origins, Logger: a.log,
+			Trust: fwa.TrustOptions{MDSBlobFile: w.MDSBlobFile, MDSRootFile: w.MDSRootFile, RootCertFiles: w.RootCertFiles}})
+		if err != nil {
+			return fmt.Errorf("webauthn: %w", err)
+		}
+		webauthnFactor = f
+	}
 	t := cfg.TOTP
-	if o.TOTP, err = totp.New(a.kv, totp.Options{Issuer: t.Issuer, Algorithm: t.Algorithm, Digits: t.Digits,
-		Period: uint(t.Period), Skew: uint(t.Skew), Secrets: totpSecrets}); err != nil {
+	totpFactor, err := totp.New(a.kv, totp.Options{Issuer: t.Issuer, Algorithm: t.Algorithm, Digits: t.Digits,
+		Period: uint(t.Period), Skew: uint(t.Skew), Secrets: totpSecrets})
+	if err != nil {
 		return fmt.Errorf("totp: %w", err)
 	}
 	recSecrets, err := secrets("recovery")
 	if err != nil {
 		return err
 	}
-	if o.Recovery, err = recovery.New(a.kv, recovery.Options{Secrets: recSecrets}); err != nil {
+	recoveryFactor, err := recovery.New(a.kv, recovery.Options{Secrets: recSecrets})
+	if err != nil {
 		return fmt.Errorf("recovery codes: %w", err)
 	}
 	if cfg.Email.From != "" {
@@ -173,17 +193,19 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 		}
 		o.Notices = activity.NewNotices(sender, "keygate", a.log, time.Now)
 		e := cfg.Email.Code
-		if o.Email, err = emailcode.New(a.kv, sender, emailcode.Options{Length: e.Length, TTL: e.TTL.D(), MaxTries: e.MaxTries,
-			Cooldown: e.Cooldown.D(), HourlyCap: e.HourlyCap, Secrets: mailSecrets}); err != nil {
+		f, err := emailcode.New(a.kv, sender, emailcode.Options{Length: e.Length, TTL: e.TTL.D(), MaxTries: e.MaxTries,
+			Cooldown: e.Cooldown.D(), HourlyCap: e.HourlyCap, Secrets: mailSecrets})
+		if err != nil {
 			return fmt.Errorf("email codes: %w", err)
 		}
+		emailFactor = f.Contract()
 	}
-	if w := cfg.WebAuthn; w.RPID != "" {
-		if o.WebAuthn, err = fwa.New(a.kv, fwa.Options{RPID: w.RPID, RPName: w.RPName, Origins: w.Origins, Logger: a.log,
-			Trust: fwa.TrustOptions{MDSBlobFile: w.MDSBlobFile, MDSRootFile: w.MDSRootFile, RootCertFiles: w.RootCertFiles}}); err != nil {
-			return fmt.Errorf("webauthn: %w", err)
+	for _, f := range []factors.Factor{webauthnFactor, totpFactor, emailFactor, smsFactor, recoveryFactor} {
+		if f != nil {
+			set = append(set, f)
 		}
 	}
+	o.Factors = set
 	// Every verifier is regulated and every sign-in and security change
 	// logged (and mailed, when email is on).
 	r := cfg.Regulation

@@ -39,7 +39,7 @@ type observability struct {
 // and process collectors. It runs once the store and sessions are open.
 func (a *app) initMetrics() error {
 	reg := prometheus.NewRegistry()
-	m, err := web.NewMetrics(reg)
+	m, err := web.NewMetrics(reg, factorKinds...)
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
