@@ -53,18 +53,18 @@ func (s *Server) accountRoutes(k, api *gin.RouterGroup) {
 	if s.mfa == nil {
 		return
 	}
-	k.GET("/activity", s.activityPage)
-	api.GET("/activity", s.apiActivity)
+	k.GET("/activity", s.handle(s.activityPage))
+	api.GET("/activity", s.handle(s.apiActivity))
 	if _, ok := s.sessions.(sessionLister); ok {
-		k.GET("/sessions", s.sessionsPage)
-		k.POST("/sessions/:handle/revoke", s.sessionRevoke)
-		api.GET("/sessions", s.apiSessions)
-		api.DELETE("/sessions/:handle", s.apiSessionRevoke)
+		k.GET("/sessions", s.handle(s.sessionsPage))
+		k.POST("/sessions/:handle/revoke", s.handle(s.sessionRevoke))
+		api.GET("/sessions", s.handle(s.apiSessions))
+		api.DELETE("/sessions/:handle", s.handle(s.apiSessionRevoke))
 	}
-	k.POST("/unlock/send", s.unlockSend)
-	k.POST("/unlock", s.unlockSubmit)
-	k.GET("/not-me/:token", s.notMePage)
-	k.POST("/not-me", s.notMeSubmit)
+	k.POST("/unlock/send", s.handle(s.unlockSend))
+	k.POST("/unlock", s.handle(s.unlockSubmit))
+	k.GET("/not-me/:token", s.handle(s.notMePage))
+	k.POST("/not-me", s.handle(s.notMeSubmit))
 }
 
 // client describes the request for regulation, the activity log and
@@ -92,15 +92,14 @@ func (s *Server) events(c *gin.Context, username string) ([]activity.Event, erro
 
 // activityPage lists the person's recent sign-ins, failures and security
 // changes with when, where from and how.
-func (s *Server) activityPage(c *gin.Context) {
+func (s *Server) activityPage(c *gin.Context) error {
 	sess := s.requireSession(c)
 	if sess == nil {
-		return
+		return nil // sent to sign in
 	}
 	events, err := s.events(c, sess.Username)
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	d := s.page(c)
 	d.Title = d.T.T("activity.title")
@@ -123,24 +122,24 @@ func (s *Server) activityPage(c *gin.Context) {
 	}
 	d.Account = v
 	s.render(c, http.StatusOK, "activity", d)
+	return nil
 }
 
 // apiActivity: GET /api/activity.
-func (s *Server) apiActivity(c *gin.Context) {
+func (s *Server) apiActivity(c *gin.Context) error {
 	sess := s.session(c.Request)
 	if sess == nil {
-		s.fail(c, errf(http.StatusUnauthorized, "not_signed_in", "err.not_signed_in", nil))
-		return
+		return errNotSignedIn
 	}
 	events, err := s.events(c, sess.Username)
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	if events == nil {
 		events = []activity.Event{}
 	}
 	writeJSON(c.Writer, http.StatusOK, gin.H{"events": events})
+	return nil
 }
 
 func (s *Server) sessionViews(sess *authn.Session) []sessionView {
@@ -155,10 +154,10 @@ func (s *Server) sessionViews(sess *authn.Session) []sessionView {
 
 // sessionsPage lists the person's sessions (browser, address, last use),
 // each with a button to end it, and "sign out everywhere".
-func (s *Server) sessionsPage(c *gin.Context) {
+func (s *Server) sessionsPage(c *gin.Context) error {
 	sess := s.requireSession(c)
 	if sess == nil {
-		return
+		return nil // sent to sign in
 	}
 	d := s.page(c)
 	d.Title = d.T.T("sessions.title")
@@ -167,16 +166,14 @@ func (s *Server) sessionsPage(c *gin.Context) {
 	}
 	d.Account = &accountView{Sessions: s.sessionViews(sess)}
 	s.render(c, http.StatusOK, "sessions", d)
+	return nil
 }
 
 // revokeSession ends one of the person's sessions by its handle; it says
 // whether that was the session of this very browser.
 func (s *Server) revokeSession(c *gin.Context, sess *authn.Session, handle string) (bool, error) {
-	err := s.sessions.(sessionLister).RevokeHandle(c.Request.Context(), sess.Username, handle)
-	if errors.Is(err, authn.ErrSessionNotFound) {
-		return false, errf(http.StatusNotFound, "not_found", "err.no_such_session", nil)
-	}
-	if err != nil {
+	// authn.ErrSessionNotFound is answered 404 by authn's table.
+	if err := s.sessions.(sessionLister).RevokeHandle(c.Request.Context(), sess.Username, handle); err != nil {
 		return false, err
 	}
 	s.activity().Note(c.Request.Context(), sess.Username, activity.EventSessionRevoked, handle, s.client(c))
@@ -187,29 +184,28 @@ func (s *Server) revokeSession(c *gin.Context, sess *authn.Session, handle strin
 	return current, nil
 }
 
-func (s *Server) sessionRevoke(c *gin.Context) {
+func (s *Server) sessionRevoke(c *gin.Context) error {
 	sess := s.requireSession(c)
 	if sess == nil {
-		return
+		return nil // sent to sign in
 	}
 	current, err := s.revokeSession(c, sess, c.Param("handle"))
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	if current {
 		c.Redirect(http.StatusSeeOther, portalPrefix+"signed-out")
-		return
+		return nil
 	}
 	c.Redirect(http.StatusSeeOther, portalPrefix+"sessions?done=revoked")
+	return nil
 }
 
 // apiSessions: GET /api/sessions.
-func (s *Server) apiSessions(c *gin.Context) {
+func (s *Server) apiSessions(c *gin.Context) error {
 	sess := s.session(c.Request)
 	if sess == nil {
-		s.fail(c, errf(http.StatusUnauthorized, "not_signed_in", "err.not_signed_in", nil))
-		return
+		return errNotSignedIn
 	}
 	type row struct {
 		Handle   string    `json:"handle"`
@@ -224,21 +220,21 @@ func (s *Server) apiSessions(c *gin.Context) {
 		out = append(out, row{o.Handle, activity.DescribeUserAgent(o.UserAgent), o.IP, o.CreatedAt, o.LastSeen, o.Handle == sess.Handle})
 	}
 	writeJSON(c.Writer, http.StatusOK, gin.H{"sessions": out})
+	return nil
 }
 
 // apiSessionRevoke: DELETE /api/sessions/:handle.
-func (s *Server) apiSessionRevoke(c *gin.Context) {
+func (s *Server) apiSessionRevoke(c *gin.Context) error {
 	sess := s.session(c.Request)
 	if sess == nil {
-		s.fail(c, errf(http.StatusUnauthorized, "not_signed_in", "err.not_signed_in", nil))
-		return
+		return errNotSignedIn
 	}
 	current, err := s.revokeSession(c, sess, c.Param("handle"))
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	writeJSON(c.Writer, http.StatusOK, gin.H{"status": "revoked", "current": current})
+	return nil
 }
 
 // renderLocked shows a lock to someone who gave right credentials: until
@@ -246,10 +242,7 @@ func (s *Server) apiSessionRevoke(c *gin.Context) {
 func (s *Server) renderLocked(c *gin.Context, e *Error, sent bool, masked string) {
 	d := s.page(c)
 	d.Title = d.T.T("locked.title")
-	d.Error = d.T.T(e.Key)
-	if len(e.Args) > 0 {
-		d.Error = d.T.Tf(e.Key, e.Args...)
-	}
+	d.Error = message(d.T, e)
 	v := &accountView{CodeSent: sent, MaskedTo: masked}
 	if t, ok := e.Extra["unlock_ticket"].(string); ok {
 		v.Ticket = t
@@ -271,133 +264,129 @@ func (s *Server) renderLocked(c *gin.Context, e *Error, sent bool, masked string
 
 // unlockForm reads the ticket and code of the unlock forms (form fields,
 // or a JSON body from scripts).
-func (s *Server) unlockForm(c *gin.Context) (ticket, code string, ok bool) {
+func (s *Server) unlockForm(c *gin.Context) (ticket, code string, err error) {
 	if wantsJSON(c.Request) && c.ContentType() == "application/json" {
 		var req struct {
 			Ticket string `json:"ticket"`
 			Code   string `json:"code"`
 		}
 		if err := decodeJSON(c, &req); err != nil {
-			s.fail(c, err)
-			return "", "", false
+			return "", "", err
 		}
-		return req.Ticket, req.Code, true
+		return req.Ticket, req.Code, nil
 	}
-	return c.PostForm("ticket"), c.PostForm("code"), true
+	return c.PostForm("ticket"), c.PostForm("code"), nil
 }
 
 // unlockFail shows a refused unlock step on the unlock page itself, so
-// the person can try again without signing in again.
-func (s *Server) unlockFail(c *gin.Context, ticket string, err error) {
-	e := mfaError(err)
+// the person can try again without signing in again; scripts, failures
+// and an expired ticket (nothing to try again with) get the renderer's
+// answer.
+func (s *Server) unlockFail(c *gin.Context, ticket string, err error) error {
+	e := s.problem(err)
 	if wantsJSON(c.Request) || e.Status >= 500 || errors.Is(err, authn.ErrTicketInvalid) {
-		s.fail(c, e)
-		return
+		return e
 	}
 	d := s.page(c)
 	d.Title = d.T.T("locked.title")
-	d.Error = d.T.T(e.Key)
-	if len(e.Args) > 0 {
-		d.Error = d.T.Tf(e.Key, e.Args...)
-	}
+	d.Error = message(d.T, e)
 	v := &accountView{Ticket: ticket, CodeSent: true}
 	v.MaskedTo, _ = s.mfa.UnlockTarget(c.Request.Context(), ticket)
 	d.Account = v
 	s.render(c, e.Status, "locked", d)
+	return nil
 }
 
 // unlockSend mails an unlock code (POST /unlock/send {ticket}).
-func (s *Server) unlockSend(c *gin.Context) {
-	ticket, _, ok := s.unlockForm(c)
-	if !ok {
-		return
+func (s *Server) unlockSend(c *gin.Context) error {
+	ticket, _, err := s.unlockForm(c)
+	if err != nil {
+		return err
 	}
 	sent, err := s.mfa.SendUnlockCode(c.Request.Context(), ticket, langOf(s.tr.pick(c.GetHeader("Accept-Language"))))
 	if err != nil {
-		s.unlockFail(c, ticket, err)
-		return
+		return s.unlockFail(c, ticket, err)
 	}
 	if wantsJSON(c.Request) {
-		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "sent", "to": sent.Masked, "resend_at": sent.ResendAt, "expires_at": sent.ExpiresAt})
-		return
+		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "sent", "to": sent.To, "resend_at": sent.ResendAt, "expires_at": sent.ExpiresAt})
+		return nil
 	}
 	d := s.page(c)
 	d.Title = d.T.T("locked.title")
-	d.Account = &accountView{Ticket: ticket, CodeSent: true, MaskedTo: sent.Masked}
+	d.Account = &accountView{Ticket: ticket, CodeSent: true, MaskedTo: sent.To}
 	s.render(c, http.StatusOK, "locked", d)
+	return nil
 }
 
 // unlockSubmit checks the unlock code (POST /unlock {ticket, code}).
-func (s *Server) unlockSubmit(c *gin.Context) {
-	ticket, code, ok := s.unlockForm(c)
-	if !ok {
-		return
+func (s *Server) unlockSubmit(c *gin.Context) error {
+	ticket, code, err := s.unlockForm(c)
+	if err != nil {
+		return err
 	}
 	if code == "" {
-		s.unlockFail(c, ticket, errf(http.StatusBadRequest, "missing_code", "err.missing_code", nil))
-		return
+		return s.unlockFail(c, ticket, errMissingCode)
 	}
 	user, err := s.mfa.Unlock(c.Request.Context(), ticket, code, s.client(c))
 	if err != nil {
-		s.unlockFail(c, ticket, err)
-		return
+		return s.unlockFail(c, ticket, err)
 	}
 	s.log.Info("account unlocked by email code", "user", user, "ip", s.client(c).IP)
 	if wantsJSON(c.Request) {
 		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "unlocked"})
-		return
+		return nil
 	}
 	d := s.page(c)
 	d.Title = d.T.T("unlocked.title")
 	d.Paragraphs = []string{d.T.T("unlocked.text")}
 	d.LinkURL, d.LinkText = portalPrefix+"login", d.T.T("signedout.again")
 	s.render(c, http.StatusOK, "message", d)
+	return nil
 }
 
 // notMePage is where a notice's "This wasn't me" link lands: it explains
 // what will happen and asks to confirm with a button (a GET never changes
 // anything: mail scanners follow links).
-func (s *Server) notMePage(c *gin.Context) {
+func (s *Server) notMePage(c *gin.Context) error {
 	token := c.Param("token")
 	if err := s.mfa.CheckNotMe(c.Request.Context(), token); err != nil {
-		s.fail(c, mfaError(err))
-		return
+		return err
 	}
 	d := s.page(c)
 	d.Title = d.T.T("notme.title")
 	d.Account = &accountView{Token: token}
 	s.render(c, http.StatusOK, "notme", d)
+	return nil
 }
 
 // notMeSubmit secures the account: every session ends, remembered devices
 // are forgotten, and the account stays locked until unlocked by email or
 // by an admin.
-func (s *Server) notMeSubmit(c *gin.Context) {
+func (s *Server) notMeSubmit(c *gin.Context) error {
 	token := c.PostForm("token")
 	if wantsJSON(c.Request) && c.ContentType() == "application/json" {
 		var req struct {
 			Token string `json:"token"`
 		}
 		if err := decodeJSON(c, &req); err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 		token = req.Token
 	}
 	user, err := s.mfa.ReportNotMe(c.Request.Context(), token, s.client(c))
 	if err != nil {
-		s.fail(c, mfaError(err))
-		return
+		return err
 	}
 	s.log.Warn("account reported as used by someone else: signed out everywhere and locked", "user", user, "ip", s.client(c).IP)
 	s.clearSessionCookie(c)
 	if wantsJSON(c.Request) {
 		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "locked"})
-		return
+		return nil
 	}
 	d := s.page(c)
 	d.Title = d.T.T("notme.done_title")
 	d.Paragraphs = []string{d.T.T("notme.done_text"), d.T.T("notme.done_next")}
 	d.LinkURL, d.LinkText = portalPrefix+"login", d.T.T("notme.done_link")
 	s.render(c, http.StatusOK, "message", d)
+	return nil
 }

@@ -18,12 +18,12 @@ func decodeJSON(c *gin.Context, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return errf(http.StatusRequestEntityTooLarge, "too_large", "err.too_large", err)
+			return errTooLarge.because(err)
 		}
-		return errf(http.StatusBadRequest, "bad_request", "err.bad_request", err)
+		return errBadRequest.because(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errf(http.StatusBadRequest, "bad_request", "err.bad_request", errors.New("trailing data after the JSON object"))
+		return errBadRequest.because(errors.New("trailing data after the JSON object"))
 	}
 	return nil
 }
@@ -34,37 +34,35 @@ type loginRequest struct {
 	Redirect string `json:"rd"`
 }
 
-func (s *Server) apiLogin(c *gin.Context) {
+func (s *Server) apiLogin(c *gin.Context) error {
 	var req loginRequest
 	if err := decodeJSON(c, &req); err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	_, st, err := s.signIn(c, req.Username, req.Password, req.Redirect)
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	writeJSON(c.Writer, http.StatusOK, st)
+	return nil
 }
 
 type logoutRequest struct {
 	Everywhere bool `json:"everywhere"`
 }
 
-func (s *Server) apiLogout(c *gin.Context) {
+func (s *Server) apiLogout(c *gin.Context) error {
 	var req logoutRequest
 	if c.Request.ContentLength != 0 {
 		if err := decodeJSON(c, &req); err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 	}
 	if err := s.signOut(c, req.Everywhere); err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	writeJSON(c.Writer, http.StatusOK, map[string]string{"status": "signed_out"})
+	return nil
 }
 
 type proofJSON struct {
@@ -82,11 +80,10 @@ type sessionJSON struct {
 	ExpiresAt time.Time   `json:"expires_at"`
 }
 
-func (s *Server) apiSession(c *gin.Context) {
+func (s *Server) apiSession(c *gin.Context) error {
 	sess := s.session(c.Request)
 	if sess == nil {
-		s.fail(c, errf(http.StatusUnauthorized, "not_signed_in", "err.not_signed_in", nil))
-		return
+		return errNotSignedIn
 	}
 	out := sessionJSON{User: sess.Username, Email: sess.Email, Name: sess.DisplayName, Groups: sess.Groups,
 		CreatedAt: sess.CreatedAt, ExpiresAt: sess.ExpiresAt, Factors: make([]proofJSON, 0, len(sess.Proofs))}
@@ -97,4 +94,5 @@ func (s *Server) apiSession(c *gin.Context) {
 		out.Factors = append(out.Factors, proofJSON{Kind: p.Kind, At: p.At})
 	}
 	writeJSON(c.Writer, http.StatusOK, out)
+	return nil
 }

@@ -94,19 +94,17 @@ func (t *authzTarget) loginURL() string {
 }
 
 // authz is the forward-auth endpoint (GET /.keygate/api/authz).
-func (s *Server) authz(c *gin.Context) {
+func (s *Server) authz(c *gin.Context) error {
 	r := c.Request
 	al := s.authzAccessOf(c)
 	if peer := peerAddr(r); !s.trusted.contains(peer) {
 		s.log.Warn("forward-auth request from a peer not in server.trusted_proxies; refused without reading its headers",
 			"peer", peer.String())
-		s.fail(c, errf(http.StatusForbidden, "untrusted_proxy", "err.forbidden", nil))
-		return
+		return errUntrustedProxy
 	}
 	t, err := authzTargetOf(r.Header)
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	al.judged(&t)
 	if !s.forwardAuthHost(t.name) {
@@ -116,18 +114,20 @@ func (s *Server) authz(c *gin.Context) {
 		// 2xx, 401 and 403 into a 500 that hides the reason.
 		s.log.Warn("forward-auth asked about a host keygate does not protect; refused. Name it in an upstream, a policy rule's hosts or server.protected_hosts, or make the proxy refuse it (the shipped snippets have a catch-all server)",
 			"host", t.name)
-		s.authzFail(c, &t, errf(http.StatusForbidden, "unknown_host", "err.unknown_host", nil))
-		return
+		s.authzFail(c, &t, errUnknownAuthHost)
+		return nil
 	}
 	// As in proxy mode (paths.go): the path the proxy will send, in every
 	// reading; the reserved prefix in any spelling is keygate's own and
 	// never vouched for on the way to an app (404); forms no honest
 	// client sends are 400.
 	sess := s.session(r)
-	d, e := s.judgePath(s.upstream(t.name), t.name, rawPathOf(t.uri), t.method, clientAddr(c), sess, s.now())
-	if e != nil {
-		s.authzFail(c, &t, e)
-		return
+	q := question{pol: s.policy.Load(), up: s.upstream(t.name), host: t.name, path: rawPathOf(t.uri), method: t.method,
+		ip: clientAddr(c), subject: subjectOf(sess), now: s.now()}
+	d, err := decide(&q)
+	if err != nil {
+		s.authzFail(c, &t, err)
+		return nil
 	}
 	s.metrics.lookupHost(t.name).count(decisionOf(d.Outcome))
 	al.decided(decisionOf(d.Outcome), sess)
@@ -154,8 +154,9 @@ func (s *Server) authz(c *gin.Context) {
 	case policy.Challenge:
 		s.authzChallenge(c, &t, d)
 	default:
-		s.authzFail(c, &t, errf(http.StatusForbidden, "forbidden", "err.forbidden", nil))
+		s.authzFail(c, &t, errForbidden)
 	}
+	return nil
 }
 
 // authzChallenge tells the proxy to send the person to the portal.
@@ -171,21 +172,17 @@ func (s *Server) authzChallenge(c *gin.Context, t *authzTarget, d policy.Decisio
 		c.Abort()
 		return
 	}
-	e := errf(http.StatusUnauthorized, "authentication_required", "err.authentication_required", nil)
-	e.Extra = map[string]any{"login_url": login}
-	if d.Reason != policy.ReasonSignIn {
-		e.Code, e.Key = "second_factor_required", "err.second_factor_required"
-		e.Extra["factors"] = d.Acceptable
-	}
 	// nginx copies it with auth_request_set and redirects there.
 	c.Header("Location", login)
-	s.fail(c, e)
+	s.fail(c, challengeError(d, login))
 }
 
-// authzFail renders a refusal. The nginx style always gets JSON (nginx
-// drops the body); Traefik and Caddy hand the answer to the browser, so it
-// gets the page or JSON its original request asked for.
-func (s *Server) authzFail(c *gin.Context, t *authzTarget, e *Error) {
+// authzFail answers a refusal for the client behind the proxy, through
+// the one renderer. The nginx style always gets JSON (nginx drops the
+// body); Traefik and Caddy hand the answer to the browser, so it gets the
+// page or JSON its original request asked for.
+func (s *Server) authzFail(c *gin.Context, t *authzTarget, err error) {
+	e := s.problem(err)
 	if t.style != styleForwarded {
 		if e.Status != http.StatusUnauthorized && e.Status != http.StatusForbidden {
 			// nginx's auth_request turns every answer but 2xx, 401 and

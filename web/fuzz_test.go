@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/keygate/keygate/policy"
 )
 
 // FuzzSafeRedirect checks the property that matters, whatever the input:
@@ -72,7 +74,7 @@ func FuzzPolicyPath(f *testing.F) {
 					t.Fatalf("%q → %q keeps a dot segment", p, got)
 				}
 			}
-			if reservedReading(got) {
+			if policy.ReservedReading(got) {
 				t.Fatalf("%q → %q is the reserved prefix but was not refused", p, got)
 			}
 		}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -36,7 +37,10 @@ func (s *Server) gate(c *gin.Context) {
 	id := s.requestID(r.Header, cl.trusted)
 	host := hostOnly(r.Host)
 	up := s.upstream(host)
-	sess, d := s.pass(c, up, host, cl, id, now)
+	sess, d, err := s.pass(c, up, host, cl, id, now)
+	if err != nil {
+		s.fail(c, err)
+	}
 
 	var hm *hostMetrics
 	if up != nil {
@@ -66,71 +70,56 @@ func (s *Server) gate(c *gin.Context) {
 }
 
 // pass decides on a request and answers it: forwarded, challenged or
-// refused.
-func (s *Server) pass(c *gin.Context, up *upstream, host string, cl clientInfo, id string, now time.Time) (*authn.Session, decision) {
+// refused (the error, which the gate renders).
+func (s *Server) pass(c *gin.Context, up *upstream, host string, cl clientInfo, id string, now time.Time) (*authn.Session, decision, error) {
 	r := c.Request
 	// Judge the path the upstream will receive: ReverseProxy's SetURL puts
 	// EscapedPath on its request line (after the target's base path), in
 	// every reading the app could give it (paths.go). A plain path is one
 	// evaluation and no allocation, as before readings.
 	var buf [policy.MaxReadings]policy.Reading
-	rs, e := readPath(up, r.URL.EscapedPath(), buf[:0])
-	if e != nil && e.Status == http.StatusNotFound {
+	raw := r.URL.EscapedPath()
+	rs, err := readings(up, raw, buf[:0])
+	if errors.Is(err, policy.ErrReserved) {
 		// The reserved prefix is never forwarded, in any spelling, even
 		// when no portal route matched.
-		s.fail(c, e)
-		return nil, decRefused
+		return nil, decRefused, err
 	}
 	if up == nil {
-		s.fail(c, errf(http.StatusMisdirectedRequest, "unknown_host", "err.unknown_host", nil))
-		return nil, decRefused
+		return nil, decRefused, errUnknownHost
 	}
-	if e != nil {
-		s.fail(c, e)
-		return nil, decRefused
+	if err != nil {
+		return nil, decRefused, err
 	}
 	sess := s.sessionAt(r, now)
-	d, e := s.decideReadings(up, host, r.Method, cl.ip, rs, sess, now)
-	if e != nil {
-		s.fail(c, e)
-		return sess, decRefused
+	q := question{pol: s.policy.Load(), up: up, host: host, path: raw, method: r.Method, ip: cl.ip,
+		subject: subjectOf(sess), now: now, readings: rs}
+	d, err := decide(&q)
+	if err != nil {
+		return sess, decRefused, err
 	}
 	switch d.Outcome {
 	case policy.Allow:
-		s.forward(c, up, sess, cl.ipStr, id)
+		err = s.forward(c, up, sess, cl.ipStr, id)
 	case policy.Challenge:
-		s.challenge(c, d)
+		err = s.challenge(c, d)
 	default:
-		s.fail(c, errf(http.StatusForbidden, "forbidden", "err.forbidden", nil))
+		err = errForbidden
 	}
-	return sess, decisionOf(d.Outcome)
-}
-
-func subjectOf(sess *authn.Session) policy.Subject {
-	if sess == nil {
-		return policy.Subject{}
-	}
-	subj := policy.Subject{Authenticated: true, User: sess.Username, Groups: sess.Groups, Proofs: sess.Proofs}
-	for i := range sess.Proofs {
-		if sess.Proofs[i].Kind == authn.ProofDevice {
-			subj.TrustedDevice = true
-		}
-	}
-	return subj
+	return sess, decisionOf(d.Outcome), err
 }
 
 // forward sends an allowed request upstream with identity headers we vouch
 // for and nothing the client made up.
-func (s *Server) forward(c *gin.Context, up *upstream, sess *authn.Session, clientIP, id string) {
+func (s *Server) forward(c *gin.Context, up *upstream, sess *authn.Session, clientIP, id string) error {
 	if !s.readUpstreamBody(c, up) { // slow bodies hold no upstream connection (body.go)
-		return
+		return nil // answered there
 	}
 	r := c.Request
 	if isH2CUpgrade(r.Header) {
 		// See isH2CUpgrade: the app would get a connection the gate no
 		// longer sees. WebSocket and other upgrades pass.
-		s.fail(c, errf(http.StatusBadRequest, "h2c_upgrade", "err.bad_request", nil))
-		return
+		return errH2CUpgrade
 	}
 	// The values for the upstream, in vouchedHeaders' order, handed to
 	// the Rewrite function in one slice (see vouchedKey).
@@ -145,6 +134,7 @@ func (s *Server) forward(c *gin.Context, up *upstream, sess *authn.Session, clie
 	}
 	r.Header[vouchedKey] = v
 	up.proxy.ServeHTTP(c.Writer, r)
+	return nil
 }
 
 // factorList names the factors of a session for Remote-Factors: the
@@ -192,22 +182,12 @@ var passwordAnd = map[string]string{
 
 // challenge sends a browser to the portal (302) and tells API clients where
 // to go (401 JSON with login_url).
-func (s *Server) challenge(c *gin.Context, d policy.Decision) {
+func (s *Server) challenge(c *gin.Context, d policy.Decision) error {
 	r := c.Request
 	orig := s.scheme(r) + "://" + r.Host + r.URL.RequestURI()
 	login := portalPrefix + "login?rd=" + url.QueryEscape(orig)
 	if wantsJSON(r) {
-		e := errf(http.StatusUnauthorized, "authentication_required", "err.authentication_required", nil)
-		if d.Reason != policy.ReasonSignIn {
-			e.Code, e.Key = "second_factor_required", "err.second_factor_required"
-			e.Extra = map[string]any{"factors": d.Acceptable}
-		}
-		if e.Extra == nil {
-			e.Extra = map[string]any{}
-		}
-		e.Extra["login_url"] = s.scheme(r) + "://" + r.Host + login
-		s.fail(c, e)
-		return
+		return challengeError(d, s.scheme(r)+"://"+r.Host+login)
 	}
 	status := http.StatusFound
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -217,4 +197,14 @@ func (s *Server) challenge(c *gin.Context, d policy.Decision) {
 	c.Header("Cache-Control", "no-store")
 	c.Redirect(status, login)
 	c.Abort()
+	return nil
+}
+
+// challengeError is a challenge as an API client reads it: 401, what is
+// missing (a sign-in, or a second factor and which ones do) and login_url.
+func challengeError(d policy.Decision, login string) *Error {
+	if d.Reason == policy.ReasonSignIn {
+		return errSignInRequired.with(map[string]any{"login_url": login})
+	}
+	return errFactorRequired.with(map[string]any{"login_url": login, "factors": d.Acceptable})
 }

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"encoding/hex"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -22,121 +21,98 @@ import (
 // struct can carry it without importing policy.
 type pathOptions = policy.PathOptions
 
-// judgePath decides a request for rawPath (escaped, without query) on host:
-// 404 for keygate's reserved prefix in any spelling (never vouched for on
-// the way to an app), 400 for a path no honest client sends, otherwise the
-// strictest decision over the path's readings. up may be nil (forward-auth
-// for a host without an upstream entry): the safe defaults then apply.
-func (s *Server) judgePath(up *upstream, host, rawPath, method string, ip netip.Addr, sess *authn.Session, now time.Time) (policy.Decision, *Error) {
-	var buf [policy.MaxReadings]policy.Reading
-	rs, e := readPath(up, rawPath, buf[:0])
-	if e != nil {
-		return policy.Decision{}, e
-	}
-	return s.decideReadings(up, host, method, ip, rs, sess, now)
+// question is what one decision is about: a request as the app behind
+// keygate will act on it, and who asks. The gate, forward-auth, the
+// portal's next step and the admin guard all fill one in and call decide:
+// one way to build a policy.Request, one way to judge its readings.
+type question struct {
+	pol     *policy.Compiled // the rules to judge by
+	up      *upstream        // the host's upstream; nil: the safe path defaults
+	host    string           // lower case, without port
+	path    string           // escaped, without query, as the app receives it
+	method  string
+	ip      netip.Addr
+	subject policy.Subject
+	now     time.Time
+	// own: path is keygate's own (the admin area under the reserved
+	// prefix), read like any other path but not refused for being
+	// keygate's: there it is the point, not a way around the gate.
+	own bool
+	// readings of path when the caller has them already (the gate reads
+	// the path before it looks a session up, so a refused path costs no
+	// lookup); nil: decide reads them.
+	readings []policy.Reading
 }
 
-// decideReadings decides a request whose path has the readings rs: the
-// strictest decision over every reading and every method the app may act
-// on (a HEAD as GET; a POST, unless the upstream says method_override:
-// false, as each method the rules name). A method some stack would read
-// otherwise is refused (400).
-func (s *Server) decideReadings(up *upstream, host, method string, ip netip.Addr, rs []policy.Reading, sess *authn.Session, now time.Time) (policy.Decision, *Error) {
-	if !policy.ValidMethod(method) {
+// request is the one constructor of a policy.Request. A POST is judged as
+// every method the rules name too (an app may read "_method"), unless the
+// upstream says method_override: false.
+func (q *question) request() policy.Request {
+	return policy.Request{Host: q.host, Method: q.method, IP: q.ip,
+		Overridable: q.method == http.MethodPost && (q.up == nil || !q.up.paths.NoMethodOverride)}
+}
+
+// decide judges q: the strictest decision over every reading of its path
+// and every method the app may act on. Refusals come before any rule: the
+// reserved prefix in any spelling (policy.ErrReserved, 404), a path no
+// honest client sends (a *policy.PathError, 400), a method some stack
+// would read otherwise (400). It allocates nothing for a plain path.
+func decide(q *question) (policy.Decision, error) {
+	rs := q.readings
+	if rs == nil {
+		var buf [policy.MaxReadings]policy.Reading
+		var err error
+		if q.own {
+			rs, err = policy.AppendReadings(buf[:0], q.path, pathOptions{})
+		} else {
+			rs, err = readings(q.up, q.path, buf[:0])
+		}
+		if err != nil {
+			return policy.Decision{}, err
+		}
+	}
+	if !policy.ValidMethod(q.method) {
 		// "delete" is an unknown method to the policy and DELETE to
 		// Werkzeug or Symfony, which upper-case what they receive.
-		return policy.Decision{}, errf(http.StatusBadRequest, "bad_method", "err.bad_request", nil)
+		return policy.Decision{}, errBadMethod
 	}
-	req := policy.Request{Host: host, Method: method, IP: ip,
-		Overridable: method == http.MethodPost && (up == nil || !up.paths.NoMethodOverride)}
-	return s.policy.Load().EvaluateReadings(req, rs, subjectOf(sess), now), nil
+	return q.pol.EvaluateReadings(q.request(), rs, q.subject, q.now), nil
 }
 
-// readPath appends the readings of rawPath to dst, or answers why the path
-// is not judged: 404 for the reserved prefix, 400 (bad_path) for a refused
-// form. A plain path costs one pass over its bytes and no allocation.
-func readPath(up *upstream, rawPath string, dst []policy.Reading) ([]policy.Reading, *Error) {
+// readings appends the readings of rawPath, as up's app reads paths, to
+// dst: policy.ErrReserved for keygate's prefix in any spelling, a
+// *policy.PathError for a refused form. A plain path costs one pass over
+// its bytes and no allocation.
+func readings(up *upstream, rawPath string, dst []policy.Reading) ([]policy.Reading, error) {
 	var o pathOptions
 	if up != nil {
 		o = up.paths
 	}
-	rs, err := policy.AppendReadings(dst, rawPath, o)
+	return policy.ReadPath(dst, rawPath, o)
+}
+
+// readPath is readings answered as web answers them (404 for the reserved
+// prefix, 400 bad_path), for callers that render the refusal themselves.
+func readPath(up *upstream, rawPath string, dst []policy.Reading) ([]policy.Reading, *Error) {
+	rs, err := readings(up, rawPath, dst)
 	if err != nil {
-		// A refused spelling of the reserved prefix ("/.keygate;x/" where
-		// the app takes no parameters, "%5C.keygate") is still the portal's
-		// and answers as it does.
-		if reservedSpelling(rawPath) {
-			return dst, errNotFound()
-		}
-		return dst, errf(http.StatusBadRequest, "bad_path", "err.bad_path", err)
-	}
-	for _, r := range rs {
-		if reservedReading(r.Path) {
-			return dst, errNotFound()
-		}
+		return dst, problemOf(err, time.Time{})
 	}
 	return rs, nil
 }
 
-func errNotFound() *Error { return errf(http.StatusNotFound, "not_found", "err.not_found", nil) }
-
-// reservedName is the reserved prefix's segment.
-const reservedName = ".keygate"
-
-// reservedReading reports whether a reading's first segment is the reserved
-// prefix, in any case: a case-sensitive app has no folded reading, and
-// keygate's own router would not take "/.KEYGATE/" either, so it must be
-// caught here, not forwarded.
-func reservedReading(p string) bool {
-	const n = len(reservedName)
-	return len(p) > n && strings.EqualFold(p[1:1+n], reservedName) && (len(p) == 1+n || p[1+n] == '/')
-}
-
-// reservedSpelling is the lenient test for paths the readings refused: the
-// first segment, after any run of separators ("/", "\", %2F, %5C), decoded
-// as far as it decodes, up to a separator or ";", compared without case and
-// without trailing dots and spaces.
-func reservedSpelling(raw string) bool {
-	i := 0
-	// Skip the leading separators.
-	for i < len(raw) {
-		switch {
-		case raw[i] == '/' || raw[i] == '\\':
-			i++
-			continue
-		case raw[i] == '%' && i+2 < len(raw) && (strings.EqualFold(raw[i+1:i+3], "2f") || strings.EqualFold(raw[i+1:i+3], "5c")):
-			i += 3
-			continue
-		}
-		break
+// subjectOf is who a session is to the policy.
+func subjectOf(sess *authn.Session) policy.Subject {
+	if sess == nil {
+		return policy.Subject{}
 	}
-	matched := 0 // bytes of reservedName seen so far
-	for i < len(raw) {
-		c := raw[i]
-		i++
-		if c == '%' && i+1 < len(raw) {
-			// Only paths the readings refused come here: not the hot path.
-			if b, err := hex.DecodeString(raw[i : i+2]); err == nil {
-				c = b[0]
-				i += 2
-			}
-		}
-		if c == '/' || c == '\\' || c == ';' {
-			break
-		}
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		switch {
-		case matched < len(reservedName) && c == reservedName[matched]:
-			matched++
-		case matched == len(reservedName) && (c == '.' || c == ' '):
-			// Windows drops trailing dots and spaces.
-		default:
-			return false
+	subj := policy.Subject{Authenticated: true, User: sess.Username, Groups: sess.Groups, Proofs: sess.Proofs}
+	for i := range sess.Proofs {
+		if sess.Proofs[i].Kind == authn.ProofDevice {
+			subj.TrustedDevice = true
 		}
 	}
-	return matched == len(reservedName)
+	return subj
 }
 
 // rawPathOf is the path part of a request URI as sent (path and query).

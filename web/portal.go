@@ -33,20 +33,17 @@ type step struct {
 // answer; only right credentials learn that a lock holds (authn decides).
 func (s *Server) signIn(c *gin.Context, login, password, rd string) (*authn.Session, step, error) {
 	if strings.TrimSpace(login) == "" || password == "" {
-		return nil, step{}, errf(http.StatusBadRequest, "missing_credentials", "err.missing_credentials", nil)
+		return nil, step{}, errMissingCreds
 	}
 	r := c.Request
 	u, err := s.users.SignIn(r.Context(), login, password, s.client(c))
 	s.metrics.SignIn(policy.FactorPassword, err)
 	var locked *authn.LockedError
 	switch {
-	case errors.Is(err, authn.ErrInvalidCredentials):
-		return nil, step{}, errf(http.StatusUnauthorized, "invalid_credentials", "err.invalid_credentials", nil)
-	case errors.As(err, &locked):
-		return nil, step{}, lockedError(locked)
-	}
-	if err != nil {
-		return nil, step{}, errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("authenticate: %w", err))
+	case errors.Is(err, authn.ErrInvalidCredentials), errors.As(err, &locked):
+		return nil, step{}, err // authn says how they are answered
+	case err != nil:
+		return nil, step{}, errInternal.because(fmt.Errorf("authenticate: %w", err))
 	}
 	// Every session the browser named ends here: a new sign-in never
 	// inherits an ID that someone else may have planted (fixation), and
@@ -57,14 +54,14 @@ func (s *Server) signIn(c *gin.Context, login, password, rd string) (*authn.Sess
 	sess, err := s.sessions.Create(r.Context(), u, policy.Proof{Kind: policy.FactorPassword, At: s.now()},
 		authn.Meta{IP: clientAddr(c).String(), UserAgent: r.UserAgent()})
 	if err != nil {
-		return nil, step{}, errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("create session: %w", err))
+		return nil, step{}, errInternal.because(fmt.Errorf("create session: %w", err))
 	}
 	if s.mfa != nil {
 		// A remembered device lets this session skip the second factor
 		// where the rule allows it; the token is checked once, here.
 		if token, ok := readCookie(r, deviceCookie); ok {
 			if sess, err = s.mfa.UseDevice(r.Context(), sess, token, clientAddr(c).String()); err != nil {
-				return nil, step{}, errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("remembered device: %w", err))
+				return nil, step{}, errInternal.because(fmt.Errorf("remembered device: %w", err))
 			}
 		}
 	}
@@ -114,8 +111,10 @@ func (s *Server) decisionFor(c *gin.Context, sess *authn.Session, target string)
 	// Judged as the gate will judge it when the browser gets there, in
 	// every reading: a looser answer here than there would send a person
 	// round between the portal and the gate.
-	d, e := s.judgePath(s.upstream(host), host, p, http.MethodGet, clientAddr(c), sess, s.now())
-	if e != nil {
+	q := question{pol: s.policy.Load(), up: s.upstream(host), host: host, path: p, method: http.MethodGet,
+		ip: clientAddr(c), subject: subjectOf(sess), now: s.now()}
+	d, err := decide(&q)
+	if err != nil {
 		return policy.Decision{}, false
 	}
 	return d, true
@@ -145,71 +144,74 @@ func (s *Server) page(c *gin.Context) pageData {
 	return pageData{T: s.tr.pick(c.GetHeader("Accept-Language"))}
 }
 
-func (s *Server) loginPage(c *gin.Context) {
+func (s *Server) loginPage(c *gin.Context) error {
 	rd := c.Query("rd")
 	if sess := s.session(c.Request); sess != nil {
 		st := s.nextStep(c, sess, rd)
 		c.Redirect(http.StatusFound, st.Redirect)
-		return
+		return nil
 	}
 	d := s.page(c)
 	d.Title = d.T.T("login.heading")
 	d.Redirect = s.safeRedirect(rd)
 	d.Passkeys = s.mfa != nil && s.mfa.PasskeysEnabled()
 	s.render(c, http.StatusOK, "login", d)
+	return nil
 }
 
-func (s *Server) loginSubmit(c *gin.Context) {
+func (s *Server) loginSubmit(c *gin.Context) error {
 	login, password, rd := c.PostForm("username"), c.PostForm("password"), c.PostForm("rd")
 	_, st, err := s.signIn(c, login, password, rd)
 	if err != nil {
-		var e *Error
-		if errors.As(err, &e) && errors.Is(e, authn.ErrLocked) {
+		e := s.problem(err)
+		switch {
+		case errors.Is(err, authn.ErrLocked):
 			s.renderLocked(c, e, false, "")
-			return
-		}
-		if errors.As(err, &e) && e.Status < 500 {
+		case e.Status < 500:
 			// Show the form again, with the message, keeping what the
 			// person typed except the password.
 			d := s.page(c)
 			d.Title = d.T.T("login.heading")
-			d.Error = d.T.T(e.Key)
+			d.Error = message(d.T, e)
 			d.Redirect = s.safeRedirect(rd)
 			d.Username = login
 			s.render(c, e.Status, "login", d)
-			return
+		default:
+			return e
 		}
-		s.fail(c, err)
-		return
+		return nil
 	}
 	c.Redirect(http.StatusSeeOther, st.Redirect)
+	return nil
 }
 
-func (s *Server) homePage(c *gin.Context) {
+func (s *Server) homePage(c *gin.Context) error {
 	sess := s.session(c.Request)
 	if sess == nil {
 		c.Redirect(http.StatusFound, portalPrefix+"login")
-		return
+		return nil
 	}
 	d := s.page(c)
 	d.Title = d.T.T("home.title")
 	d.Session = sess
 	d.Redirect = s.defaultRedirect
 	s.render(c, http.StatusOK, "home", d)
+	return nil
 }
 
-func (s *Server) logoutPage(c *gin.Context) {
+func (s *Server) logoutPage(c *gin.Context) error {
 	d := s.page(c)
 	d.Title = d.T.T("logout.title")
 	s.render(c, http.StatusOK, "logout", d)
+	return nil
 }
 
-func (s *Server) logoutSubmit(c *gin.Context) {
+func (s *Server) logoutSubmit(c *gin.Context) error {
 	if err := s.signOut(c, c.PostForm("everywhere") == "1"); err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	c.Redirect(http.StatusSeeOther, portalPrefix+"signed-out")
+	return nil
 }
 
 // signOut ends this session, or every session of its user.
@@ -228,7 +230,7 @@ func (s *Server) signOut(c *gin.Context, everywhere bool) error {
 	if everywhere {
 		n, err := s.sessions.RevokeUser(r.Context(), sess.Username)
 		if err != nil {
-			return errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("revoke sessions: %w", err))
+			return errInternal.because(fmt.Errorf("revoke sessions: %w", err))
 		}
 		s.activity().Note(r.Context(), sess.Username, activity.EventSignedOutAll, strconv.Itoa(n), s.client(c))
 		s.log.Info("sign-out everywhere", "user", sess.Username, "sessions", n)
@@ -239,7 +241,7 @@ func (s *Server) signOut(c *gin.Context, everywhere bool) error {
 	// as "the" session once the live one is gone.
 	_, live := s.liveSession(r, s.now())
 	if err := s.sessions.Revoke(r.Context(), live); err != nil {
-		return errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("revoke session: %w", err))
+		return errInternal.because(fmt.Errorf("revoke session: %w", err))
 	}
 	for _, id := range sessionCookieIDs(r) {
 		if id != live {
@@ -250,18 +252,20 @@ func (s *Server) signOut(c *gin.Context, everywhere bool) error {
 	return nil
 }
 
-func (s *Server) signedOutPage(c *gin.Context) {
+func (s *Server) signedOutPage(c *gin.Context) error {
 	d := s.page(c)
 	d.Title = d.T.T("signedout.title")
 	d.Paragraphs = []string{d.T.T("signedout.text")}
 	d.LinkURL, d.LinkText = portalPrefix+"login", d.T.T("signedout.again")
 	s.render(c, http.StatusOK, "message", d)
+	return nil
 }
 
-func (s *Server) deniedPage(c *gin.Context) {
+func (s *Server) deniedPage(c *gin.Context) error {
 	d := s.page(c)
 	d.Title = d.T.T("denied.title")
 	d.Paragraphs = []string{d.T.T("denied.text")}
 	d.LinkURL, d.LinkText = portalPrefix+"logout", d.T.T("denied.other_account")
 	s.render(c, http.StatusForbidden, "message", d)
+	return nil
 }

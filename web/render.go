@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
@@ -14,7 +13,6 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/factors"
-	"github.com/keygate/keygate/factors/emailcode"
 )
 
 //go:embed templates/*.html
@@ -33,7 +31,7 @@ func loadPages() (pages, error) {
 		return nil, fmt.Errorf("parse layout: %w", err)
 	}
 	p := pages{}
-	for _, name := range []string{"login", "home", "logout", "message", "chooser", "code", "webauthn", "settings", "totp_enroll", "recovery_codes", "enroll", "resume", "admin", "admin_user", "activity", "sessions", "locked", "notme"} {
+	for _, name := range []string{"login", "home", "logout", "message", "chooser", "code", "webauthn", "settings", "totp_enroll", "enroll_code", "recovery_codes", "enroll", "resume", "admin", "admin_user", "activity", "sessions", "locked", "notme"} {
 		set, err := base.Clone()
 		if err != nil {
 			return nil, fmt.Errorf("clone layout: %w", err)
@@ -68,10 +66,12 @@ type pageData struct {
 	Lost         bool
 	Remember     bool // offer "remember this device"
 	RememberDays int
-	Pending      *emailcode.Pending
-	ResendIn     int // seconds until a new email code may be sent
+	Sends        bool          // the factor sends its codes (email, SMS)
+	Pending      *factors.Sent // the code waiting to be typed, if any
+	ResendIn     int           // seconds until a new code may be sent
 
 	// Security page.
+	Kinds           []string // the registered factors, in order
 	State           authn.EnrollState
 	Credentials     []factors.Credential
 	Devices         []authn.Device
@@ -93,32 +93,6 @@ type pageData struct {
 	Account *accountView
 }
 
-// Error is the one error type handlers return: a status, a stable code for
-// API clients, a message key shown to people, and the internal cause for
-// logs only (never rendered).
-type Error struct {
-	Status int
-	Code   string // JSON "error"
-	Key    string // catalog key of the human message
-	Args   []any  // values for the message's verbs (e.g. seconds left)
-	Cause  error
-	// Extra fields for JSON answers (e.g. login_url).
-	Extra map[string]any
-}
-
-func (e *Error) Error() string {
-	if e.Cause != nil {
-		return e.Code + ": " + e.Cause.Error()
-	}
-	return e.Code
-}
-
-func (e *Error) Unwrap() error { return e.Cause }
-
-func errf(status int, code, key string, cause error) *Error {
-	return &Error{Status: status, Code: code, Key: key, Cause: cause}
-}
-
 // wantsJSON decides between a JSON answer and an HTML page: the API prefix,
 // XHR/fetch clients, and clients that accept JSON but not HTML.
 func wantsJSON(r *http.Request) bool {
@@ -130,48 +104,6 @@ func wantsJSON(r *http.Request) bool {
 	}
 	accept := r.Header.Get("Accept")
 	return strings.Contains(accept, "application/json") && !strings.Contains(accept, "text/html")
-}
-
-// fail renders err for the client: JSON {error, message} or an HTML page. It
-// is the only place that turns errors into responses.
-func (s *Server) fail(c *gin.Context, err error) {
-	c.Abort()
-	s.failHTTP(c.Writer, c.Request, err)
-}
-
-// failHTTP is fail for code that has no Gin context (the proxy's
-// ErrorHandler).
-func (s *Server) failHTTP(w http.ResponseWriter, r *http.Request, err error) {
-	var e *Error
-	if !errors.As(err, &e) {
-		e = errf(http.StatusInternalServerError, "internal", "err.internal", err)
-	}
-	if e.Status >= 500 {
-		s.log.Error("request failed", append(logAttrsFor(r), "code", e.Code, "err", e.Cause)...)
-	} else if e.Cause != nil {
-		s.log.Debug("request refused", append(logAttrsFor(r), "code", e.Code, "err", e.Cause)...)
-	}
-	t := s.tr.pick(r.Header.Get("Accept-Language"))
-	msg := t.T(e.Key)
-	if len(e.Args) > 0 {
-		msg = t.Tf(e.Key, e.Args...)
-	}
-	if wantsJSON(r) {
-		body := map[string]any{"error": e.Code, "message": msg}
-		for k, v := range e.Extra {
-			body[k] = v
-		}
-		writeJSON(w, e.Status, body)
-		return
-	}
-	title := t.T("err.title")
-	switch e.Status {
-	case http.StatusForbidden:
-		title = t.T("denied.title")
-	case http.StatusBadGateway:
-		title = t.T("upstream.title")
-	}
-	s.renderHTTP(w, e.Status, "message", pageData{T: t, Title: title, Paragraphs: []string{msg}})
 }
 
 // render executes a page into a buffer first so that a template error

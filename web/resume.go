@@ -93,27 +93,28 @@ func hasParked(r *http.Request) bool {
 
 // resumePage submits the parked form again: a page with the same fields
 // that portal.js submits at once (a button without JS).
-func (s *Server) resumePage(c *gin.Context) {
+func (s *Server) resumePage(c *gin.Context) error {
 	sess := s.requireSession(c)
 	if sess == nil {
-		return
+		return nil // sent to sign in
 	}
 	ck, ok := readCookie(c.Request, resumeCookie)
 	http.SetCookie(c.Writer, s.resumeCookieFor(c.Request, "", -1))
 	if !ok || s.parked == nil {
 		c.Redirect(http.StatusFound, s.redirectOrDefault(""))
-		return
+		return nil
 	}
 	p, err := s.parked.Take(c.Request.Context(), ck)
 	if err != nil || s.safeRedirect(p.URL) == "" {
 		c.Redirect(http.StatusFound, s.redirectOrDefault(""))
-		return
+		return nil
 	}
 	d := s.page(c)
 	d.Title = d.T.T("resume.title")
 	d.Redirect = p.URL
 	d.Fields = formFields(p.Body)
 	s.render(c, http.StatusOK, "resume", d)
+	return nil
 }
 
 // formField is one name=value of a urlencoded body, in order.

@@ -266,21 +266,21 @@ func (s *Server) routes(trusted []string) (*gin.Engine, error) {
 		return nil, err
 	}
 	k.StaticFS("/static", http.FS(static))
-	k.GET("/", s.homePage)
-	k.GET("/login", s.loginPage)
-	k.POST("/login", s.loginSubmit)
-	k.GET("/logout", s.logoutPage)
-	k.POST("/logout", s.logoutSubmit)
-	k.GET("/signed-out", s.signedOutPage)
-	k.GET("/denied", s.deniedPage)
+	k.GET("/", s.handle(s.homePage))
+	k.GET("/login", s.handle(s.loginPage))
+	k.POST("/login", s.handle(s.loginSubmit))
+	k.GET("/logout", s.handle(s.logoutPage))
+	k.POST("/logout", s.handle(s.logoutSubmit))
+	k.GET("/signed-out", s.handle(s.signedOutPage))
+	k.GET("/denied", s.handle(s.deniedPage))
 	k.GET("/second-factor", s.secondFactorPage)
-	k.GET("/resume", s.resumePage)
+	k.GET("/resume", s.handle(s.resumePage))
 
 	api := k.Group("/api")
-	api.POST("/login", s.apiLogin)
-	api.POST("/logout", s.apiLogout)
-	api.GET("/session", s.apiSession)
-	api.GET("/authz", s.authz)
+	api.POST("/login", s.handle(s.apiLogin))
+	api.POST("/logout", s.handle(s.apiLogout))
+	api.GET("/session", s.handle(s.apiSession))
+	api.GET("/authz", s.handle(s.authz))
 
 	if s.mfa != nil {
 		s.factorRoutes(k, api)
