@@ -51,6 +51,20 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Cause }
 
+// HTTPAnswer makes *Error an httpAnswer.
+func (e *Error) HTTPAnswer() (int, problem.Problem) {
+	return e.Status, problem.Problem{Code: e.Code, Key: e.Key, Args: e.Args, Extra: e.Extra}
+}
+
+// httpAnswer is an error that fixes its own status and answer: web's
+// *Error, and the like of sub-packages that cannot use web's type (web
+// imports them to mount them), such as web/admin's answers whose status
+// HTTP itself fixes (412, 422, 428). The renderer keeps them as they are.
+type httpAnswer interface {
+	error
+	HTTPAnswer() (status int, p problem.Problem)
+}
+
 // Is matches another *Error with the same answer, so that callers and
 // tests can ask errors.Is(err, errNotSignedIn) of a copy with a cause.
 func (e *Error) Is(target error) bool {
@@ -148,13 +162,17 @@ func statusOf(c problem.Class) int {
 	return http.StatusInternalServerError
 }
 
-// problemOf is the answer to err: web's own *Error as it is, a domain error
+// problemOf is the answer to err: an httpAnswer as it is, a domain error
 // as its owner describes it, anything else internal (cause kept for the
 // log). now is the clock of waits ("in 42 seconds").
 func problemOf(err error, now time.Time) *Error {
-	var e *Error
-	if errors.As(err, &e) {
-		return e
+	var a httpAnswer
+	if errors.As(err, &a) {
+		if e, ok := a.(*Error); ok {
+			return e
+		}
+		st, p := a.HTTPAnswer()
+		return &Error{Status: st, Code: p.Code, Key: p.Key, Args: p.Args, Extra: p.Extra, Cause: err}
 	}
 	if p, ok := problem.Find(err, now, problemTables...); ok {
 		return &Error{Status: statusOf(p.Class), Code: p.Code, Key: p.Key, Args: p.Args, Extra: p.Extra, Cause: err}
