@@ -375,6 +375,35 @@ func (e *Engine) Check(ctx context.Context, user string, p factors.Purpose, ref,
 	return nil, fmt.Errorf("%s: check: gave up after %d conflicting writes: %w", e.opt.Name, maxCASAttempts, store.ErrConflict)
 }
 
+// Cancel kills the code pending for (user, purpose), if any: it reads as
+// used from then on and what it kept is dropped. An admin reset calls it
+// so that no code sent before can still finish what it was sent for.
+func (e *Engine) Cancel(ctx context.Context, user string, p factors.Purpose) error {
+	if err := e.checkUserPurpose(user, p); err != nil {
+		return err
+	}
+	key := e.codeKey(user, p)
+	for range maxCASAttempts {
+		item, rec, err := e.loadCode(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if rec.Used {
+			return nil
+		}
+		rec.Used, rec.Keep = true, nil
+		err = e.rewriteCode(ctx, key, item.Version, rec, e.opt.Now())
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		return err
+	}
+	return fmt.Errorf("%s: cancel: gave up after %d conflicting writes: %w", e.opt.Name, maxCASAttempts, store.ErrConflict)
+}
+
 // Pending reports the code waiting for (user, purpose): ok is false when
 // there is none that can still be entered (none sent, used, expired or out
 // of tries); the page then offers to send one. Sent.To is the masked
