@@ -1,10 +1,9 @@
 package web
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -12,100 +11,53 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
-	"github.com/keygate/keygate/authn/activity"
+	adminsvc "github.com/keygate/keygate/authn/admin"
 	"github.com/keygate/keygate/policy"
+	"github.com/keygate/keygate/problem"
+	adminweb "github.com/keygate/keygate/web/admin"
 )
 
 // The admin area: the page /.keygate/admin (and /.keygate/admin/users/NAME)
-// and the JSON API under /.keygate/api/admin/. Both sit behind one built-in
-// rule that no policy can loosen: a member of an admin group, signed in with
-// a second factor verified within AdminOptions.MaxAge.
+// and the JSON API under /.keygate/api/admin/, served by the web/admin
+// package over authn/admin's Service. web adds what only it has: the
+// session guard (one built-in rule no policy can loosen: a member of an
+// admin group, signed in with a second factor verified within MaxAge), its
+// error renderer and its page layout.
 
 const (
-	adminPagePath = portalPrefix + "admin"
-	adminAPIPath  = apiPrefix + "admin"
+	adminPagePath = adminsvc.PagePath
 	// DefaultAdminMaxAge is how fresh an admin's second factor must be.
-	DefaultAdminMaxAge = 15 * time.Minute
-	// adminKey is where the guard leaves the acting admin's username.
-	adminKey = "keygate.admin"
+	DefaultAdminMaxAge = adminsvc.DefaultMaxAge
 )
 
-// adminAreaPaths are sample paths of the admin area, for the check that a
-// policy does not pretend to open it (AdminAreaProblems).
-var adminAreaPaths = []string{adminPagePath, adminPagePath + "/users/alice", adminAPIPath + "/policy"}
-
-// AdminPolicies is the versioned policy store; authn.Policies implements it.
-type AdminPolicies interface {
-	Current(ctx context.Context) (authn.PolicyVersion, error)
-	Version(ctx context.Context, n int) (authn.PolicyVersion, error)
-	History(ctx context.Context) ([]authn.PolicySummary, error)
-	Diff(ctx context.Context, a, b int) (string, error)
-	Check(p policy.Policy) (*policy.Compiled, error)
-	Update(ctx context.Context, p policy.Policy, ifVersion int, author, comment string) (authn.PolicyVersion, error)
-	Rollback(ctx context.Context, to, ifVersion int, author, comment string) (authn.PolicyVersion, error)
-}
-
-// AdminAudit is the audit log; activity.Audit implements it.
-type AdminAudit interface {
-	Record(ctx context.Context, e activity.AuditEntry) (activity.AuditEntry, error)
-	Recent(ctx context.Context, limit int) ([]activity.AuditEntry, error)
-	Export(ctx context.Context, w io.Writer) error
-}
-
-// AdminUsers is what user management needs of the accounts; authn.Users
-// implements it.
-type AdminUsers interface {
-	List(ctx context.Context) ([]authn.User, error)
-	Get(ctx context.Context, username string) (authn.User, error)
-	SetDisabled(ctx context.Context, username string, disabled bool) error
-}
-
-// AdminSessions lists and ends a user's sessions; authn.Sessions
-// implements it.
-type AdminSessions interface {
-	ListUser(username string) []*authn.Session
-	RevokeUser(ctx context.Context, username string) (int, error)
-}
-
-// AdminOptions switch the admin area on. Every field but MaxAge and Locks
-// is required.
+// AdminOptions switch the admin area on.
 type AdminOptions struct {
-	// Groups: members of any of them are admins.
-	Groups []string
-	// MaxAge: the admin's second factor must be at most this old
-	// (default DefaultAdminMaxAge).
-	MaxAge   time.Duration
-	Policies AdminPolicies
-	Audit    AdminAudit
-	Users    AdminUsers
-	Sessions AdminSessions
-	// Locks reports brute-force lockouts (authn.Regulator; nil = not
-	// shown). Unlocking goes through MFA.UnlockByAdmin.
-	Locks AdminLocks
-}
-
-// AdminLocks says whether a lock holds; authn.Regulator implements it.
-type AdminLocks interface {
-	Status(ctx context.Context, gate authn.Gate, subject, ip string) (*authn.LockedError, error)
+	// Service is every admin use-case; its groups and max age make the
+	// guard's rule.
+	Service *adminsvc.Service
+	// PortalURL is the origin of links made for the CLI (enrolment
+	// links), which has no Host of its own; links made on the web use the
+	// request's.
+	PortalURL string
 }
 
 // adminArea is the admin area as built by adminRoutes.
 type adminArea struct {
 	AdminOptions
-	// rule is the built-in rule as a compiled policy: the admin groups,
-	// two_factor, max_age, no remembered devices; everyone else denied.
-	rule *policy.Compiled
+	// rule is the built-in rule as a compiled policy.
+	rule    *policy.Compiled
+	handler *adminweb.Handler
 }
 
-// adminRoutes registers the admin page and the admin JSON API
-// (/.keygate/admin, /.keygate/api/admin/…). Without AdminOptions there is
-// no admin area: the paths answer 404 like any unknown portal path.
+// adminRoutes registers the admin page and the admin JSON API. Without
+// AdminOptions there is no admin area: the paths answer 404 like any
+// unknown portal path.
 func (s *Server) adminRoutes(k, api *gin.RouterGroup) {
 	o := s.adminOptions
 	if o == nil {
 		return
 	}
-	a, err := newAdminArea(*o)
+	a, err := s.newAdminArea(*o)
 	if err != nil {
 		// Fail closed: the area exists but nobody gets in, and the log
 		// says why.
@@ -119,70 +71,113 @@ func (s *Server) adminRoutes(k, api *gin.RouterGroup) {
 		return
 	}
 	s.admin = a
-
-	page := k.Group("/admin", s.adminGuard)
-	page.GET("", s.adminPage)
-	page.GET("/users/:name", s.adminUserPage)
-
-	g := api.Group("/admin", s.adminGuard)
-	g.GET("/policy", s.apiAdminPolicy)
-	g.PUT("/policy", s.apiAdminPolicyPut)
-	g.POST("/policy/check", s.apiAdminPolicyCheck)
-	g.GET("/policy/versions", s.apiAdminPolicyVersions)
-	g.GET("/policy/versions/:version", s.apiAdminPolicyVersion)
-	g.GET("/policy/diff", s.apiAdminPolicyDiff)
-	g.POST("/policy/rollback", s.apiAdminPolicyRollback)
-	g.POST("/explain", s.apiAdminExplain)
-	g.GET("/users", s.apiAdminUsers)
-	g.GET("/users/:name", s.apiAdminUser)
-	g.POST("/users/:name/disable", s.apiAdminSetDisabled(true))
-	g.POST("/users/:name/enable", s.apiAdminSetDisabled(false))
-	g.POST("/users/:name/reset-factors", s.apiAdminResetFactors)
-	g.POST("/users/:name/enroll-link", s.apiAdminEnrollLink)
-	g.POST("/users/:name/unlock", s.apiAdminUnlock)
-	g.GET("/audit", s.apiAdminAudit)
+	pages := gin.WrapH(a.handler.Pages())
+	k.GET("/admin", s.adminGuard, pages)
+	k.GET("/admin/*rest", s.adminGuard, pages)
+	api.Any("/admin/*rest", s.adminGuard, gin.WrapH(a.handler.API()))
 }
 
-func newAdminArea(o AdminOptions) (*adminArea, error) {
-	if o.Policies == nil || o.Audit == nil || o.Users == nil || o.Sessions == nil {
-		return nil, errors.New("web: the admin area needs policies, audit, users and sessions")
+func (s *Server) newAdminArea(o AdminOptions) (*adminArea, error) {
+	if o.Service == nil {
+		return nil, errors.New("web: the admin area needs the admin service")
 	}
-	if len(o.Groups) == 0 {
-		return nil, errors.New("web: no admin groups configured, so nobody could be an admin")
+	rule, err := adminsvc.Rule(o.Service.Groups(), o.Service.MaxAge())
+	if err != nil {
+		return nil, err
 	}
-	if o.MaxAge <= 0 {
-		o.MaxAge = DefaultAdminMaxAge
-	}
-	no := false
-	rule, err := policy.Compile(policy.Policy{
-		Default: policy.ActionDeny,
-		Rules: []policy.Rule{{
-			Name: "keygate-admin", Groups: o.Groups, Action: policy.ActionTwoFactor,
-			MaxAge: policy.Duration(o.MaxAge), TrustedDevice: &no,
-		}},
+	h, err := adminweb.New(adminweb.Options{Service: o.Service, Render: adminRenderer{s}, Logger: s.log,
+		LinkBase: func(r *http.Request) string {
+			if a, _ := adminweb.ActorFrom(r.Context()); a.Channel == adminsvc.ChannelCLI {
+				return o.PortalURL
+			}
+			return s.scheme(r) + "://" + r.Host
+		},
+		Kinds: s.factorKinds,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("web: the admin area's rule: %w", err)
+		return nil, err
 	}
-	return &adminArea{AdminOptions: o, rule: rule}, nil
+	return &adminArea{AdminOptions: o, rule: rule, handler: h}, nil
 }
 
-// adminGuard lets only admins with a fresh second factor through. Who is
-// an admin comes from the user record, read from the store, not from the
-// session: a user removed from the admin group (or disabled) loses the
-// admin area at once, whatever their session says.
+// AdminAPI is the admin JSON API handler the admin area serves, without
+// the session guard: the admin socket serves this very handler behind its
+// own guard, which puts the peer's OS user in the request as the actor
+// (web/admin.WithActor). nil when the admin area is off.
+func (s *Server) AdminAPI() http.Handler {
+	if s.admin == nil {
+		return nil
+	}
+	return s.admin.handler.API()
+}
+
+// NewAdminAPI builds the admin JSON API on its own, with web's renderer,
+// for the keygate command working on a stopped data directory: the same
+// handler, so the CLI speaks the one admin API whether or not keygate
+// runs. portalURL is the origin of enrolment links.
+func NewAdminAPI(svc *adminsvc.Service, portalURL string, log *slog.Logger) (http.Handler, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{log: log, now: time.Now}
+	var err error
+	if s.tr, err = loadTranslator(); err != nil {
+		return nil, err
+	}
+	if s.pages, err = loadPages(); err != nil {
+		return nil, err
+	}
+	h, err := adminweb.New(adminweb.Options{Service: svc, Render: adminRenderer{s}, Logger: log,
+		LinkBase: func(*http.Request) string { return portalURL }})
+	if err != nil {
+		return nil, err
+	}
+	return h.API(), nil
+}
+
+// adminRenderer lends web's renderer and layout to the admin area.
+type adminRenderer struct{ s *Server }
+
+// Fail answers the admin area's errors: its HTTP answers (412, 422, …) as
+// they are, the admin service's by its table, the rest as web answers
+// every error.
+func (ar adminRenderer) Fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *adminweb.Error
+	if errors.As(err, &ae) {
+		err = &Error{Status: ae.Status, Code: ae.Code, Key: ae.Key, Args: ae.Args, Extra: ae.Extra, Cause: ae}
+	} else if p, ok := problem.Find(err, ar.s.now(), adminsvc.Problems); ok {
+		err = &Error{Status: statusOf(p.Class), Code: p.Code, Key: p.Key, Args: p.Args, Extra: p.Extra, Cause: err}
+	}
+	ar.s.failHTTP(w, r, err)
+}
+
+// Page renders an admin template in the portal's layout.
+func (ar adminRenderer) Page(w http.ResponseWriter, r *http.Request, name, title string, args []any, view *adminweb.View) {
+	d := pageData{T: ar.s.tr.pick(r.Header.Get("Accept-Language")), Admin: view}
+	d.Title = d.T.T(title)
+	if len(args) > 0 {
+		d.Title = d.T.Tf(title, args...)
+	}
+	ar.s.renderHTTP(w, http.StatusOK, name, d)
+}
+
+// adminGuard lets only admins with a fresh second factor through, and
+// names them as the actor (channel web). Who is an admin comes from the
+// user record, read from the store, not from the session: a user removed
+// from the admin group (or disabled) loses the admin area at once,
+// whatever their session says.
 func (s *Server) adminGuard(c *gin.Context) {
 	r := c.Request
 	a := s.admin
 	sess := s.session(r)
 	var subj policy.Subject
 	if sess != nil {
-		u, err := a.Users.Get(r.Context(), sess.Username)
+		u, err := a.Service.Account(r.Context(), sess.Username)
 		switch {
 		case errors.Is(err, authn.ErrUserNotFound) || (err == nil && u.Disabled):
 			sess = nil
 		case err != nil:
-			s.fail(c, errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("admin guard: %w", err)))
+			s.fail(c, errInternal.because(fmt.Errorf("admin guard: %w", err)))
 			return
 		default:
 			subj = subjectOf(sess)
@@ -195,7 +190,8 @@ func (s *Server) adminGuard(c *gin.Context) {
 	d := a.rule.Evaluate(policy.Request{Host: hostOnly(r.Host), Path: r.URL.Path, Method: r.Method, IP: clientAddr(c)}, subj, s.now())
 	switch {
 	case d.Outcome == policy.Allow:
-		c.Set(adminKey, sess.Username)
+		actor := adminsvc.Actor{Name: sess.Username, Channel: adminsvc.ChannelWeb, Address: clientAddr(c).String()}
+		c.Request = r.WithContext(adminweb.WithActor(r.Context(), actor))
 		c.Next()
 	case sess == nil:
 		if wantsJSON(r) {
@@ -211,11 +207,12 @@ func (s *Server) adminGuard(c *gin.Context) {
 		s.fail(c, errf(http.StatusForbidden, "admin_only", "err.admin_only", nil))
 	default:
 		// An admin whose second factor is missing or too old: step up.
+		maxAge := a.Service.MaxAge()
 		if wantsJSON(r) {
 			e := errf(http.StatusUnauthorized, "second_factor_required", "err.admin_step_up", nil)
-			e.Args = []any{int(a.MaxAge.Minutes())}
+			e.Args = []any{int(maxAge.Minutes())}
 			e.Extra = map[string]any{
-				"factors": d.Acceptable, "max_age": policy.Duration(a.MaxAge).String(),
+				"factors": d.Acceptable, "max_age": policy.Duration(maxAge).String(),
 				"login_url": portalPrefix + "second-factor?rd=" + url.QueryEscape(adminPagePath),
 			}
 			s.fail(c, e)
@@ -231,81 +228,17 @@ func (s *Server) adminGuard(c *gin.Context) {
 	}
 }
 
-// actingAdmin is the admin the guard let through.
-func actingAdmin(c *gin.Context) string { return c.GetString(adminKey) }
-
-// audit records an admin action done through the web. The action already
-// happened, so a failure to record it is logged (by Audit) and not shown
-// as a failure of the action.
-func (s *Server) audit(c *gin.Context, action, target string, details map[string]string) {
-	_, _ = s.admin.Audit.Record(c.Request.Context(), activity.AuditEntry{
-		Admin: actingAdmin(c), Via: activity.ViaWeb, IP: clientAddr(c).String(),
-		Action: action, Target: target, Details: details,
-	})
-}
-
-// isAdminGroup says whether one of groups makes its member an admin.
-func (a *adminArea) isAdminGroup(groups []string) bool {
-	return slices.ContainsFunc(groups, func(g string) bool { return slices.Contains(a.Groups, g) })
-}
-
-// AdminAreaProblems lists the rules of p that read as if they opened the
-// admin area: a rule whose paths name /.keygate/admin or the admin API (a
-// pattern that matches those paths but not the same paths under another
-// first segment, so "/**" does not count) and asks for less than the
-// built-in rule: anything but deny, or two_factor without a max_age of at
-// most maxAge, or with remembered devices allowed. keygate's own paths
-// never reach the policy, so such a rule does nothing; it is refused so
-// that nobody believes it does.
-func AdminAreaProblems(p policy.Policy, maxAge time.Duration) policy.ValidationErrors {
-	if maxAge <= 0 {
-		maxAge = DefaultAdminMaxAge
+// Hosts lists the protected hosts, sorted: the admin service's Hosts (for
+// previews and explain's "protected"), current after every reload.
+func (s *Server) Hosts() []string {
+	set := *s.upstreams.Load()
+	out := make([]string, 0, len(set))
+	for h := range set {
+		out = append(out, h)
 	}
-	var out policy.ValidationErrors
-	for i, r := range p.Rules {
-		if len(r.Paths) == 0 || !loosensAdmin(r, maxAge) {
-			continue
-		}
-		for j, pat := range r.Paths {
-			if namesAdminArea(pat) {
-				out = append(out, policy.FieldError{
-					Path: fmt.Sprintf("rules[%d].paths[%d]", i, j),
-					Message: fmt.Sprintf("a rule that weakens the admin area: %q matches keygate's admin area, which always needs two factors with a second factor at most %s old; "+
-						"keygate's own paths never reach the policy, so remove this path (or make the rule deny)", pat, maxAge),
-				})
-			}
-		}
-	}
+	slices.Sort(out)
 	return out
 }
 
-// loosensAdmin says whether r asks for less than the built-in admin rule.
-func loosensAdmin(r policy.Rule, maxAge time.Duration) bool {
-	switch r.Action {
-	case policy.ActionDeny:
-		return false
-	case policy.ActionTwoFactor:
-		return r.MaxAge <= 0 || r.MaxAge.D() > maxAge || (r.TrustedDevice != nil && *r.TrustedDevice)
-	}
-	return true
-}
-
-// namesAdminArea says whether a path pattern aims at the admin area: it
-// matches one of its paths but not the same path with another first
-// segment. A pattern that does not compile is Compile's problem to report.
-func namesAdminArea(pattern string) bool {
-	c, err := policy.Compile(policy.Policy{Default: policy.ActionDeny, Rules: []policy.Rule{{Name: "probe", Paths: []string{pattern}, Action: policy.ActionBypass}}})
-	if err != nil {
-		return false
-	}
-	matches := func(path string) bool {
-		return c.Evaluate(policy.Request{Host: "probe.invalid", Path: path, Method: http.MethodGet}, policy.Subject{}, time.Time{}).RuleIndex == 0
-	}
-	for _, p := range adminAreaPaths {
-		sibling := "/keygate-probe" + p[len("/.keygate"):]
-		if matches(p) && !matches(sibling) {
-			return true
-		}
-	}
-	return false
-}
+// Interface guards.
+var _ adminsvc.Hosts = (*Server)(nil)

@@ -17,6 +17,8 @@ import (
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/activity"
+	adminsvc "github.com/keygate/keygate/authn/admin"
+	"github.com/keygate/keygate/authn/policies"
 	"github.com/keygate/keygate/policy"
 )
 
@@ -35,12 +37,19 @@ func (f adminHook) build(h *harness, holder *policy.Holder) *AdminOptions {
 
 // adminEnv is the admin area's store side, for tests to look behind the API.
 type adminEnv struct {
-	policies *authn.Policies
+	policies *policies.Store
 	audit    *activity.Audit
 	holder   *policy.Holder
+	service  *adminsvc.Service
 }
 
 const testAdminMaxAge = 15 * time.Minute
+
+// harnessHosts are the harness server's protected hosts, read when asked
+// (the server is built after the admin service).
+type harnessHosts struct{ h *harness }
+
+func (hh harnessHosts) Hosts() []string { return hh.h.web.Hosts() }
 
 func newAdminHarness(t *testing.T, policyYAML string) (*harness, *adminEnv) {
 	t.Helper()
@@ -50,8 +59,8 @@ func newAdminHarness(t *testing.T, policyYAML string) (*harness, *adminEnv) {
 	env := &adminEnv{}
 	h := newHarness(t, harnessOptions{policyYAML: policyYAML, admin: func(h *harness, holder *policy.Holder) *AdminOptions {
 		env.holder = holder
-		env.policies = authn.NewPolicies(h.kv, holder, authn.PolicyOptions{
-			Guard: func(p policy.Policy) policy.ValidationErrors { return AdminAreaProblems(p, testAdminMaxAge) },
+		env.policies = policies.New(h.kv, holder, policies.Options{
+			Guard: func(p policy.Policy) policy.ValidationErrors { return adminsvc.AreaProblems(p, testAdminMaxAge) },
 			Now:   h.clock.Now,
 		})
 		p, err := policy.Parse([]byte(policyYAML))
@@ -62,8 +71,16 @@ func newAdminHarness(t *testing.T, policyYAML string) (*harness, *adminEnv) {
 			t.Fatalf("load policy: %v", err)
 		}
 		env.audit = activity.NewAudit(h.kv, h.clock.Now, nil)
-		return &AdminOptions{Groups: []string{"admins"}, MaxAge: testAdminMaxAge, Policies: env.policies,
-			Audit: env.audit, Users: h.users, Sessions: h.sessions, Locks: h.reg}
+		deps := adminsvc.Deps{Users: h.users, Sessions: h.sessions, Policies: env.policies, Audit: env.audit,
+			Running: holder, Hosts: harnessHosts{h}, Groups: []string{"admins"}, MaxAge: testAdminMaxAge, Now: h.clock.Now}
+		if h.mfa != nil {
+			deps.Factors, deps.Locks = h.mfa, h.reg
+		}
+		env.service, err = adminsvc.New(deps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &AdminOptions{Service: env.service}
 	}})
 	return h, env
 }
@@ -538,7 +555,7 @@ func TestAdminExplainMatchesTheProxy(t *testing.T) {
 			if resp.StatusCode == http.StatusMisdirectedRequest {
 				live = "unprotected"
 			}
-			in := ExplainInput{User: w.user, Method: r.method, URL: r.url, SourceIP: "127.0.0.1", Factors: w.factors, FactorAge: age}
+			in := policy.ExplainInput{User: w.user, Method: r.method, URL: r.url, SourceIP: "127.0.0.1", Factors: w.factors, FactorAge: age}
 			resp, out := h.api(alice, http.MethodPost, "explain", in)
 			if resp.StatusCode != 200 {
 				t.Fatalf("explain %v: %d %v", r, resp.StatusCode, out)
@@ -553,7 +570,7 @@ func TestAdminExplainMatchesTheProxy(t *testing.T) {
 				u, _ := h.users.Get(context.Background(), w.user)
 				in.Groups = u.Groups
 			}
-			e, err := ExplainPolicy(env.holder.Load(), in, h.clock.Now())
+			e, err := policy.ExplainRequest(env.holder.Load(), in, h.clock.Now(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -571,11 +588,11 @@ func TestAdminExplainMatchesTheProxy(t *testing.T) {
 	// say so.
 	h.clock.Add(10 * time.Minute)
 	check("10m")
-	_, out := h.api(alice, http.MethodPost, "explain", ExplainInput{User: "bob", URL: "http://app.example.com/admin/x"})
+	_, out := h.api(alice, http.MethodPost, "explain", policy.ExplainInput{User: "bob", URL: "http://app.example.com/admin/x"})
 	if !strings.Contains(out["text"].(string), "rules[3] admins-only (one_factor): no: user bob has no groups") {
 		t.Fatalf("explain text: %s", out["text"])
 	}
-	if resp, out := h.api(alice, http.MethodPost, "explain", ExplainInput{URL: "http://app.example.com/a/../b"}); resp.StatusCode != http.StatusBadRequest || !strings.Contains(out["detail"].(string), "dot_segment") {
+	if resp, out := h.api(alice, http.MethodPost, "explain", policy.ExplainInput{URL: "http://app.example.com/a/../b"}); resp.StatusCode != http.StatusBadRequest || !strings.Contains(out["detail"].(string), "dot_segment") {
 		t.Fatalf("dot segments: %d %v", resp.StatusCode, out)
 	}
 }
@@ -688,65 +705,5 @@ func TestAdminUserManagement(t *testing.T) {
 	resp, body := h.do(alice, http.MethodGet, "http://app.example.com/.keygate/admin", "")
 	if resp.StatusCode != 200 || !strings.Contains(body, "user.reset_factors") || !strings.Contains(body, `id="audit-table"`) {
 		t.Fatalf("audit on the page: %d", resp.StatusCode)
-	}
-}
-
-func TestAdminAreaProblems(t *testing.T) {
-	no, yes := false, true
-	for _, tc := range []struct {
-		rule policy.Rule
-		bad  bool
-	}{
-		{policy.Rule{Paths: []string{"/.keygate/admin"}, Action: policy.ActionOneFactor}, true},
-		{policy.Rule{Paths: []string{"/.keygate/**"}, Action: policy.ActionBypass}, true},
-		{policy.Rule{Paths: []string{"/.keygate/api/admin/**"}, Action: policy.ActionTwoFactor}, true}, // no max_age
-		{policy.Rule{Paths: []string{"/.keygate/admin/**"}, Action: policy.ActionTwoFactor, MaxAge: policy.Duration(time.Hour)}, true},
-		{policy.Rule{Paths: []string{"/.keygate/admin/**"}, Action: policy.ActionTwoFactor, MaxAge: policy.Duration(10 * time.Minute), TrustedDevice: &yes}, true},
-		{policy.Rule{Paths: []string{"/.keygate/admin/**"}, Action: policy.ActionTwoFactor, MaxAge: policy.Duration(10 * time.Minute), TrustedDevice: &no}, false},
-		{policy.Rule{Paths: []string{"/.keygate/admin"}, Action: policy.ActionDeny}, false},
-		{policy.Rule{Paths: []string{"/**"}, Action: policy.ActionBypass}, false},
-		{policy.Rule{Paths: []string{"/*/admin"}, Action: policy.ActionOneFactor}, false},
-		{policy.Rule{Paths: []string{"/admin/**"}, Action: policy.ActionBypass}, false},
-		{policy.Rule{Action: policy.ActionBypass}, false},
-	} {
-		tc.rule.Name = "r"
-		ps := AdminAreaProblems(policy.Policy{Rules: []policy.Rule{tc.rule}}, 15*time.Minute)
-		if (len(ps) > 0) != tc.bad {
-			t.Errorf("%v %s: problems %v", tc.rule.Paths, tc.rule.Action, ps)
-		}
-	}
-}
-
-func TestPreviewChangeListsWhatChanges(t *testing.T) {
-	compile := func(text string) *policy.Compiled {
-		c, err := policy.Compile(mustParse(t, text))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	old := compile(defaultTestPolicy)
-	p := mustParse(t, defaultTestPolicy)
-	p.Rules = slices.Insert(p.Rules, 0, policy.Rule{Name: "reports", Hosts: []string{"app.example.com"}, Paths: []string{"/reports/**"}, Methods: []string{"POST"}, Action: policy.ActionTwoFactor, MaxAge: policy.Duration(15 * time.Minute)})
-	next, err := policy.Compile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pv := PreviewChange(old, next, []string{"app.example.com", "wiki.example.com"})
-	if len(pv.Summary) != 1 || pv.Summary[0].From != "one_factor" || pv.Summary[0].To != "two_factor (max_age 15m0s; no remembered devices)" || pv.Summary[0].Paths != 2 {
-		t.Fatalf("summary: %+v", pv.Summary)
-	}
-	var paths []string
-	for _, c := range pv.Changes {
-		if c.Host != "app.example.com" || !slices.Equal(c.Methods, []string{"POST"}) || c.Who != nil || c.FromRule != "app" || c.ToRule != "reports" {
-			t.Errorf("change: %+v", c)
-		}
-		paths = append(paths, c.Path)
-	}
-	if !slices.Equal(paths, []string{"/reports", "/reports/x/y"}) {
-		t.Fatalf("paths: %v", paths)
-	}
-	if same := PreviewChange(old, old, nil); len(same.Changes) != 0 || same.Sampled == 0 {
-		t.Fatalf("no change: %+v", same)
 	}
 }

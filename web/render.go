@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/factors"
+	adminweb "github.com/keygate/keygate/web/admin"
 )
 
 //go:embed templates/*.html
@@ -86,8 +87,8 @@ type pageData struct {
 	Token           string
 	Fields          []formField // a parked form to submit again
 
-	// Admin pages (admin_page.go).
-	Admin *adminView
+	// Admin pages (web/admin).
+	Admin *adminweb.View
 
 	// Account pages (account.go): activity, sessions, unlock, "this wasn't me".
 	Account *accountView
