@@ -40,6 +40,10 @@ type Error struct {
 	Cause  error
 	// Extra fields for JSON answers (e.g. login_url).
 	Extra map[string]any
+	// owned: the answer is what Cause's owner says (a problem table or
+	// a Describer), so the renderer says it again on its own clock (a
+	// wait in seconds read elsewhere would be stale or on another clock).
+	owned bool
 }
 
 func (e *Error) Error() string {
@@ -169,22 +173,35 @@ func problemOf(err error, now time.Time) *Error {
 	var a httpAnswer
 	if errors.As(err, &a) {
 		if e, ok := a.(*Error); ok {
+			if e.owned {
+				// Said again on this clock, unless a caller changed
+				// the answer itself (forward-auth's 403 for nginx).
+				if p, ok := problem.Find(e.Cause, now, problemTables...); ok && p.Code == e.Code && p.Key == e.Key && statusOf(p.Class) == e.Status {
+					return ownedAnswer(p, e.Cause)
+				}
+			}
 			return e
 		}
 		st, p := a.HTTPAnswer()
 		return &Error{Status: st, Code: p.Code, Key: p.Key, Args: p.Args, Extra: p.Extra, Cause: err}
 	}
 	if p, ok := problem.Find(err, now, problemTables...); ok {
-		return &Error{Status: statusOf(p.Class), Code: p.Code, Key: p.Key, Args: p.Args, Extra: p.Extra, Cause: err}
+		return ownedAnswer(p, err)
 	}
 	return errInternal.because(err)
+}
+
+// ownedAnswer is web's answer for what err's owner says of it.
+func ownedAnswer(p problem.Problem, err error) *Error {
+	return &Error{Status: statusOf(p.Class), Code: p.Code, Key: p.Key, Args: p.Args, Extra: p.Extra, Cause: err, owned: true}
 }
 
 // problem is problemOf on the server's clock.
 func (s *Server) problem(err error) *Error { return problemOf(err, s.now()) }
 
 // mfaError is problemOf on the wall clock, for handlers that branch on
-// the answer before they render it.
+// the answer before they render it; the renderer still answers on its own
+// clock (see Error.owned).
 //
 // Deprecated: return the error (the renderer answers it), or call
 // s.problem(err) to look at the answer first.

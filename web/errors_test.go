@@ -164,6 +164,11 @@ func TestErrorAnswerValues(t *testing.T) {
 	if got := message(s.tr.pick("en"), e); !strings.Contains(got, "42") {
 		t.Errorf("cooldown message %q", got)
 	}
+	// Looked at early on another clock (mfaError), answered on the
+	// renderer's.
+	if e := s.problem(mfaError(&factors.CooldownError{Until: now.Add(41500 * time.Millisecond)})); e.Extra["retry_after"] != 42 {
+		t.Errorf("cooldown through mfaError: %+v", e.Extra)
+	}
 	if e := s.problem(&factors.CooldownError{Until: now.Add(-time.Second)}); e.Extra["retry_after"] != 1 {
 		t.Errorf("a past cooldown says wait %v, want 1", e.Extra["retry_after"])
 	}

@@ -1,7 +1,7 @@
 package web
 
 import (
-	"net/http"
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -57,10 +57,10 @@ func FuzzPolicyPath(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
-		rs, e := readPath(nil, p, nil)
-		if e != nil {
-			if e.Status != http.StatusBadRequest && e.Status != http.StatusNotFound {
-				t.Fatalf("%q refused with %d", p, e.Status)
+		rs, err := readings(nil, p, nil)
+		if err != nil {
+			if !errors.Is(err, policy.ErrBadPath) && !errors.Is(err, policy.ErrReserved) {
+				t.Fatalf("%q refused with %v", p, err)
 			}
 			return
 		}

@@ -91,16 +91,6 @@ func readings(up *upstream, rawPath string, dst []policy.Reading) ([]policy.Read
 	return policy.ReadPath(dst, rawPath, o)
 }
 
-// readPath is readings answered as web answers them (404 for the reserved
-// prefix, 400 bad_path), for callers that render the refusal themselves.
-func readPath(up *upstream, rawPath string, dst []policy.Reading) ([]policy.Reading, *Error) {
-	rs, err := readings(up, rawPath, dst)
-	if err != nil {
-		return dst, problemOf(err, time.Time{})
-	}
-	return rs, nil
-}
-
 // subjectOf is who a session is to the policy.
 func subjectOf(sess *authn.Session) policy.Subject {
 	if sess == nil {

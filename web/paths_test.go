@@ -359,8 +359,8 @@ func TestReadPathPlainDoesNotAllocate(t *testing.T) {
 	for _, p := range []string{"/page", "/static/app.css", "/a/b/c/d.js"} {
 		if n := testing.AllocsPerRun(100, func() {
 			var buf [policy.MaxReadings]policy.Reading
-			rs, e := readPath(up, p, buf[:0])
-			if e != nil || len(rs) == 0 {
+			rs, err := readings(up, p, buf[:0])
+			if err != nil || len(rs) == 0 {
 				t.Fatal("refused")
 			}
 		}); n != 0 {
