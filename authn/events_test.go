@@ -45,11 +45,11 @@ func newGuarded(t *testing.T) *guarded {
 	clk := newClock()
 	kv := openStore(t, t.TempDir())
 	g := &guarded{clk: clk, mail: &mailbox{}}
-	g.users = NewUsers(kv, testHasher(), PasswordPolicy{MinLength: 12}, clk.Now)
 	g.reg = newTestRegulator(t, kv, clk)
 	g.act = activity.NewLog(kv, activity.Options{Notices: activity.NewNotices(g.mail, "keygate", quietLogger(), clk.Now),
 		PortalURL: "https://app.example.com/", Now: clk.Now, Retention: 48 * time.Hour})
-	g.users.Guard(g.reg, g.act)
+	g.users = NewUsers(kv, UserOptions{Hasher: testHasher(), Policy: PasswordPolicy{MinLength: 12}, Now: clk.Now,
+		Regulator: g.reg, Events: g.act})
 	ctx := context.Background()
 	for _, nu := range []NewUser{
 		{Username: "alice", Email: "alice@example.com", Password: "correct-staple-battery-7", EmailVerified: true},

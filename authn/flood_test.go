@@ -18,8 +18,7 @@ func TestSignInRefusedByLockRunsNoHash(t *testing.T) {
 	kv := openStore(t, t.TempDir())
 	clk := newClock()
 	h := NewHasher(cheapParams(), 4)
-	us := NewUsers(kv, h, PasswordPolicy{}, clk.Now)
-	us.Guard(newTestRegulator(t, kv, clk), nil)
+	us := NewUsers(kv, UserOptions{Hasher: h, Now: clk.Now, Regulator: newTestRegulator(t, kv, clk)})
 	mustAdd(t, us, NewUser{Username: "pia"})
 
 	// Five wrong passwords lock the account; five more are the lock's
@@ -186,8 +185,8 @@ func TestSignInFloodFromOneAddress(t *testing.T) {
 	ctx := context.Background()
 	kv := openStore(t, t.TempDir())
 	h := NewHasher(DefaultArgon2Params(), 4)
-	us := NewUsers(kv, h, PasswordPolicy{}, nil)
-	us.Guard(NewRegulator(kv, RegulationOptions{Logger: quietLogger()}), nil) // the defaults: 5 per account, 20 per address
+	// The regulator's defaults: 5 per account, 20 per address.
+	us := NewUsers(kv, UserOptions{Hasher: h, Regulator: NewRegulator(kv, RegulationOptions{Logger: quietLogger()})})
 	mustAdd(t, us, NewUser{Username: "victor"})
 
 	victim := func(n int) time.Duration {

@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/authn/store"
@@ -101,6 +100,9 @@ type RegulationOptions struct {
 	MaxLockout time.Duration
 	Now        func() time.Time
 	Logger     *slog.Logger
+	// Events hears of every lock that starts (LockedOut), for metrics
+	// (nil: nobody).
+	Events Events
 }
 
 // Defaults of RegulationOptions.
@@ -124,7 +126,7 @@ const (
 	stripes   = 64
 )
 
-// Lockout kinds passed to the OnLockout hook.
+// Lockout kinds passed to Events.LockedOut.
 const (
 	LockoutPassword     = "password"
 	LockoutSecondFactor = "second_factor"
@@ -134,10 +136,9 @@ const (
 // Regulator counts tries in the store (so a restart keeps every count and
 // lock) with compare-and-swap (so several processes on one backend agree).
 type Regulator struct {
-	kv        KV
-	o         RegulationOptions
-	mu        [stripes]sync.Mutex // serialises updates of one key in this process
-	onLockout atomic.Pointer[func(kind string)]
+	kv KV
+	o  RegulationOptions
+	mu [stripes]sync.Mutex // serialises updates of one key in this process
 }
 
 // NewRegulator builds the regulator.
@@ -153,16 +154,10 @@ func NewRegulator(kv KV, o RegulationOptions) *Regulator {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Regulator{kv: kv, o: o}
-}
-
-// OnLockout sets a function called with the kind (LockoutPassword,
-// LockoutSecondFactor, LockoutIP) of every lock that starts, for metrics.
-// It may be set at any time; fn must be quick and must not block.
-func (r *Regulator) OnLockout(fn func(kind string)) {
-	if r != nil {
-		r.onLockout.Store(&fn)
+	if o.Events == nil {
+		o.Events = NoEvents{}
 	}
+	return &Regulator{kv: kv, o: o}
 }
 
 // failRecord is the stored count of one account at one gate, or of one
@@ -505,9 +500,7 @@ func (r *Regulator) lockFor(n int) time.Duration {
 
 func (r *Regulator) lockedOut(kind, key string, until time.Time) {
 	r.o.Logger.Warn("lockout after too many failed attempts", "kind", kind, "key", key, "until", until.UTC().Format(time.RFC3339))
-	if fn := r.onLockout.Load(); fn != nil && *fn != nil {
-		(*fn)(kind)
-	}
+	r.o.Events.LockedOut(kind)
 }
 
 // Hold locks username until Unlock ("this wasn't me"): no lockout

@@ -12,9 +12,22 @@ import (
 
 func newTestRegulator(t *testing.T, kv KV, clk *clock) *Regulator {
 	t.Helper()
-	return NewRegulator(kv, RegulationOptions{MaxFailures: 5, IPMaxFailures: 8, Window: 10 * time.Minute,
-		Lockout: 5 * time.Minute, MaxLockout: 30 * time.Minute, Now: clk.Now, Logger: quietLogger()})
+	return newTestRegulatorTelling(t, kv, clk, nil)
 }
+
+func newTestRegulatorTelling(t *testing.T, kv KV, clk *clock, ev Events) *Regulator {
+	t.Helper()
+	return NewRegulator(kv, RegulationOptions{MaxFailures: 5, IPMaxFailures: 8, Window: 10 * time.Minute,
+		Lockout: 5 * time.Minute, MaxLockout: 30 * time.Minute, Now: clk.Now, Logger: quietLogger(), Events: ev})
+}
+
+// lockouts is a listener that counts only locks, the way metrics do.
+type lockouts struct {
+	NoEvents
+	kinds []string
+}
+
+func (l *lockouts) LockedOut(kind string) { l.kinds = append(l.kinds, kind) }
 
 // fail makes n wrong attempts and returns the lock the last one started.
 func fail(t *testing.T, r *Regulator, gate Gate, user, ip string, n int) time.Time {
@@ -35,10 +48,9 @@ func fail(t *testing.T, r *Regulator, gate Gate, user, ip string, n int) time.Ti
 
 func TestRegulatorLocksDoublesAndCaps(t *testing.T) {
 	clk := newClock()
-	r := newTestRegulator(t, openStore(t, t.TempDir()), clk)
+	heard := &lockouts{}
+	r := newTestRegulatorTelling(t, openStore(t, t.TempDir()), clk, heard)
 	ctx := context.Background()
-	var kinds []string
-	r.OnLockout(func(kind string) { kinds = append(kinds, kind) })
 
 	if until := fail(t, r, GatePassword, "alice", "", 4); !until.IsZero() {
 		t.Fatal("four failures locked")
@@ -72,8 +84,8 @@ func TestRegulatorLocksDoublesAndCaps(t *testing.T) {
 			t.Fatalf("lock of %v, want %v", got, want)
 		}
 	}
-	if len(kinds) != 5 || kinds[0] != LockoutPassword {
-		t.Fatalf("lockout hook saw %v", kinds)
+	if len(heard.kinds) != 5 || heard.kinds[0] != LockoutPassword {
+		t.Fatalf("events heard locks %v", heard.kinds)
 	}
 	// A day without failures forgets the strikes.
 	clk.Advance(until.Sub(clk.Now()) + 25*time.Hour)

@@ -84,24 +84,36 @@ type Users struct {
 	hasher *Hasher
 	policy PasswordPolicy
 	now    func() time.Time
-	// reg and act are set once by Guard, before Users serves anyone.
-	reg *Regulator
-	act *activity.Log
+	reg    *Regulator
+	ev     Events
 }
 
-// NewUsers returns a Users over kv. now may be nil (time.Now).
-func NewUsers(kv KV, h *Hasher, pol PasswordPolicy, now func() time.Time) *Users {
-	if now == nil {
-		now = time.Now
+// UserOptions are what Users needs.
+type UserOptions struct {
+	// Hasher hashes and checks passwords (required).
+	Hasher *Hasher
+	// Policy is what a new password must be.
+	Policy PasswordPolicy
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Regulator limits sign-in tries per account and address (nil:
+	// unlimited; only for tools that run offline on the data directory,
+	// and tests).
+	Regulator *Regulator
+	// Events hears sign-ins, failures, locks and password changes: the
+	// activity log with its notices, metrics (nil: nobody).
+	Events Events
+}
+
+// NewUsers returns a Users over kv.
+func NewUsers(kv KV, o UserOptions) *Users {
+	if o.Now == nil {
+		o.Now = time.Now
 	}
-	return &Users{kv: kv, hasher: h, policy: pol, now: now}
-}
-
-// Guard turns on brute-force regulation of sign-ins (r) and the activity
-// log with its notices (a); either may be nil. Call it while wiring, before
-// Users is shared.
-func (us *Users) Guard(r *Regulator, a *activity.Log) {
-	us.reg, us.act = r, a
+	if o.Events == nil {
+		o.Events = NoEvents{}
+	}
+	return &Users{kv: kv, hasher: o.Hasher, policy: o.Policy, now: o.Now, reg: o.Regulator, ev: o.Events}
 }
 
 // Add creates a user. The username is lower-cased; it and the email (if
@@ -200,7 +212,7 @@ func (us *Users) SetPassword(ctx context.Context, username, password string) err
 	if _, err = us.update(ctx, u.Username, func(x *User) error { x.PasswordHash = hash; return nil }, true); err != nil {
 		return err
 	}
-	us.act.Changed(ctx, u.Person(), activity.EventPasswordChanged, "", "", Client{})
+	us.ev.Changed(ctx, u.Person(), activity.EventPasswordChanged, "", "", Client{})
 	return nil
 }
 
@@ -380,17 +392,17 @@ func (us *Users) SignIn(ctx context.Context, login, password string, c Client) (
 	if !found || !ok || u.Disabled || phc == us.hasher.dummy {
 		locked := try.Fail(ctx)
 		if found {
-			us.act.Failed(ctx, u.Username, activity.EventSignInFailed, policy.FactorPassword, c)
+			us.ev.Failed(ctx, u.Username, activity.EventSignInFailed, policy.FactorPassword, c)
 			if !locked.IsZero() {
-				us.act.Note(ctx, u.Username, activity.EventLocked, locked.Format(time.RFC3339), c)
+				us.ev.Note(ctx, u.Username, activity.EventLocked, locked.Format(time.RFC3339), c)
 			}
 		} else {
 			// The same log writes for a login without an account, or the
 			// time they take would tell accounts apart (as the dummy hash
 			// does for the hash).
-			us.act.Decoy(ctx, subjectKey("#"+subject), c)
+			us.ev.Decoy(ctx, subjectKey("#"+subject), c)
 			if !locked.IsZero() {
-				us.act.Decoy(ctx, subjectKey("#"+subject), c)
+				us.ev.Decoy(ctx, subjectKey("#"+subject), c)
 			}
 		}
 		return User{}, ErrInvalidCredentials
@@ -416,7 +428,7 @@ func (us *Users) SignIn(ctx context.Context, login, password string, c Client) (
 			}
 		}
 	}
-	us.act.SignedIn(ctx, u.Person(), policy.FactorPassword, c)
+	us.ev.SignedIn(ctx, u.Person(), policy.FactorPassword, c)
 	return u, nil
 }
 

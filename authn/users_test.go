@@ -20,7 +20,7 @@ func newTestUsers(t *testing.T) (*Users, KV, *clock) {
 	t.Helper()
 	kv := openStore(t, t.TempDir())
 	c := newClock()
-	return NewUsers(kv, testHasher(), PasswordPolicy{}, c.Now), kv, c
+	return NewUsers(kv, UserOptions{Hasher: testHasher(), Now: c.Now}), kv, c
 }
 
 func mustAdd(t *testing.T, us *Users, nu NewUser) User {
@@ -329,12 +329,12 @@ func TestAuthenticateUnknownUserTiming(t *testing.T) {
 func TestAuthenticateUpgradesHash(t *testing.T) {
 	ctx := context.Background()
 	kv := openStore(t, t.TempDir())
-	old := NewUsers(kv, testHasher(), PasswordPolicy{}, nil)
+	old := NewUsers(kv, UserOptions{Hasher: testHasher()})
 	mustAdd(t, old, NewUser{Username: "nina"})
 
 	stronger := cheapParams()
 	stronger.Iterations = 2
-	us := NewUsers(kv, NewHasher(stronger, 2), PasswordPolicy{}, nil)
+	us := NewUsers(kv, UserOptions{Hasher: NewHasher(stronger, 2)})
 	if _, err := us.Authenticate(ctx, "nina", goodPW); err != nil {
 		t.Fatal(err)
 	}

@@ -155,8 +155,8 @@ func usersWith(b *testing.B, n int) *authn.Users {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = kv.Close() })
-	users := authn.NewUsers(bulkKV{kv}, authn.NewHasher(authn.Argon2Params{MemoryKiB: 8, Iterations: 1, Parallelism: 1}, 4),
-		authn.PasswordPolicy{MinLength: 12}, time.Now)
+	users := authn.NewUsers(bulkKV{kv}, authn.UserOptions{Hasher: authn.NewHasher(authn.Argon2Params{MemoryKiB: 8, Iterations: 1, Parallelism: 1}, 4),
+		Policy: authn.PasswordPolicy{MinLength: 12}, Now: time.Now})
 	var wg sync.WaitGroup
 	var once sync.Once
 	var failed error
@@ -191,7 +191,7 @@ func BenchmarkSignInThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer kv.Close()
-	users := authn.NewUsers(kv, authn.NewHasher(authn.DefaultArgon2Params(), 4), authn.PasswordPolicy{MinLength: 12}, time.Now)
+	users := authn.NewUsers(kv, authn.UserOptions{Hasher: authn.NewHasher(authn.DefaultArgon2Params(), 4), Policy: authn.PasswordPolicy{MinLength: 12}, Now: time.Now})
 	if _, err := users.Add(ctx, authn.NewUser{Username: "alice", Password: "correct-staple-battery-7"}); err != nil {
 		b.Fatal(err)
 	}

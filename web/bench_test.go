@@ -119,7 +119,7 @@ func benchKeygate(b *testing.B, target *url.URL, tr http.RoundTripper, access bo
 		b.Fatal(err)
 	}
 	hasher := authn.NewHasher(authn.Argon2Params{MemoryKiB: 8 << 10, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 2)
-	users := authn.NewUsers(kv, hasher, authn.PasswordPolicy{MinLength: 12}, time.Now)
+	users := authn.NewUsers(kv, authn.UserOptions{Hasher: hasher, Policy: authn.PasswordPolicy{MinLength: 12}, Now: time.Now})
 	u := authn.User{Username: "alice", Email: "alice@example.com", DisplayName: "Alice", Groups: []string{"admins"}}
 	sess, err := sessions.Create(ctx, u, policy.Proof{Kind: policy.FactorPassword, At: time.Now()}, authn.Meta{IP: "127.0.0.1"})
 	if err != nil {

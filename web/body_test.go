@@ -80,7 +80,7 @@ func newBodyServer(t *testing.T, up *countingUpstream, def BodyLimits, portal ti
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = kv.Close() })
-	users := authn.NewUsers(kv, authn.NewHasher(authn.Argon2Params{MemoryKiB: 8 << 10}, 2), authn.PasswordPolicy{}, nil)
+	users := authn.NewUsers(kv, authn.UserOptions{Hasher: authn.NewHasher(authn.Argon2Params{MemoryKiB: 8 << 10}, 2)})
 	sessions, err := authn.NewSessions(context.Background(), kv, authn.SessionOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -136,6 +136,7 @@ type harness struct {
 	dir      string
 	kv       *badgerstore.Store
 	users    *authn.Users
+	hasher   *authn.Hasher // the users' (newMFA builds them again, telling the activity log)
 	sessions *authn.Sessions
 	reg      *authn.Regulator
 	activity *activity.Log
@@ -206,11 +207,12 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	ctx := context.Background()
 	// Cheap argon2 parameters: the tests exercise the flow, not the cost.
 	hasher := authn.NewHasher(authn.Argon2Params{MemoryKiB: 8 << 10, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 4)
-	h.users = authn.NewUsers(h.kv, hasher, authn.PasswordPolicy{MinLength: 12}, h.clock.Now)
 	reg := o.regulation
 	reg.Now = h.clock.Now
 	h.reg = authn.NewRegulator(h.kv, reg)
-	h.users.Guard(h.reg, nil)
+	h.hasher = hasher
+	h.users = authn.NewUsers(h.kv, authn.UserOptions{Hasher: hasher, Policy: authn.PasswordPolicy{MinLength: 12}, Now: h.clock.Now,
+		Regulator: h.reg})
 	h.sessions, err = authn.NewSessions(ctx, h.kv, authn.SessionOptions{IdleTimeout: 30 * time.Minute, Lifetime: 12 * time.Hour, Now: h.clock.Now})
 	if err != nil {
 		t.Fatalf("sessions: %v", err)
@@ -309,7 +311,8 @@ func (h *harness) newMFA(mail delivery.Sender) *authn.MFA {
 	}
 	notices := activity.NewNotices(mail, "keygate", nil, h.clock.Now)
 	h.activity = activity.NewLog(h.kv, activity.Options{Notices: notices, PortalURL: h.origin, Now: h.clock.Now})
-	h.users.Guard(h.reg, h.activity)
+	h.users = authn.NewUsers(h.kv, authn.UserOptions{Hasher: h.hasher, Policy: authn.PasswordPolicy{MinLength: 12}, Now: h.clock.Now,
+		Regulator: h.reg, Events: h.activity})
 	return authn.NewMFA(h.users, h.sessions, authn.MFAOptions{
 		TOTP: tf, Recovery: rf, Email: ef, WebAuthn: wf,
 		Devices:            authn.NewDevices(h.kv, h.clock.Now),

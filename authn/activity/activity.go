@@ -270,6 +270,11 @@ func (a *Log) Decoy(ctx context.Context, name string, c Client) {
 	}
 }
 
+// LockedOut does nothing: the log records a lock on the account it
+// concerns, with its end and the client (Note, EventLocked); the bare kind
+// is for metrics. It makes the log a complete authn.Events on its own.
+func (a *Log) LockedOut(string) {}
+
 // Note records an event that needs no mail (a session ended, devices
 // forgotten, a lock).
 func (a *Log) Note(ctx context.Context, username, kind, detail string, c Client) {

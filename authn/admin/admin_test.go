@@ -90,13 +90,13 @@ func newEnv(t *testing.T) *env {
 	c := &testClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
 	e := &env{clock: c, holder: &policy.Holder{}}
 	hasher := authn.NewHasher(authn.Argon2Params{MemoryKiB: 8 * 1024, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 2)
-	e.users = authn.NewUsers(kv, hasher, authn.PasswordPolicy{MinLength: 12}, c.Now)
 	if e.sessions, err = authn.NewSessions(ctx, kv, authn.SessionOptions{IdleTimeout: time.Hour, Lifetime: 12 * time.Hour, Now: c.Now}); err != nil {
 		t.Fatal(err)
 	}
 	reg := authn.NewRegulator(kv, authn.RegulationOptions{Now: c.Now, Logger: quiet()})
 	log := activity.NewLog(kv, activity.Options{Now: c.Now, Logger: quiet()})
-	e.users.Guard(reg, log)
+	e.users = authn.NewUsers(kv, authn.UserOptions{Hasher: hasher, Policy: authn.PasswordPolicy{MinLength: 12}, Now: c.Now,
+		Regulator: reg, Events: log})
 	mfa := authn.NewMFA(e.users, e.sessions, authn.MFAOptions{Links: authn.NewEnrollLinks(kv, c.Now), Devices: authn.NewDevices(kv, c.Now),
 		Regulator: reg, Activity: log, Now: c.Now})
 	e.policies = policies.New(kv, e.holder, policies.Options{Now: c.Now, Logger: quiet(),

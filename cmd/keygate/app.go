@@ -98,12 +98,6 @@ func openApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, e
 		_ = kv.Close()
 		return nil, err
 	}
-	p := cfg.Passwords
-	hasher := authn.NewHasher(authn.Argon2Params{
-		MemoryKiB: uint32(p.Argon2id.MemoryKiB), Iterations: uint32(p.Argon2id.Iterations),
-		Parallelism: uint8(p.Argon2id.Parallelism), SaltLen: 16, KeyLen: 32,
-	}, p.MaxConcurrentHashes)
-	a.users = authn.NewUsers(kv, hasher, authn.PasswordPolicy{MinLength: p.MinLength}, time.Now)
 	a.sessions, err = authn.NewSessions(ctx, kv, authn.SessionOptions{
 		IdleTimeout: cfg.Session.IdleTimeout.D(), Lifetime: cfg.Session.Lifetime.D(), Now: time.Now,
 		MaxPerUser: cfg.Session.MaxPerUser,
@@ -208,19 +202,22 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 	o.Factors = set
 	// Every verifier is regulated and every sign-in and security change
 	// logged (and mailed, when email is on).
-	r := cfg.Regulation
-	a.reg = authn.NewRegulator(a.kv, authn.RegulationOptions{MaxFailures: r.MaxFailures, IPMaxFailures: r.IPMaxFailures,
-		Window: r.Window.D(), Lockout: r.Lockout.D(), MaxLockout: r.MaxLockout.D(), Logger: a.log})
-	a.reg.OnLockout(func(kind string) {
-		scope := web.LockoutUser
-		if kind == authn.LockoutIP {
-			scope = web.LockoutIP
-		}
-		a.obs.metrics.Lockout(scope)
-	})
+	// One listener hears what happens to accounts: the activity log (which
+	// mails the notices) and the lockout metrics. Users and the regulator
+	// get it, and each other, when they are built.
 	a.activity = activity.NewLog(a.kv, activity.Options{Retention: time.Duration(cfg.Activity.RetentionDays) * 24 * time.Hour,
 		Notices: o.Notices, PortalURL: a.portalBase(), Logger: a.log})
-	a.users.Guard(a.reg, a.activity)
+	events := authn.Tee(a.activity, lockoutMetrics{m: a.obs.metrics})
+	r := cfg.Regulation
+	a.reg = authn.NewRegulator(a.kv, authn.RegulationOptions{MaxFailures: r.MaxFailures, IPMaxFailures: r.IPMaxFailures,
+		Window: r.Window.D(), Lockout: r.Lockout.D(), MaxLockout: r.MaxLockout.D(), Logger: a.log, Events: events})
+	p := cfg.Passwords
+	hasher := authn.NewHasher(authn.Argon2Params{
+		MemoryKiB: uint32(p.Argon2id.MemoryKiB), Iterations: uint32(p.Argon2id.Iterations),
+		Parallelism: uint8(p.Argon2id.Parallelism), SaltLen: 16, KeyLen: 32,
+	}, p.MaxConcurrentHashes)
+	a.users = authn.NewUsers(a.kv, authn.UserOptions{Hasher: hasher, Policy: authn.PasswordPolicy{MinLength: p.MinLength},
+		Regulator: a.reg, Events: events})
 	o.Regulator, o.Activity = a.reg, a.activity
 	a.mfa = authn.NewMFA(a.users, a.sessions, o)
 	return nil

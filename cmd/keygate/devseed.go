@@ -101,7 +101,7 @@ func seed(ctx context.Context, kv authn.KV, idle, lifetime time.Duration, o seed
 	}
 	// The cheapest parameters the hasher accepts; see the command's help.
 	hasher := authn.NewHasher(authn.Argon2Params{MemoryKiB: 8, Iterations: 1, Parallelism: 1}, o.workers)
-	users := authn.NewUsers(kv, hasher, authn.PasswordPolicy{MinLength: 12}, time.Now)
+	users := authn.NewUsers(kv, authn.UserOptions{Hasher: hasher, Policy: authn.PasswordPolicy{MinLength: 12}, Now: time.Now})
 	if !o.force {
 		if _, err := users.Get(ctx, seedUsername(0)); err == nil {
 			return fmt.Errorf("the data directory already holds %s: pass --force to seed anyway", seedUsername(0))

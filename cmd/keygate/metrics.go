@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/mail"
 	"github.com/keygate/keygate/web"
 	"github.com/prometheus/client_golang/prometheus"
@@ -184,4 +185,23 @@ func (s countingSender) Send(ctx context.Context, msg mail.Message) error {
 	return err
 }
 
-var _ mail.Sender = countingSender{}
+// lockoutMetrics counts the locks the regulator starts, by scope: the one
+// event of authn.Events that metrics count.
+type lockoutMetrics struct {
+	authn.NoEvents
+	m *web.Metrics
+}
+
+func (l lockoutMetrics) LockedOut(kind string) {
+	scope := web.LockoutUser
+	if kind == authn.LockoutIP {
+		scope = web.LockoutIP
+	}
+	l.m.Lockout(scope)
+}
+
+// Interface guards.
+var (
+	_ mail.Sender  = countingSender{}
+	_ authn.Events = lockoutMetrics{}
+)

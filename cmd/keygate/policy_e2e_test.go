@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/store/badgerstore"
 	"github.com/keygate/keygate/policy"
