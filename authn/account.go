@@ -74,16 +74,6 @@ func countable(err error) bool {
 	return errors.Is(err, factors.ErrWrongResponse) || errors.Is(err, factors.ErrReplayed)
 }
 
-// assertionErr marks a security key's refusal as ErrAssertionRefused,
-// keeping the factor's error for the reason (an expired ceremony, a bad
-// signature); nil stays nil.
-func assertionErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%w: %w", ErrAssertionRefused, err)
-}
-
 // lockedFor completes a lock shown to someone who gave right credentials:
 // an account lock comes with an unlock ticket when a code can reach a
 // confirmed address.
