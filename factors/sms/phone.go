@@ -54,25 +54,33 @@ func badPhone(why string) error {
 
 // Mask hides most of a number while its owner still recognises it: the
 // first two digits (the country, or most of it) and the last four stay,
-// in groups of four: "+447700900123" → "+44 •••• ••01 23". For anything
-// that is not a canonical number it shows only bullets.
+// in groups of four, never leaving a lone digit at the end:
+// "+447700901234" → "+44 •••• ••12 34", "+79161234567" → "+79 •••• •45 67".
+// For anything that is not a canonical number it shows only bullets.
 func Mask(phone string) string {
 	if len(phone) < 1+minDigits || phone[0] != '+' {
 		return "•••"
 	}
-	d := []byte(phone[1:])
-	head, rest := string(d[:2]), d[2:]
+	rest := phone[3:]
+	sizes := make([]int, 0, 4)
+	for n := len(rest); n > 0; n -= 4 {
+		sizes = append(sizes, min(n, 4))
+	}
+	if k := len(sizes); k > 1 && sizes[k-1] == 1 {
+		sizes[k-2], sizes[k-1] = 3, 2
+	}
 	var b strings.Builder
-	b.WriteString("+")
-	b.WriteString(head)
-	for i := range rest {
-		if i%4 == 0 {
-			b.WriteByte(' ')
-		}
-		if i < len(rest)-4 {
-			b.WriteString("•")
-		} else {
-			b.WriteByte(rest[i])
+	b.WriteString(phone[:3])
+	i := 0
+	for _, size := range sizes {
+		b.WriteByte(' ')
+		for range size {
+			if i < len(rest)-4 {
+				b.WriteString("•")
+			} else {
+				b.WriteByte(rest[i])
+			}
+			i++
 		}
 	}
 	return b.String()
