@@ -124,7 +124,7 @@ func (s *Server) authz(c *gin.Context) error {
 	sess := s.session(r)
 	q := question{pol: s.policy.Load(), up: s.upstream(t.name), host: t.name, path: rawPathOf(t.uri), method: t.method,
 		ip: clientAddr(c), subject: subjectOf(sess), now: s.now()}
-	d, err := decide(&q)
+	d, err := decide(&q, nil)
 	if err != nil {
 		s.authzFail(c, &t, err)
 		return nil

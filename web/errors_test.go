@@ -282,7 +282,7 @@ func TestDecide(t *testing.T) {
 	now := time.Now()
 	ask := func(q question) (policy.Decision, error) {
 		q.pol, q.now, q.host = pol, now, "app.test"
-		return decide(&q)
+		return decide(&q, nil)
 	}
 	if d, err := ask(question{path: "/public/a", method: http.MethodGet}); err != nil || d.Outcome != policy.Allow {
 		t.Errorf("public: %v %v", d.Outcome, err)
@@ -296,7 +296,8 @@ func TestDecide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d, err := ask(question{path: "/public/a", method: http.MethodGet, readings: rs}); err != nil || d.Outcome != policy.Allow {
+	q := question{pol: pol, now: now, host: "app.test", path: "/public/a", method: http.MethodGet}
+	if d, err := decide(&q, rs); err != nil || d.Outcome != policy.Allow {
 		t.Errorf("public with readings: %v %v", d.Outcome, err)
 	}
 	for _, tc := range []struct {

@@ -38,10 +38,6 @@ type question struct {
 	// prefix), read like any other path but not refused for being
 	// keygate's: there it is the point, not a way around the gate.
 	own bool
-	// readings of path when the caller has them already (the gate reads
-	// the path before it looks a session up, so a refused path costs no
-	// lookup); nil: decide reads them.
-	readings []policy.Reading
 }
 
 // request is the one constructor of a policy.Request. A POST is judged as
@@ -56,9 +52,12 @@ func (q *question) request() policy.Request {
 // and every method the app may act on. Refusals come before any rule: the
 // reserved prefix in any spelling (policy.ErrReserved, 404), a path no
 // honest client sends (a *policy.PathError, 400), a method some stack
-// would read otherwise (400). It allocates nothing for a plain path.
-func decide(q *question) (policy.Decision, error) {
-	rs := q.readings
+// would read otherwise (400). rs are the readings of q.path when the
+// caller has them already (the gate reads the path before it looks a
+// session up, so a refused path costs no lookup); nil: decide reads them.
+// They are a parameter, not a field of q, so that the caller's buffer
+// stays on its stack: a plain path allocates nothing.
+func decide(q *question, rs []policy.Reading) (policy.Decision, error) {
 	if rs == nil {
 		var buf [policy.MaxReadings]policy.Reading
 		var err error

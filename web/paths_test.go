@@ -386,3 +386,34 @@ func BenchmarkGatePaths(b *testing.B) {
 		})
 	}
 }
+
+// decide, as the gate calls it (readings on its stack) and as the portal
+// does (decide reads them), allocates nothing for a plain path: the
+// readings buffer must not escape through the question.
+func TestDecidePlainDoesNotAllocate(t *testing.T) {
+	pol, err := policy.Compile(policy.Policy{Default: policy.ActionDeny, Rules: []policy.Rule{
+		{Name: "public", Paths: []string{"/static/**"}, Action: policy.ActionBypass},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, now := &upstream{}, time.Now()
+	for _, p := range []string{"/page", "/static/app.css"} {
+		if n := testing.AllocsPerRun(100, func() {
+			var buf [policy.MaxReadings]policy.Reading
+			rs, err := readings(up, p, buf[:0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := question{pol: pol, up: up, host: "app.test", path: p, method: http.MethodGet, now: now}
+			if _, err := decide(&q, rs); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := decide(&q, nil); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("%q: %v allocations", p, n)
+		}
+	}
+}

@@ -113,7 +113,7 @@ func (s *Server) decisionFor(c *gin.Context, sess *authn.Session, target string)
 	// round between the portal and the gate.
 	q := question{pol: s.policy.Load(), up: s.upstream(host), host: host, path: p, method: http.MethodGet,
 		ip: clientAddr(c), subject: subjectOf(sess), now: s.now()}
-	d, err := decide(&q)
+	d, err := decide(&q, nil)
 	if err != nil {
 		return policy.Decision{}, false
 	}
