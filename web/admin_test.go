@@ -390,7 +390,7 @@ func TestAdminConcurrentEditsSecondGets412(t *testing.T) {
 		t.Fatalf("carol from the same version: %d %v", resp.StatusCode, out)
 	}
 	cur, _ := env.policies.Current(context.Background())
-	if cur.Version != 2 || cur.Author != testUser || cur.YAML != authn.PolicyYAML(mustParse(t, aliceYAML)) {
+	if cur.Version != 2 || cur.Author != testUser || cur.YAML != policies.YAML(mustParse(t, aliceYAML)) {
 		t.Fatalf("alice's change was lost: %+v", cur)
 	}
 	// Carol, having seen alice's change, saves over it deliberately.
@@ -431,7 +431,7 @@ func TestAdminRollbackHistoryAndAudit(t *testing.T) {
 	}
 	// Exactly the rules of version 1, in force.
 	resp, out = h.api(alice, http.MethodGet, "policy/versions/4", nil)
-	var v4 authn.PolicyVersion
+	var v4 policies.Version
 	b, _ := json.Marshal(out)
 	_ = json.Unmarshal(b, &v4)
 	if resp.StatusCode != 200 || v4.YAML != v1.YAML || !reflect.DeepEqual(v4.Policy, v1.Policy) {

@@ -288,3 +288,10 @@ func notYourself(a Actor, u authn.User) error {
 	}
 	return nil
 }
+
+// Account is the stored user behind a session, for the admin area's guard:
+// who is an admin comes from the store, not from the session, so a user
+// removed from the admin group (or disabled) loses the admin area at once.
+func (s *Service) Account(ctx context.Context, username string) (authn.User, error) {
+	return s.d.Users.Get(ctx, username)
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/user"
@@ -20,331 +21,29 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/keygate/keygate/authn"
-	"github.com/keygate/keygate/authn/activity"
-	"github.com/keygate/keygate/factors"
+	adminsvc "github.com/keygate/keygate/authn/admin"
+	"github.com/keygate/keygate/web"
+	adminweb "github.com/keygate/keygate/web/admin"
 )
 
 // Badger lets one process open a data directory, so while keygate serves,
-// the CLI's user commands reach it through a unix socket that only the
+// the CLI's admin commands reach it through a unix socket that only the
 // owner of the data directory may open (mode 0600 from its first moment,
-// see listenPrivateSocket). The actor in the audit log is the peer's OS
-// user as the kernel reports it (SO_PEERCRED), never a name the client
-// sends. The socket speaks small JSON over HTTP so both ends are plain
-// net/http.
-
-// userAdmin is what the `keygate user` commands need. localAdmin works on
-// an open store; socketAdmin asks a running keygate.
-type userAdmin interface {
-	Add(ctx context.Context, nu authn.NewUser) (userView, error)
-	List(ctx context.Context) ([]userView, error)
-	Get(ctx context.Context, name string) (userView, error)
-	SetPassword(ctx context.Context, name, password string) error
-	SetDisabled(ctx context.Context, name string, disabled bool) error
-	Delete(ctx context.Context, name string) error
-	Factors(ctx context.Context, name string) ([]factors.Credential, error)
-	ResetFactors(ctx context.Context, name, by string) (int, error)
-	EnrollLink(ctx context.Context, name string, ttl time.Duration) (enrollLink, error)
-	// Unlock ends the user's brute-force or "this wasn't me" lock and says
-	// whether one was in force.
-	Unlock(ctx context.Context, name string) (bool, error)
-}
-
-// enrollLink is an admin's one-time enrolment link.
-type enrollLink struct {
-	URL       string    `json:"url"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// localAdmin applies user changes and their consequences: a disabled or
-// deleted user, or a changed password, ends that user's sessions.
-type localAdmin struct {
-	users    *authn.Users
-	sessions *authn.Sessions
-	mfa      *authn.MFA
-	baseURL  string // where enrolment links point
-	log      *slog.Logger
-	audit    *activity.Audit // records every change (admin: actorOf)
-}
-
-func (a *app) localAdmin() localAdmin {
-	return localAdmin{users: a.users, sessions: a.sessions, mfa: a.mfa, baseURL: a.portalBase(), log: a.log, audit: a.audit}
-}
-
-func (l localAdmin) Factors(ctx context.Context, name string) ([]factors.Credential, error) {
-	if _, err := l.users.Get(ctx, name); err != nil {
-		return nil, err
-	}
-	return l.mfa.Credentials(ctx, name)
-}
-
-func (l localAdmin) ResetFactors(ctx context.Context, name, by string) (int, error) {
-	if by == "" {
-		by = actorOf(ctx)
-	}
-	u, err := l.users.Get(ctx, name)
-	if err != nil {
-		return 0, err
-	}
-	n, err := l.mfa.ResetFactors(ctx, name)
-	if err == nil {
-		l.log.Warn("admin reset the second factors of a user", "user", name, "by", by, "credentials", n)
-		l.record(ctx, activity.AuditResetFactors, u.Username, map[string]string{"removed": strconv.Itoa(n)})
-	}
-	return n, err
-}
-
-func (l localAdmin) Unlock(ctx context.Context, name string) (bool, error) {
-	was, err := l.mfa.UnlockByAdmin(ctx, name)
-	if err == nil && was {
-		l.log.Warn("admin unlocked a user", "user", name)
-	}
-	if err == nil {
-		l.record(ctx, activity.AuditUnlock, name, map[string]string{"was_locked": strconv.FormatBool(was)})
-	}
-	return was, err
-}
-
-func (l localAdmin) EnrollLink(ctx context.Context, name string, ttl time.Duration) (enrollLink, error) {
-	token, exp, err := l.mfa.IssueEnrollLink(ctx, name, ttl)
-	if err != nil {
-		return enrollLink{}, err
-	}
-	l.record(ctx, activity.AuditEnrollLink, name, map[string]string{"expires_at": exp.UTC().Format(time.RFC3339)})
-	return enrollLink{URL: l.baseURL + "/.keygate/enroll/" + token, ExpiresAt: exp}, nil
-}
-
-// userView is a user as the CLI shows it: never the password hash.
-type userView struct {
-	Username      string    `json:"username"`
-	Email         string    `json:"email"`
-	DisplayName   string    `json:"display_name"`
-	Groups        []string  `json:"groups"`
-	Disabled      bool      `json:"disabled"`
-	EmailVerified bool      `json:"email_verified"`
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
-}
-
-func viewOf(u authn.User) userView {
-	return userView{Username: u.Username, Email: u.Email, DisplayName: u.DisplayName, Groups: u.Groups,
-		Disabled: u.Disabled, EmailVerified: u.EmailVerified, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
-}
-
-func (l localAdmin) Add(ctx context.Context, nu authn.NewUser) (userView, error) {
-	u, err := l.users.Add(ctx, nu)
-	if err == nil {
-		l.record(ctx, activity.AuditUserAdd, u.Username, map[string]string{"groups": strings.Join(u.Groups, ",")})
-	}
-	return viewOf(u), err
-}
-
-func (l localAdmin) List(ctx context.Context) ([]userView, error) {
-	us, err := l.users.List(ctx)
-	out := make([]userView, len(us))
-	for i, u := range us {
-		out[i] = viewOf(u)
-	}
-	return out, err
-}
-
-func (l localAdmin) Get(ctx context.Context, name string) (userView, error) {
-	u, err := l.users.Get(ctx, name)
-	return viewOf(u), err
-}
-
-func (l localAdmin) SetPassword(ctx context.Context, name, password string) error {
-	if err := l.users.SetPassword(ctx, name, password); err != nil {
-		return err
-	}
-	l.record(ctx, activity.AuditUserPassword, name, nil)
-	_, err := l.sessions.RevokeUser(ctx, name)
-	return err
-}
-
-func (l localAdmin) SetDisabled(ctx context.Context, name string, disabled bool) error {
-	if err := l.users.SetDisabled(ctx, name, disabled); err != nil {
-		return err
-	}
-	action := activity.AuditUserEnable
-	if disabled {
-		action = activity.AuditUserDisable
-	}
-	l.record(ctx, action, name, nil)
-	if disabled {
-		_, err := l.sessions.RevokeUser(ctx, name)
-		return err
-	}
-	return nil
-}
-
-func (l localAdmin) Delete(ctx context.Context, name string) error {
-	if err := l.users.Delete(ctx, name); err != nil {
-		return err
-	}
-	l.record(ctx, activity.AuditUserDelete, name, nil)
-	_, err := l.sessions.RevokeUser(ctx, name)
-	return err
-}
-
-// Wire error codes, so the CLI can tell the same errors apart on both paths.
-const (
-	codeUserExists   = "user_exists"
-	codeUserNotFound = "user_not_found"
-	codeWeakPassword = "weak_password"
-	codeBadRequest   = "bad_request"
-	codeInternal     = "internal"
-)
-
-type wireError struct {
-	Code    string   `json:"error"`
-	Message string   `json:"message"`
-	Reasons []string `json:"reasons,omitempty"`
-}
-
-func toWire(err error) (int, wireError) {
-	var pe *authn.PasswordPolicyError
-	switch {
-	case errors.Is(err, authn.ErrUserExists):
-		return http.StatusConflict, wireError{Code: codeUserExists, Message: err.Error()}
-	case errors.Is(err, authn.ErrUserNotFound):
-		return http.StatusNotFound, wireError{Code: codeUserNotFound, Message: err.Error()}
-	case errors.As(err, &pe):
-		return http.StatusUnprocessableEntity, wireError{Code: codeWeakPassword, Message: err.Error(), Reasons: pe.Reasons}
-	default:
-		var bad badRequestError
-		if errors.As(err, &bad) {
-			return http.StatusBadRequest, wireError{Code: codeBadRequest, Message: err.Error()}
-		}
-		return http.StatusInternalServerError, wireError{Code: codeInternal, Message: err.Error()}
-	}
-}
-
-func fromWire(w wireError) error {
-	switch w.Code {
-	case codeUserExists:
-		return fmt.Errorf("%w (%s)", authn.ErrUserExists, w.Message)
-	case codeUserNotFound:
-		return fmt.Errorf("%w (%s)", authn.ErrUserNotFound, w.Message)
-	case codeWeakPassword:
-		return &authn.PasswordPolicyError{Reasons: w.Reasons}
-	}
-	return fmt.Errorf("keygate answered %s: %s", w.Code, w.Message)
-}
-
-type badRequestError struct{ error }
-
-// socketReply writes an admin-socket answer: v, or the error as mapped
-// by toWire.
-func socketReply[W any](w http.ResponseWriter, v any, err error, toWire func(error) (int, W)) {
-	w.Header().Set("Content-Type", "application/json")
-	if err != nil {
-		status, we := toWire(err)
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(we)
-		return
-	}
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// socketDecode reads one JSON request of at most limit bytes.
-func socketDecode(r *http.Request, v any, limit int64) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, limit))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return badRequestError{fmt.Errorf("decode request: %w", err)}
-	}
-	return nil
-}
-
-// adminHandler serves userAdmin over HTTP.
-func adminHandler(ua userAdmin) http.Handler {
-	mux := http.NewServeMux()
-	reply := func(w http.ResponseWriter, v any, err error) { socketReply(w, v, err, toWire) }
-	decode := func(r *http.Request, v any) error { return socketDecode(r, v, 64<<10) }
-	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) { reply(w, "pong", nil) })
-	mux.HandleFunc("POST /users", func(w http.ResponseWriter, r *http.Request) {
-		var nu authn.NewUser
-		if err := decode(r, &nu); err != nil {
-			reply(w, nil, err)
-			return
-		}
-		u, err := ua.Add(r.Context(), nu)
-		reply(w, u, err)
-	})
-	mux.HandleFunc("GET /users", func(w http.ResponseWriter, r *http.Request) {
-		us, err := ua.List(r.Context())
-		reply(w, us, err)
-	})
-	mux.HandleFunc("GET /users/{name}", func(w http.ResponseWriter, r *http.Request) {
-		u, err := ua.Get(r.Context(), r.PathValue("name"))
-		reply(w, u, err)
-	})
-	mux.HandleFunc("PUT /users/{name}/password", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Password string `json:"password"`
-		}
-		if err := decode(r, &body); err != nil {
-			reply(w, nil, err)
-			return
-		}
-		reply(w, struct{}{}, ua.SetPassword(r.Context(), r.PathValue("name"), body.Password))
-	})
-	mux.HandleFunc("PUT /users/{name}/disabled", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Disabled bool `json:"disabled"`
-		}
-		if err := decode(r, &body); err != nil {
-			reply(w, nil, err)
-			return
-		}
-		reply(w, struct{}{}, ua.SetDisabled(r.Context(), r.PathValue("name"), body.Disabled))
-	})
-	mux.HandleFunc("DELETE /users/{name}", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, struct{}{}, ua.Delete(r.Context(), r.PathValue("name")))
-	})
-	mux.HandleFunc("GET /users/{name}/factors", func(w http.ResponseWriter, r *http.Request) {
-		cs, err := ua.Factors(r.Context(), r.PathValue("name"))
-		reply(w, cs, err)
-	})
-	mux.HandleFunc("POST /users/{name}/reset-factors", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			By string `json:"by"`
-		}
-		if err := decode(r, &body); err != nil {
-			reply(w, nil, err)
-			return
-		}
-		n, err := ua.ResetFactors(r.Context(), r.PathValue("name"), body.By)
-		reply(w, map[string]int{"removed": n}, err)
-	})
-	mux.HandleFunc("POST /users/{name}/unlock", func(w http.ResponseWriter, r *http.Request) {
-		was, err := ua.Unlock(r.Context(), r.PathValue("name"))
-		reply(w, map[string]bool{"was_locked": was}, err)
-	})
-	mux.HandleFunc("POST /users/{name}/enroll-link", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			TTL string `json:"ttl"`
-		}
-		if err := decode(r, &body); err != nil {
-			reply(w, nil, err)
-			return
-		}
-		ttl, err := time.ParseDuration(body.TTL)
-		if err != nil {
-			reply(w, nil, badRequestError{fmt.Errorf("ttl: %w", err)})
-			return
-		}
-		l, err := ua.EnrollLink(r.Context(), r.PathValue("name"), ttl)
-		reply(w, l, err)
-	})
-	return mux
-}
+// see listenPrivateSocket). The socket serves the admin HTTP API itself —
+// the very handler /.keygate/api/admin/ serves on the web (web.AdminAPI) —
+// behind a guard of its own: instead of a session, the peer's OS user as
+// the kernel reports it (SO_PEERCRED), never a name the client sends, is
+// the actor (channel cli). Next to it are the socket's operations (ping,
+// backup: adminsock_ops.go).
 
 // startAdminSocket listens on path until the returned stop is called.
 func (a *app) startAdminSocket(path string) (func(), error) {
 	if path == "" {
 		return func() {}, nil
+	}
+	api := a.web.AdminAPI()
+	if api == nil {
+		return nil, errors.New("admin socket: the admin area is off, so there is no admin API to serve")
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
@@ -353,13 +52,9 @@ func (a *app) startAdminSocket(path string) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	users := adminHandler(a.localAdmin())
 	mux := http.NewServeMux()
-	for _, p := range []string{"/users", "/users/", "/ping"} {
-		mux.Handle(p, users)
-	}
+	mux.Handle(adminweb.APIPrefix, api)
 	a.adminOps(mux)
-	a.policyOps(mux)
 	srv := &http.Server{Handler: peerActor(mux, a.log), ReadHeaderTimeout: 5 * time.Second, ConnContext: withPeerCred}
 	go func() { _ = srv.Serve(ln) }()
 	return func() {
@@ -435,11 +130,12 @@ func withPeerCred(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, peerCredKey{}, *cred)
 }
 
-// peerActor makes the socket peer's OS user the actor of every request,
-// for the audit log. A name the client sends (the X-Keygate-Admin header of
-// older CLIs) is dropped: any local program could claim to be anyone. Only
-// this OS user and root may use the socket (its mode lets nobody else
-// connect; this check holds even if the mode were loosened by hand).
+// peerActor makes the socket peer's OS user the actor of every request
+// (channel cli), for the service and the audit log. A name the client sends
+// (the X-Keygate-Admin header of older CLIs) is dropped: any local program
+// could claim to be anyone. Only this OS user and root may use the socket
+// (its mode lets nobody else connect; this check holds even if the mode
+// were loosened by hand). A refusal is the API's error format.
 func peerActor(h http.Handler, log *slog.Logger) http.Handler {
 	self := os.Getuid()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -451,14 +147,25 @@ func peerActor(h http.Handler, log *slog.Logger) http.Handler {
 			} else {
 				log.Warn("admin socket: refused a connection whose peer credentials could not be read")
 			}
-			socketReply(w, nil, errForbiddenPeer, func(err error) (int, wireError) {
-				return http.StatusForbidden, wireError{Code: "forbidden", Message: err.Error()}
-			})
+			writeAPIError(w, http.StatusForbidden, "forbidden", errForbiddenPeer.Error())
 			return
 		}
-		ctx := context.WithValue(r.Context(), actorKey{}, peerName(cred))
-		h.ServeHTTP(w, r.WithContext(ctx))
+		actor := adminsvc.Actor{Name: peerName(cred), Channel: adminsvc.ChannelCLI}
+		h.ServeHTTP(w, r.WithContext(adminweb.WithActor(r.Context(), actor)))
 	})
+}
+
+// adminHeader is where the CLI of round 1 named its OS user. The socket
+// takes the actor from the kernel (peerActor) and drops this header before
+// any handler sees it.
+const adminHeader = "X-Keygate-Admin"
+
+// writeAPIError answers in the admin API's error format, for the socket's
+// own refusals and operations.
+func writeAPIError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "message": message})
 }
 
 var errForbiddenPeer = errors.New("the admin socket serves only the OS user keygate runs as, and root")
@@ -486,11 +193,20 @@ func uidName(uid uint32) string {
 	return "uid " + id
 }
 
-// socketAdmin is the client side.
-type socketAdmin struct{ hc *http.Client }
+// adminClient is the keygate command's side of the admin API: plain
+// net/http, over the socket of a running keygate or, when none runs, to
+// the same handler built in this process on the data directory (so the
+// command speaks one API either way). It decodes answers and errors; what
+// to print is the commands'.
+type adminClient struct {
+	hc *http.Client
+	// close ends the in-process keygate (nil over the socket).
+	close func() error
+}
 
-func newSocketAdmin(path string) socketAdmin {
-	return socketAdmin{hc: &http.Client{
+// newSocketAdmin is a client of the running keygate's admin socket.
+func newSocketAdmin(path string) *adminClient {
+	return &adminClient{hc: &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -499,107 +215,162 @@ func newSocketAdmin(path string) socketAdmin {
 	}}
 }
 
-func (s socketAdmin) do(ctx context.Context, method, p string, in, out any) error {
-	return socketCall(ctx, s.hc, method, p, in, out, fromWire)
+// localAdmin is a client of the admin API built on this open app, as the
+// OS user at the terminal (channel cli), for the command on a stopped
+// data directory.
+func (a *app) localAdmin() *adminClient {
+	api, err := web.NewAdminAPI(a.adminService(), a.portalBase(), a.log)
+	if err != nil {
+		return &adminClient{hc: &http.Client{Transport: failingTransport{err}}}
+	}
+	actor := adminsvc.Actor{Name: osAdmin(), Channel: adminsvc.ChannelCLI}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api.ServeHTTP(w, r.WithContext(adminweb.WithActor(r.Context(), actor)))
+	})
+	return &adminClient{hc: &http.Client{Transport: handlerTransport{h}}}
 }
 
-// socketCall sends one JSON request over the admin socket and decodes the
-// answer into out, or the error (as W) through fromWire.
-func socketCall[W any](ctx context.Context, hc *http.Client, method, p string, in, out any, fromWire func(W) error) error {
+// handlerTransport serves a request with a handler in this process.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	return rec.Result(), nil
+}
+
+type failingTransport struct{ err error }
+
+func (t failingTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, t.err }
+
+// apiError is an error answer of the admin API: its status, stable code,
+// message and the fields some errors add.
+type apiError struct {
+	Status  int
+	Code    string `json:"error"`
+	Message string `json:"message"`
+	Detail  string `json:"detail"`
+	// invalid_policy
+	Problems []struct {
+		Path    string `json:"path"`
+		Message string `json:"message"`
+	} `json:"problems"`
+	// version_mismatch
+	CurrentVersion int `json:"current_version"`
+	// weak_password
+	Reasons []string `json:"reasons"`
+}
+
+func (e *apiError) Error() string {
+	msg := strings.ReplaceAll(e.Code, "_", " ") + ": " + e.Message
+	if e.Detail != "" {
+		msg += " (" + e.Detail + ")"
+	}
+	return msg
+}
+
+// readAPIError decodes an error answer.
+func readAPIError(resp *http.Response) error {
+	e := &apiError{Status: resp.StatusCode}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(e); err != nil || e.Code == "" {
+		return fmt.Errorf("keygate answered status %d", resp.StatusCode)
+	}
+	return e
+}
+
+// call sends one request to the admin API (path below its prefix) and
+// decodes the answer into out. in is sent as JSON; header adds headers.
+func (c *adminClient) call(ctx context.Context, method, path string, in, out any, header http.Header) (http.Header, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://keygate"+p, body)
+	req, err := http.NewRequestWithContext(ctx, method, "http://keygate"+adminweb.APIPrefix+path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	// No actor header: the server names the OS user from the socket
-	// itself (SO_PEERCRED), which a client cannot forge.
-	resp, err := hc.Do(req)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("admin socket: %w", err)
+		return nil, fmt.Errorf("admin socket: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var we W
-		if err := json.NewDecoder(resp.Body).Decode(&we); err != nil {
-			return fmt.Errorf("admin socket: status %d", resp.StatusCode)
-		}
-		return fromWire(we)
+	if resp.StatusCode/100 != 2 {
+		return resp.Header, readAPIError(resp)
 	}
 	if out == nil {
-		return nil
+		return resp.Header, nil
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	if s, ok := out.(*string); ok {
+		b, err := io.ReadAll(resp.Body)
+		*s = string(b)
+		return resp.Header, err
+	}
+	return resp.Header, json.NewDecoder(resp.Body).Decode(out)
+}
+
+func (c *adminClient) get(ctx context.Context, path string, out any) error {
+	_, err := c.call(ctx, http.MethodGet, path, nil, out, nil)
+	return err
+}
+
+func (c *adminClient) post(ctx context.Context, path string, in, out any) error {
+	_, err := c.call(ctx, http.MethodPost, path, in, out, nil)
+	return err
+}
+
+// ifMatch names the policy version a change starts from.
+func ifMatch(version int) http.Header {
+	return http.Header{"If-Match": {`"` + strconv.Itoa(version) + `"`}}
 }
 
 // ping says whether a keygate answers on the socket.
-func (s socketAdmin) ping(ctx context.Context) error {
+func (c *adminClient) ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	return s.do(ctx, http.MethodGet, "/ping", nil, nil)
-}
-
-func (s socketAdmin) Add(ctx context.Context, nu authn.NewUser) (userView, error) {
-	var u userView
-	return u, s.do(ctx, http.MethodPost, "/users", nu, &u)
-}
-
-func (s socketAdmin) List(ctx context.Context) ([]userView, error) {
-	var us []userView
-	return us, s.do(ctx, http.MethodGet, "/users", nil, &us)
-}
-
-func (s socketAdmin) Get(ctx context.Context, name string) (userView, error) {
-	var u userView
-	return u, s.do(ctx, http.MethodGet, "/users/"+url.PathEscape(name), nil, &u)
-}
-
-func (s socketAdmin) SetPassword(ctx context.Context, name, password string) error {
-	return s.do(ctx, http.MethodPut, "/users/"+url.PathEscape(name)+"/password", map[string]string{"password": password}, nil)
-}
-
-func (s socketAdmin) SetDisabled(ctx context.Context, name string, disabled bool) error {
-	return s.do(ctx, http.MethodPut, "/users/"+url.PathEscape(name)+"/disabled", map[string]bool{"disabled": disabled}, nil)
-}
-
-func (s socketAdmin) Delete(ctx context.Context, name string) error {
-	return s.do(ctx, http.MethodDelete, "/users/"+url.PathEscape(name), nil, nil)
-}
-
-func (s socketAdmin) Factors(ctx context.Context, name string) ([]factors.Credential, error) {
-	var cs []factors.Credential
-	return cs, s.do(ctx, http.MethodGet, "/users/"+url.PathEscape(name)+"/factors", nil, &cs)
-}
-
-func (s socketAdmin) ResetFactors(ctx context.Context, name, by string) (int, error) {
-	var out struct {
-		Removed int `json:"removed"`
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://keygate/ping", nil)
+	if err != nil {
+		return err
 	}
-	err := s.do(ctx, http.MethodPost, "/users/"+url.PathEscape(name)+"/reset-factors", map[string]string{"by": by}, &out)
-	return out.Removed, err
-}
-
-func (s socketAdmin) Unlock(ctx context.Context, name string) (bool, error) {
-	var out struct {
-		WasLocked bool `json:"was_locked"`
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
 	}
-	err := s.do(ctx, http.MethodPost, "/users/"+url.PathEscape(name)+"/unlock", nil, &out)
-	return out.WasLocked, err
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("admin socket: ping answered %d", resp.StatusCode)
+	}
+	return nil
 }
 
-func (s socketAdmin) EnrollLink(ctx context.Context, name string, ttl time.Duration) (enrollLink, error) {
+// enrollLink is an admin's one-time enrolment link.
+type enrollLink struct {
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// EnrollLink issues a one-time enrolment link.
+func (c *adminClient) EnrollLink(ctx context.Context, name string, ttl time.Duration) (enrollLink, error) {
 	var l enrollLink
-	return l, s.do(ctx, http.MethodPost, "/users/"+url.PathEscape(name)+"/enroll-link", map[string]string{"ttl": ttl.String()}, &l)
+	return l, c.post(ctx, "users/"+url.PathEscape(name)+"/enroll-link", map[string]string{"ttl": ttl.String()}, &l)
 }
 
-// Interface guards.
-var (
-	_ userAdmin = localAdmin{}
-	_ userAdmin = socketAdmin{}
-)
+// withAdmin runs fn with a client of the running keygate (through its
+// admin socket) or, when none runs, of the data directory opened here.
+func withAdmin(ctx context.Context, g *globals, fn func(*adminClient) error) error {
+	cfg, err := loadConfig(g.configPath)
+	if err != nil {
+		return err
+	}
+	return withAdminConfig(ctx, cfg, fn)
+}

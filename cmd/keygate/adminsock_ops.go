@@ -9,9 +9,14 @@ import (
 	"github.com/keygate/keygate/authn/store/badgerstore"
 )
 
-// adminOps registers the operational endpoints of the admin socket
-// (backup, …) next to the user commands.
+// adminOps registers the operational endpoints of the admin socket next
+// to the admin API: ping (is a keygate there?) and backup (a stream of the
+// open store, which only this process can read).
 func (a *app) adminOps(mux *http.ServeMux) {
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "pong\n")
+	})
 	mux.HandleFunc("POST /backup", a.serveBackup)
 }
 
@@ -21,20 +26,16 @@ func (a *app) adminOps(mux *http.ServeMux) {
 // broken stream (and would also find the file incomplete when it verifies
 // it), never a short file that looks whole.
 func (a *app) serveBackup(w http.ResponseWriter, r *http.Request) {
-	fail := func(status int, code string, err error) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(wireError{Code: code, Message: err.Error()})
-	}
+	fail := func(status int, code string, err error) { writeAPIError(w, status, code, err.Error()) }
 	var req backupRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		fail(http.StatusBadRequest, codeBadRequest, fmt.Errorf("decode request: %w", err))
+		fail(http.StatusBadRequest, "bad_request", fmt.Errorf("decode request: %w", err))
 		return
 	}
 	if len(req.Key) < badgerstore.MinBackupKeySize {
-		fail(http.StatusBadRequest, codeBadRequest, fmt.Errorf("backup key is %d bytes; want at least %d", len(req.Key), badgerstore.MinBackupKeySize))
+		fail(http.StatusBadRequest, "bad_request", fmt.Errorf("backup key is %d bytes; want at least %d", len(req.Key), badgerstore.MinBackupKeySize))
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -42,7 +43,7 @@ func (a *app) serveBackup(w http.ResponseWriter, r *http.Request) {
 	if err := a.kv.Backup(cw, req.Key); err != nil {
 		a.log.Error("backup over the admin socket failed", "bytes_sent", cw.n, "err", err)
 		if cw.n == 0 {
-			fail(http.StatusInternalServerError, codeInternal, err)
+			fail(http.StatusInternalServerError, "internal", err)
 			return
 		}
 		panic(http.ErrAbortHandler)

@@ -13,7 +13,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/store/badgerstore"
 	"golang.org/x/sys/unix"
@@ -29,15 +28,15 @@ func TestAdminSocketActorIsThePeersOSUser(t *testing.T) {
 		var dd net.Dialer
 		return dd.DialContext(ctx, "unix", sock)
 	}}}
-	body, _ := json.Marshal(authn.NewUser{Username: "forged", Password: "correct-horse-battery-9"})
-	req, _ := http.NewRequest(http.MethodPost, "http://keygate/users", bytes.NewReader(body))
+	body, _ := json.Marshal(map[string]string{"username": "forged", "password": "correct-horse-battery-9"})
+	req, _ := http.NewRequest(http.MethodPost, "http://keygate/.keygate/api/admin/users", bytes.NewReader(body))
 	req.Header.Set(adminHeader, "mallory")
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("add over the socket: %d", resp.StatusCode)
 	}
 	// The CLI itself sends no actor at all and is still named.

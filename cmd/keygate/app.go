@@ -15,7 +15,9 @@ import (
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/activity"
+	adminsvc "github.com/keygate/keygate/authn/admin"
 	"github.com/keygate/keygate/authn/mail"
+	"github.com/keygate/keygate/authn/policies"
 	"github.com/keygate/keygate/authn/store"
 	"github.com/keygate/keygate/authn/store/badgerstore"
 	"github.com/keygate/keygate/cmd/keygate/config"
@@ -30,21 +32,23 @@ import (
 
 // app is keygate's running parts, wired from one configuration.
 type app struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	kv       *badgerstore.Store
-	users    *authn.Users
-	sessions *authn.Sessions
-	policy   *policy.Holder
-	mfa      *authn.MFA
-	links    *authn.EnrollLinks
-	devices  *authn.Devices
-	policies *authn.Policies  // versioned policies in the store (policycmd.go)
-	audit    *activity.Audit  // what admins did
-	reg      *authn.Regulator // brute-force limits of every verifier
-	activity *activity.Log    // per-user activity log and its notices
-	outbox   *mail.Outbox     // set when email goes to a directory (demo)
-	obs      observability    // metrics and access log (metrics.go)
+	cfg       *config.Config
+	log       *slog.Logger
+	kv        *badgerstore.Store
+	users     *authn.Users
+	sessions  *authn.Sessions
+	policy    *policy.Holder
+	mfa       *authn.MFA
+	links     *authn.EnrollLinks
+	devices   *authn.Devices
+	policies  *policies.Store   // versioned policies in the store (policycmd.go)
+	admin     *adminsvc.Service // every admin use-case (adminService)
+	adminOnce sync.Once
+	audit     *activity.Audit  // what admins did
+	reg       *authn.Regulator // brute-force limits of every verifier
+	activity  *activity.Log    // per-user activity log and its notices
+	outbox    *mail.Outbox     // set when email goes to a directory (demo)
+	obs       observability    // metrics and access log (metrics.go)
 
 	// Reloadable parts (SIGHUP).
 	reloadMu sync.Mutex

@@ -224,11 +224,7 @@ func socketBackup(ctx context.Context, sock string, key []byte, w io.Writer) err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var we wireError
-		if err := json.NewDecoder(resp.Body).Decode(&we); err != nil {
-			return fmt.Errorf("backup through the admin socket: status %d", resp.StatusCode)
-		}
-		return fmt.Errorf("backup through the admin socket: %w", fromWire(we))
+		return fmt.Errorf("backup through the admin socket: %w", readAPIError(resp))
 	}
 	if _, err := io.Copy(w, resp.Body); err != nil {
 		return fmt.Errorf("backup through the admin socket: the stream broke off: %w", err)

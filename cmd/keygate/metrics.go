@@ -72,15 +72,14 @@ func (a *app) initMetrics() error {
 			return fmt.Errorf("metrics: %w", err)
 		}
 	}
-	// The version in force at start; the admin area sets it on every
-	// change it puts in force.
+	// The version in force: the policy store tells policyGauge at every
+	// change; the one loaded at start is set here, the gauge being new.
 	if a.policies != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if v, err := a.policies.Current(ctx); err == nil {
 			m.SetPolicyVersion(int64(v.Version))
 		}
-		a.policies.OnChange = func(v int) { m.SetPolicyVersion(int64(v)) }
 	}
 	a.obs.registry, a.obs.metrics = reg, m
 	return nil

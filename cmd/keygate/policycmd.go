@@ -8,16 +8,19 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode"
 
-	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/activity"
+	adminsvc "github.com/keygate/keygate/authn/admin"
+	"github.com/keygate/keygate/authn/policies"
 	"github.com/keygate/keygate/authn/store"
 	"github.com/keygate/keygate/cmd/keygate/config"
 	"github.com/keygate/keygate/policy"
@@ -26,11 +29,11 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Policies live in the store, versioned (authn.Policies). This file wires
-// them: loading the version in force at start, the admin area's options,
-// the admin socket's policy endpoints, and the `keygate policy` commands,
-// which work through the socket while keygate serves and on the data
-// directory while it is stopped.
+// Policies live in the store, versioned (authn/policies). This file wires
+// them (loading the version in force at start, the admin service) and holds
+// the `keygate policy` commands: clients of the admin API, through the
+// socket while keygate serves and on the data directory while it is
+// stopped, except check and explain of a file, which need no store.
 
 func newConfigCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Work with the configuration file"}
@@ -54,9 +57,10 @@ func newConfigCmd(g *globals) *cobra.Command {
 // configuration's policy as version 1 on the very first start.
 func (a *app) loadPolicy(ctx context.Context) error {
 	maxAge := a.cfg.Admin.MaxAge.D()
-	a.policies = authn.NewPolicies(a.kv, a.policy, authn.PolicyOptions{
-		Guard:  func(p policy.Policy) policy.ValidationErrors { return web.AdminAreaProblems(p, maxAge) },
+	a.policies = policies.New(a.kv, a.policy, policies.Options{
+		Guard:  func(p policy.Policy) policy.ValidationErrors { return adminsvc.AreaProblems(p, maxAge) },
 		Logger: a.log,
+		Events: policyGauge{a},
 	})
 	a.audit = activity.NewAudit(a.kv, time.Now, a.log)
 	v, created, err := a.policies.Load(ctx, a.cfg.Policy, "config")
@@ -66,7 +70,7 @@ func (a *app) loadPolicy(ctx context.Context) error {
 	switch {
 	case created:
 		a.log.Info("the configuration's policy is stored as policy version 1")
-	case authn.PolicyYAML(a.cfg.Policy) != v.YAML:
+	case policies.YAML(a.cfg.Policy) != v.YAML:
 		// Not a warning: after the first edit in the admin area this is
 		// the normal state of things.
 		a.log.Info("policy version from the store in force; the configuration's policy section is only read on the first start (use `keygate policy import` to replace the policy)",
@@ -75,28 +79,55 @@ func (a *app) loadPolicy(ctx context.Context) error {
 	return nil
 }
 
-// adminOptions switch the admin page and API on.
-func (a *app) adminOptions() *web.AdminOptions {
-	return &web.AdminOptions{
-		Groups: a.cfg.Admin.Groups, MaxAge: a.cfg.Admin.MaxAge.D(),
-		Policies: a.policies, Audit: a.audit, Users: a.users, Sessions: a.sessions, Locks: a.reg,
+// policyGauge shows the version in force in the metrics, once they exist
+// (the policy loads first, so that metrics can read it).
+type policyGauge struct{ a *app }
+
+func (g policyGauge) PolicyInForce(v int) {
+	if m := g.a.obs.metrics; m != nil {
+		m.SetPolicyVersion(int64(v))
 	}
 }
 
-// adminHeader is where the CLI of round 1 named its OS user. The socket
-// now takes the actor from the kernel (peerActor, SO_PEERCRED) and drops
-// this header before any handler sees it.
-const adminHeader = "X-Keygate-Admin"
+// adminService is every admin use-case over this app's parts, built once.
+func (a *app) adminService() *adminsvc.Service {
+	a.adminOnce.Do(func() {
+		d := adminsvc.Deps{Users: a.users, Sessions: a.sessions, Policies: a.policies, Audit: a.audit,
+			Running: a.policy, Hosts: appHosts{a}, Groups: a.cfg.Admin.Groups, MaxAge: a.cfg.Admin.MaxAge.D(),
+			Logger: a.log}
+		if a.mfa != nil {
+			d.Factors, d.Locks = a.mfa, a.reg
+			d.SecondFactor = func(kind string) bool { return a.mfa.Factors().Get(kind) != nil }
+		}
+		svc, err := adminsvc.New(d)
+		if err != nil {
+			// Every part is built by openApp: this is a wiring bug.
+			panic("keygate: admin service: " + err.Error())
+		}
+		a.admin = svc
+	})
+	return a.admin
+}
 
-type actorKey struct{}
+// appHosts are the protected hosts: the running server's (current after a
+// reload), else the configuration's.
+type appHosts struct{ a *app }
 
-// actorOf is the admin acting: the CLI's OS user sent through the socket,
-// else (the CLI on the data directory itself) this process's OS user.
-func actorOf(ctx context.Context) string {
-	if v, ok := ctx.Value(actorKey{}).(string); ok {
-		return v
+func (h appHosts) Hosts() []string {
+	if h.a.web != nil {
+		return h.a.web.Hosts()
 	}
-	return osAdmin()
+	out := make([]string, 0, len(h.a.cfg.Upstreams))
+	for _, u := range h.a.cfg.Upstreams {
+		out = append(out, strings.ToLower(u.Host))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// adminOptions switch the admin page and API on.
+func (a *app) adminOptions() *web.AdminOptions {
+	return &web.AdminOptions{Service: a.adminService(), PortalURL: a.portalBase()}
 }
 
 // osAdmin names the person at the terminal: the user sudo ran as, else the
@@ -125,266 +156,16 @@ func cleanActor(s string) string {
 	return s
 }
 
-// record writes an admin action of the CLI to the audit log.
-func (l localAdmin) record(ctx context.Context, action, target string, details map[string]string) {
-	if l.audit == nil {
-		return
-	}
-	_, _ = l.audit.Record(ctx, activity.AuditEntry{Admin: actorOf(ctx), Via: activity.ViaCLI, Action: action, Target: target, Details: details})
-}
-
-// policyAdmin is what the `keygate policy` commands need; localPolicies
-// works on an open store, socketPolicies asks a running keygate.
-type policyAdmin interface {
-	Current(ctx context.Context) (authn.PolicyVersion, error)
-	Version(ctx context.Context, n int) (authn.PolicyVersion, error)
-	History(ctx context.Context) ([]authn.PolicySummary, error)
-	Diff(ctx context.Context, a, b int) (string, error)
-	Import(ctx context.Context, p policy.Policy, ifVersion int, comment string) (authn.PolicyVersion, error)
-	Rollback(ctx context.Context, to, ifVersion int, comment string) (authn.PolicyVersion, error)
-	Explain(ctx context.Context, in web.ExplainInput) (policy.Explanation, error)
-}
-
-type localPolicies struct {
-	ps     *authn.Policies
-	audit  *activity.Audit
-	users  *authn.Users
-	holder *policy.Holder
-}
-
-func (a *app) localPolicies() localPolicies {
-	return localPolicies{ps: a.policies, audit: a.audit, users: a.users, holder: a.policy}
-}
-
-func (l localPolicies) Current(ctx context.Context) (authn.PolicyVersion, error) {
-	return l.ps.Current(ctx)
-}
-
-func (l localPolicies) Version(ctx context.Context, n int) (authn.PolicyVersion, error) {
-	return l.ps.Version(ctx, n)
-}
-
-func (l localPolicies) History(ctx context.Context) ([]authn.PolicySummary, error) {
-	return l.ps.History(ctx)
-}
-
-func (l localPolicies) Diff(ctx context.Context, a, b int) (string, error) {
-	return l.ps.Diff(ctx, a, b)
-}
-
-func (l localPolicies) Import(ctx context.Context, p policy.Policy, ifVersion int, comment string) (authn.PolicyVersion, error) {
-	v, err := l.ps.Update(ctx, p, ifVersion, actorOf(ctx), comment)
-	if err == nil && !v.Unchanged {
-		added, removed := authn.DiffStat(v.Diff)
-		_, _ = l.audit.Record(ctx, activity.AuditEntry{Admin: actorOf(ctx), Via: activity.ViaCLI, Action: activity.AuditPolicyImport, Target: "policy",
-			Details: map[string]string{"version": strconv.Itoa(v.Version), "comment": comment, "lines": fmt.Sprintf("+%d -%d", added, removed)}})
-	}
-	return v, err
-}
-
-func (l localPolicies) Rollback(ctx context.Context, to, ifVersion int, comment string) (authn.PolicyVersion, error) {
-	v, err := l.ps.Rollback(ctx, to, ifVersion, actorOf(ctx), comment)
-	if err == nil && !v.Unchanged {
-		_, _ = l.audit.Record(ctx, activity.AuditEntry{Admin: actorOf(ctx), Via: activity.ViaCLI, Action: activity.AuditPolicyRollback, Target: "policy",
-			Details: map[string]string{"version": strconv.Itoa(v.Version), "restored_from": strconv.Itoa(to), "comment": v.Comment}})
-	}
-	return v, err
-}
-
-// Explain answers with the policy in force, as the admin API does
-// (web.ExplainPolicy), filling in the user's groups from the store when
-// none are given.
-func (l localPolicies) Explain(ctx context.Context, in web.ExplainInput) (policy.Explanation, error) {
-	if in.User != "" && in.Groups == nil {
-		u, err := l.users.Get(ctx, in.User)
-		switch {
-		case err == nil:
-			in.Groups = u.Groups
-		case !errors.Is(err, authn.ErrUserNotFound):
-			return policy.Explanation{}, err
-		}
-	}
-	return web.ExplainPolicy(l.holder.Load(), in, time.Now())
-}
-
-// policyWire is an error of the socket's policy endpoints.
-type policyWire struct {
-	Code     string                  `json:"error"`
-	Message  string                  `json:"message"`
-	Problems policy.ValidationErrors `json:"problems,omitempty"`
-	Current  int                     `json:"current_version,omitempty"`
-}
-
-func policyToWire(err error) (int, policyWire) {
-	var ve policy.ValidationErrors
-	var conflict *authn.PolicyConflictError
-	switch {
-	case errors.As(err, &ve):
-		return http.StatusUnprocessableEntity, policyWire{Code: "invalid_policy", Message: err.Error(), Problems: ve}
-	case errors.As(err, &conflict):
-		return http.StatusPreconditionFailed, policyWire{Code: "version_mismatch", Message: err.Error(), Current: conflict.Current}
-	case errors.Is(err, authn.ErrPolicyVersionNotFound):
-		return http.StatusNotFound, policyWire{Code: "no_such_version", Message: err.Error()}
-	case errors.Is(err, web.ErrExplainInput):
-		return http.StatusBadRequest, policyWire{Code: "bad_explain", Message: err.Error()}
-	}
-	var bad badRequestError
-	if errors.As(err, &bad) {
-		return http.StatusBadRequest, policyWire{Code: codeBadRequest, Message: err.Error()}
-	}
-	return http.StatusInternalServerError, policyWire{Code: codeInternal, Message: err.Error()}
-}
-
-func policyFromWire(w policyWire) error {
-	switch w.Code {
-	case "invalid_policy":
-		return w.Problems
-	case "version_mismatch":
-		return &authn.PolicyConflictError{Current: w.Current}
-	case "no_such_version":
-		return fmt.Errorf("%w (%s)", authn.ErrPolicyVersionNotFound, w.Message)
-	case "bad_explain":
-		return fmt.Errorf("%w: %s", web.ErrExplainInput, strings.TrimPrefix(w.Message, web.ErrExplainInput.Error()+": "))
-	}
-	return fmt.Errorf("keygate answered %s: %s", w.Code, w.Message)
-}
-
-// policyWrite is a new version sent through the socket.
-type policyWrite struct {
-	YAML      string `json:"yaml"`
-	Comment   string `json:"comment"`
-	IfVersion int    `json:"if_version"`
-}
-
-type rollbackWrite struct {
-	Version   int    `json:"version"`
-	Comment   string `json:"comment"`
-	IfVersion int    `json:"if_version"`
-}
-
-// policyOps registers the policy endpoints of the admin socket.
-func (a *app) policyOps(mux *http.ServeMux) {
-	pa := a.localPolicies()
-	reply := func(w http.ResponseWriter, v any, err error) { socketReply(w, v, err, policyToWire) }
-	decode := func(r *http.Request, v any) error { return socketDecode(r, v, 4<<20) }
-	h := http.NewServeMux()
-	h.HandleFunc("GET /policy", func(w http.ResponseWriter, r *http.Request) {
-		v, err := pa.Current(r.Context())
-		reply(w, v, err)
-	})
-	h.HandleFunc("GET /policy/versions", func(w http.ResponseWriter, r *http.Request) {
-		hist, err := pa.History(r.Context())
-		reply(w, hist, err)
-	})
-	h.HandleFunc("GET /policy/versions/{n}", func(w http.ResponseWriter, r *http.Request) {
-		n, err := strconv.Atoi(r.PathValue("n"))
-		if err != nil {
-			reply(w, nil, badRequestError{fmt.Errorf("version %q: %w", r.PathValue("n"), err)})
-			return
-		}
-		v, err := pa.Version(r.Context(), n)
-		reply(w, v, err)
-	})
-	h.HandleFunc("GET /policy/diff", func(w http.ResponseWriter, r *http.Request) {
-		from, err1 := strconv.Atoi(r.URL.Query().Get("from"))
-		to, err2 := strconv.Atoi(r.URL.Query().Get("to"))
-		if err := errors.Join(err1, err2); err != nil {
-			reply(w, nil, badRequestError{fmt.Errorf("from/to: %w", err)})
-			return
-		}
-		d, err := pa.Diff(r.Context(), from, to)
-		reply(w, map[string]string{"diff": d}, err)
-	})
-	h.HandleFunc("PUT /policy", func(w http.ResponseWriter, r *http.Request) {
-		var in policyWrite
-		if err := decode(r, &in); err != nil {
-			reply(w, nil, err)
-			return
-		}
-		p, err := policy.Parse([]byte(in.YAML))
-		if err != nil {
-			reply(w, nil, badRequestError{err})
-			return
-		}
-		v, err := pa.Import(r.Context(), p, in.IfVersion, in.Comment)
-		reply(w, v, err)
-	})
-	h.HandleFunc("POST /policy/rollback", func(w http.ResponseWriter, r *http.Request) {
-		var in rollbackWrite
-		if err := decode(r, &in); err != nil {
-			reply(w, nil, err)
-			return
-		}
-		v, err := pa.Rollback(r.Context(), in.Version, in.IfVersion, in.Comment)
-		reply(w, v, err)
-	})
-	h.HandleFunc("POST /policy/explain", func(w http.ResponseWriter, r *http.Request) {
-		var in web.ExplainInput
-		if err := decode(r, &in); err != nil {
-			reply(w, nil, err)
-			return
-		}
-		e, err := pa.Explain(r.Context(), in)
-		reply(w, e, err)
-	})
-	mux.Handle("/policy", h)
-	mux.Handle("/policy/", h)
-}
-
-// socketPolicies is the client side.
-type socketPolicies struct{ sa socketAdmin }
-
-func (s socketPolicies) do(ctx context.Context, method, p string, in, out any) error {
-	return socketCall(ctx, s.sa.hc, method, p, in, out, policyFromWire)
-}
-
-func (s socketPolicies) Current(ctx context.Context) (authn.PolicyVersion, error) {
-	var v authn.PolicyVersion
-	return v, s.do(ctx, http.MethodGet, "/policy", nil, &v)
-}
-
-func (s socketPolicies) Version(ctx context.Context, n int) (authn.PolicyVersion, error) {
-	var v authn.PolicyVersion
-	return v, s.do(ctx, http.MethodGet, "/policy/versions/"+strconv.Itoa(n), nil, &v)
-}
-
-func (s socketPolicies) History(ctx context.Context) ([]authn.PolicySummary, error) {
-	var h []authn.PolicySummary
-	return h, s.do(ctx, http.MethodGet, "/policy/versions", nil, &h)
-}
-
-func (s socketPolicies) Diff(ctx context.Context, a, b int) (string, error) {
-	var out struct {
-		Diff string `json:"diff"`
-	}
-	err := s.do(ctx, http.MethodGet, fmt.Sprintf("/policy/diff?from=%d&to=%d", a, b), nil, &out)
-	return out.Diff, err
-}
-
-func (s socketPolicies) Import(ctx context.Context, p policy.Policy, ifVersion int, comment string) (authn.PolicyVersion, error) {
-	var v authn.PolicyVersion
-	return v, s.do(ctx, http.MethodPut, "/policy", policyWrite{YAML: authn.PolicyYAML(p), Comment: comment, IfVersion: ifVersion}, &v)
-}
-
-func (s socketPolicies) Rollback(ctx context.Context, to, ifVersion int, comment string) (authn.PolicyVersion, error) {
-	var v authn.PolicyVersion
-	return v, s.do(ctx, http.MethodPost, "/policy/rollback", rollbackWrite{Version: to, Comment: comment, IfVersion: ifVersion}, &v)
-}
-
-func (s socketPolicies) Explain(ctx context.Context, in web.ExplainInput) (policy.Explanation, error) {
-	var e policy.Explanation
-	return e, s.do(ctx, http.MethodPost, "/policy/explain", in, &e)
-}
-
-// withPolicies runs fn against the running keygate (through its admin
-// socket) or, when none runs, against the data directory directly.
-func withPolicies(ctx context.Context, cfg *config.Config, fn func(policyAdmin) error) error {
+// withAdminConfig runs fn with a client of the running keygate (through
+// its admin socket) or, when none runs, of the data directory opened here:
+// the same admin API either way.
+func withAdminConfig(ctx context.Context, cfg *config.Config, fn func(*adminClient) error) error {
 	sock := cfg.AdminSocketPath()
 	if sock != "" {
 		if _, err := os.Stat(sock); err == nil {
 			sa := newSocketAdmin(sock)
 			if err := sa.ping(ctx); err == nil {
-				return fn(socketPolicies{sa: sa})
+				return fn(sa)
 			}
 		}
 	}
@@ -396,7 +177,7 @@ func withPolicies(ctx context.Context, cfg *config.Config, fn func(policyAdmin) 
 		return err
 	}
 	defer a.Close()
-	return fn(a.localPolicies())
+	return fn(a.localAdmin())
 }
 
 // readPolicyFile reads a policy document, or the policy of a whole
@@ -417,12 +198,20 @@ func readPolicyFile(path string) (policy.Policy, error) {
 	return policy.Parse(raw)
 }
 
-// printProblems prints every problem of a refused policy, one a line.
+// printProblems prints every problem of a refused policy, one a line: as
+// policy.Parse or Compile found them here, or as the admin API listed them.
 func printProblems(w io.Writer, err error) {
 	var ve policy.ValidationErrors
 	if errors.As(err, &ve) {
 		for _, e := range ve {
 			fmt.Fprintln(w, e.Error())
+		}
+		return
+	}
+	var ae *apiError
+	if errors.As(err, &ae) && len(ae.Problems) > 0 {
+		for _, p := range ae.Problems {
+			fmt.Fprintln(w, p.Path+": "+p.Message)
 		}
 		return
 	}
@@ -450,7 +239,7 @@ func newPolicyCmd(g *globals) *cobra.Command {
 					fmt.Fprintln(cmd.ErrOrStderr(), err)
 					return exitError{code: 1}
 				}
-				if ps := web.AdminAreaProblems(cfg.Policy, cfg.Admin.MaxAge.D()); len(ps) > 0 {
+				if ps := adminsvc.AreaProblems(cfg.Policy, cfg.Admin.MaxAge.D()); len(ps) > 0 {
 					for _, e := range ps {
 						fmt.Fprintln(cmd.ErrOrStderr(), "policy."+e.Error())
 					}
@@ -481,8 +270,8 @@ func newPolicyCmd(g *globals) *cobra.Command {
 // (maxAge 0 = the default admin max_age). Check touches neither the store
 // nor the holder, so a Policies without them does.
 func checkPolicy(p policy.Policy, maxAge time.Duration) error {
-	_, err := authn.NewPolicies(nil, nil, authn.PolicyOptions{
-		Guard: func(p policy.Policy) policy.ValidationErrors { return web.AdminAreaProblems(p, maxAge) },
+	_, err := policies.New(nil, nil, policies.Options{
+		Guard: func(p policy.Policy) policy.ValidationErrors { return adminsvc.AreaProblems(p, maxAge) },
 	}).Check(p)
 	return err
 }
@@ -495,7 +284,7 @@ func newPolicyExplainCmd(g *globals) *cobra.Command {
 		Short: "Show which rule matches a request, why others do not, and what is missing (the policy in force, as the gateway decides)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			in := web.ExplainInput{User: user, Method: strings.ToUpper(args[0]), URL: args[1], SourceIP: ip,
+			in := policy.ExplainInput{User: user, Method: strings.ToUpper(args[0]), URL: args[1], SourceIP: ip,
 				Factors: splitList(factors), FactorAge: age, TrustedDevice: trusted}
 			if cmd.Flags().Changed("groups") {
 				in.Groups = splitList(groups)
@@ -517,7 +306,7 @@ func newPolicyExplainCmd(g *globals) *cobra.Command {
 					printProblems(cmd.ErrOrStderr(), cerr)
 					return exitError{code: 1}
 				}
-				e, err = web.ExplainPolicy(compiled, in, time.Now())
+				e, err = policy.ExplainRequest(compiled, in, time.Now(), nil)
 			default:
 				cfg, lerr := loadConfig(g.configPath)
 				if lerr != nil {
@@ -530,13 +319,11 @@ func newPolicyExplainCmd(g *globals) *cobra.Command {
 					if cerr != nil {
 						return cerr
 					}
-					e, err = web.ExplainPolicy(compiled, in, time.Now())
+					e, err = policy.ExplainRequest(compiled, in, time.Now(), nil)
 					break
 				}
-				err = withPolicies(cmd.Context(), cfg, func(pa policyAdmin) error {
-					var xerr error
-					e, xerr = pa.Explain(cmd.Context(), in)
-					return xerr
+				err = withAdminConfig(cmd.Context(), cfg, func(ac *adminClient) error {
+					return ac.post(cmd.Context(), "explain", in, &e)
 				})
 			}
 			if err != nil {
@@ -563,6 +350,12 @@ func newPolicyExplainCmd(g *globals) *cobra.Command {
 	return explain
 }
 
+// currentPolicy is the version in force, as the API answers it.
+func currentPolicy(ctx context.Context, ac *adminClient) (policies.Version, error) {
+	var v policies.Version
+	return v, ac.get(ctx, "policy", &v)
+}
+
 func newPolicyImportCmd(g *globals) *cobra.Command {
 	var comment string
 	var ifVersion int
@@ -581,32 +374,35 @@ func newPolicyImportCmd(g *globals) *cobra.Command {
 				printProblems(cmd.ErrOrStderr(), err)
 				return exitError{code: 1}
 			}
-			out := cmd.OutOrStdout()
-			return withPolicies(cmd.Context(), cfg, func(pa policyAdmin) error {
-				cur, err := pa.Current(cmd.Context())
-				if err != nil && !errors.Is(err, authn.ErrNoPolicy) {
+			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+			body := map[string]string{"yaml": policies.YAML(p), "comment": comment}
+			return withAdminConfig(cmd.Context(), cfg, func(ac *adminClient) error {
+				ctx := cmd.Context()
+				cur, err := currentPolicy(ctx, ac)
+				if err != nil {
 					return err
+				}
+				if dryRun {
+					return previewImport(ctx, out, errOut, ac, body)
 				}
 				base := ifVersion
 				if !cmd.Flags().Changed("if-version") {
 					base = cur.Version
 				}
-				if dryRun {
-					return previewImport(out, cmd.ErrOrStderr(), cfg, cur, p)
-				}
-				v, err := pa.Import(cmd.Context(), p, base, comment)
-				var conflict *authn.PolicyConflictError
+				var v policies.Version
+				_, err = ac.call(ctx, http.MethodPost, "policy/import", body, &v, ifMatch(base))
+				var ae *apiError
 				switch {
-				case errors.As(err, &conflict):
-					return fmt.Errorf("version %d is in force now, not %d: look at it (keygate policy diff %d %d) and import again", conflict.Current, base, base, conflict.Current)
+				case errors.As(err, &ae) && ae.Code == "version_mismatch":
+					return fmt.Errorf("version %d is in force now, not %d: look at it (keygate policy diff %d %d) and import again", ae.CurrentVersion, base, base, ae.CurrentVersion)
 				case err != nil:
-					fmt.Fprintln(cmd.ErrOrStderr(), "the policy was refused; nothing changed:")
-					printProblems(cmd.ErrOrStderr(), err)
+					fmt.Fprintln(errOut, "the policy was refused; nothing changed:")
+					printProblems(errOut, err)
 					return exitError{code: 1}
 				case v.Unchanged:
 					fmt.Fprintf(out, "nothing to import: version %d has these rules already\n", v.Version)
 				default:
-					added, removed := authn.DiffStat(v.Diff)
+					added, removed := policies.DiffStat(v.Diff)
 					fmt.Fprintf(out, "policy version %d is in force (+%d -%d lines against version %d)\n", v.Version, added, removed, cur.Version)
 				}
 				return nil
@@ -619,30 +415,25 @@ func newPolicyImportCmd(g *globals) *cobra.Command {
 	return c
 }
 
-// previewImport checks p as an import would and prints the text diff and
-// the requests whose requirement would change.
-func previewImport(out, errOut io.Writer, cfg *config.Config, cur authn.PolicyVersion, p policy.Policy) error {
-	if err := checkPolicy(p, cfg.Admin.MaxAge.D()); err != nil {
-		fmt.Fprintln(errOut, "the policy would be refused:")
-		printProblems(errOut, err)
-		return exitError{code: 1}
+// previewImport asks the API to check the policy as an import would and
+// prints the text diff and the requests whose requirement would change.
+func previewImport(ctx context.Context, out, errOut io.Writer, ac *adminClient, body map[string]string) error {
+	var chk adminsvc.Check
+	if err := ac.post(ctx, "policy/check", body, &chk); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Code == "invalid_policy" {
+			fmt.Fprintln(errOut, "the policy would be refused:")
+			printProblems(errOut, err)
+			return exitError{code: 1}
+		}
+		return err
 	}
-	oldC, err := policy.Compile(cur.Policy)
-	if err != nil {
-		return fmt.Errorf("policy version %d: %w", cur.Version, err)
-	}
-	newC, _ := policy.Compile(p)
-	d := authn.LineDiff(cur.YAML, authn.PolicyYAML(p), fmt.Sprintf("version %d", cur.Version), "import")
-	if d == "" {
-		fmt.Fprintf(out, "no change: version %d has these rules already\n", cur.Version)
+	if chk.Diff == "" {
+		fmt.Fprintf(out, "no change: version %d has these rules already\n", chk.Base)
 		return nil
 	}
-	fmt.Fprint(out, d)
-	hosts := make([]string, 0, len(cfg.Upstreams))
-	for _, u := range cfg.Upstreams {
-		hosts = append(hosts, strings.ToLower(u.Host))
-	}
-	pv := web.PreviewChange(oldC, newC, hosts)
+	fmt.Fprint(out, chk.Diff)
+	pv := chk.Preview
 	if len(pv.Summary) == 0 {
 		fmt.Fprintln(out, "\nno sampled request changes what it needs")
 		return nil
@@ -678,13 +469,13 @@ func newPolicyExportCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return withPolicies(cmd.Context(), cfg, func(pa policyAdmin) error {
-				var v authn.PolicyVersion
+			return withAdminConfig(cmd.Context(), cfg, func(ac *adminClient) error {
+				var v policies.Version
 				var err error
 				if version > 0 {
-					v, err = pa.Version(cmd.Context(), version)
+					err = ac.get(cmd.Context(), "policy/versions/"+strconv.Itoa(version), &v)
 				} else {
-					v, err = pa.Current(cmd.Context())
+					v, err = currentPolicy(cmd.Context(), ac)
 				}
 				if err != nil {
 					return err
@@ -718,14 +509,16 @@ func newPolicyHistoryCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return withPolicies(cmd.Context(), cfg, func(pa policyAdmin) error {
-				hist, err := pa.History(cmd.Context())
-				if err != nil {
+			return withAdminConfig(cmd.Context(), cfg, func(ac *adminClient) error {
+				var hist struct {
+					Versions []policies.Summary `json:"versions"`
+				}
+				if err := ac.get(cmd.Context(), "policy/versions", &hist); err != nil {
 					return err
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "VERSION\tWHEN\tWHO\tLINES\tCOMMENT")
-				for _, h := range hist {
+				for _, h := range hist.Versions {
 					v := strconv.Itoa(h.Version)
 					if h.Current {
 						v += "*"
@@ -764,33 +557,28 @@ func newPolicyDiffCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return withPolicies(cmd.Context(), cfg, func(pa policyAdmin) error {
-				var from, to int
-				switch len(nums) {
-				case 2:
-					from, to = nums[0], nums[1]
-				case 1:
-					to = nums[0]
-					from = to - 1
-				default:
-					cur, err := pa.Current(cmd.Context())
-					if err != nil {
-						return err
-					}
-					to, from = cur.Version, cur.Version-1
+			q := url.Values{}
+			switch len(nums) {
+			case 2:
+				q.Set("from", strconv.Itoa(nums[0]))
+				q.Set("to", strconv.Itoa(nums[1]))
+			case 1:
+				q.Set("to", strconv.Itoa(nums[0]))
+			}
+			return withAdminConfig(cmd.Context(), cfg, func(ac *adminClient) error {
+				var d struct {
+					From int    `json:"from"`
+					To   int    `json:"to"`
+					Diff string `json:"diff"`
 				}
-				if from < 1 {
-					return fmt.Errorf("version %d is the first; there is nothing before it", to)
-				}
-				d, err := pa.Diff(cmd.Context(), from, to)
-				if err != nil {
+				if err := ac.get(cmd.Context(), "policy/diff?"+q.Encode(), &d); err != nil {
 					return err
 				}
-				if d == "" {
-					fmt.Fprintf(cmd.OutOrStdout(), "versions %d and %d have the same rules\n", from, to)
+				if d.Diff == "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "versions %d and %d have the same rules\n", d.From, d.To)
 					return nil
 				}
-				_, err = io.WriteString(cmd.OutOrStdout(), d)
+				_, err := io.WriteString(cmd.OutOrStdout(), d.Diff)
 				return err
 			})
 		},
@@ -812,13 +600,14 @@ func newPolicyRollbackCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return withPolicies(cmd.Context(), cfg, func(pa policyAdmin) error {
-				cur, err := pa.Current(cmd.Context())
+			return withAdminConfig(cmd.Context(), cfg, func(ac *adminClient) error {
+				ctx := cmd.Context()
+				cur, err := currentPolicy(ctx, ac)
 				if err != nil {
 					return err
 				}
-				v, err := pa.Rollback(cmd.Context(), to, cur.Version, comment)
-				if err != nil {
+				var v policies.Version
+				if _, err := ac.call(ctx, http.MethodPost, "policy/rollback", map[string]any{"version": to, "comment": comment}, &v, ifMatch(cur.Version)); err != nil {
 					printProblems(cmd.ErrOrStderr(), err)
 					return exitError{code: 1}
 				}
@@ -843,19 +632,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-// matchesUser is `keygate user list --search`: the admin page's search
-// (name, email, display name or a group contains q, any case).
-func matchesUser(u userView, q string) bool {
-	q = strings.ToLower(strings.TrimSpace(q))
-	if q == "" {
-		return true
-	}
-	for _, f := range append([]string{u.Username, u.Email, u.DisplayName}, u.Groups...) {
-		if strings.Contains(strings.ToLower(f), q) {
-			return true
-		}
-	}
-	return false
 }

@@ -2,11 +2,10 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -14,37 +13,10 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn"
-	"github.com/keygate/keygate/authn/store"
+	"github.com/keygate/keygate/factors"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
-
-// withAdmin runs fn against the running keygate (through its admin socket)
-// or, when none runs, against the data directory directly.
-func withAdmin(ctx context.Context, g *globals, fn func(userAdmin) error) error {
-	cfg, err := loadConfig(g.configPath)
-	if err != nil {
-		return err
-	}
-	sock := cfg.AdminSocketPath()
-	if sock != "" {
-		if _, err := os.Stat(sock); err == nil {
-			sa := newSocketAdmin(sock)
-			if err := sa.ping(ctx); err == nil {
-				return fn(sa)
-			}
-		}
-	}
-	a, err := openApp(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		if errors.Is(err, store.ErrLocked) {
-			return fmt.Errorf("%w; and no keygate answers on the admin socket %q", err, sock)
-		}
-		return err
-	}
-	defer a.Close()
-	return fn(a.localAdmin())
-}
 
 // readPassword takes the password from stdin (--password-stdin, for
 // scripts) or asks twice on the terminal without echo.
@@ -83,13 +55,30 @@ func readPassword(cmd *cobra.Command, fromStdin bool) (string, error) {
 	return string(a), nil
 }
 
-// explain turns domain errors into what a person at the terminal can act on.
+// explain turns the API's refusals into what a person at the terminal can
+// act on.
 func explain(err error) error {
-	var pe *authn.PasswordPolicyError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("password refused: %s", strings.Join(pe.Reasons, "; "))
+	var ae *apiError
+	if errors.As(err, &ae) && ae.Code == "weak_password" && len(ae.Reasons) > 0 {
+		return fmt.Errorf("password refused: %s", strings.Join(ae.Reasons, "; "))
 	}
 	return err
+}
+
+// userRow is a user as the admin API lists it.
+type userRow struct {
+	Username      string    `json:"username"`
+	Email         string    `json:"email"`
+	DisplayName   string    `json:"display_name"`
+	Groups        []string  `json:"groups"`
+	Disabled      bool      `json:"disabled"`
+	EmailVerified bool      `json:"email_verified"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+func userPath(name string, rest ...string) string {
+	return strings.Join(append([]string{"users/" + url.PathEscape(name)}, rest...), "/")
 }
 
 func newUserCmd(g *globals) *cobra.Command {
@@ -106,17 +95,11 @@ func newUserCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			nu := authn.NewUser{Username: args[0], Email: email, DisplayName: displayName, Password: pw, EmailVerified: verified}
-			if groups != "" {
-				for _, gr := range strings.Split(groups, ",") {
-					if gr = strings.TrimSpace(gr); gr != "" {
-						nu.Groups = append(nu.Groups, gr)
-					}
-				}
-			}
-			return withAdmin(cmd.Context(), g, func(ua userAdmin) error {
-				u, err := ua.Add(cmd.Context(), nu)
-				if err != nil {
+			nu := map[string]any{"username": args[0], "email": email, "display_name": displayName, "password": pw,
+				"email_verified": verified, "groups": splitList(groups)}
+			return withAdmin(cmd.Context(), g, func(ac *adminClient) error {
+				var u userRow
+				if err := ac.post(cmd.Context(), "users", nu, &u); err != nil {
 					return explain(err)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "user %s added\n", u.Username)
@@ -135,17 +118,18 @@ func newUserCmd(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list [--search TEXT]", Short: "List users (or those whose name, email or a group contains TEXT)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withAdmin(cmd.Context(), g, func(ua userAdmin) error {
-				us, err := ua.List(cmd.Context())
-				if err != nil {
+			return withAdmin(cmd.Context(), g, func(ac *adminClient) error {
+				// The search is the admin page's: name, email, display
+				// name or a group contains it, any case.
+				var out struct {
+					Users []userRow `json:"users"`
+				}
+				if err := ac.get(cmd.Context(), "users?q="+url.QueryEscape(search), &out); err != nil {
 					return err
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "USER\tEMAIL\tGROUPS\tSTATUS")
-				for _, u := range us {
-					if !matchesUser(u, search) {
-						continue
-					}
+				for _, u := range out.Users {
 					status := "active"
 					if u.Disabled {
 						status = "disabled"
@@ -162,12 +146,14 @@ func newUserCmd(g *globals) *cobra.Command {
 	show := &cobra.Command{
 		Use: "show NAME", Short: "Show one user", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withAdmin(cmd.Context(), g, func(ua userAdmin) error {
-				u, err := ua.Get(cmd.Context(), args[0])
-				if err != nil {
+			return withAdmin(cmd.Context(), g, func(ac *adminClient) error {
+				var d struct {
+					User userRow `json:"user"`
+				}
+				if err := ac.get(cmd.Context(), userPath(args[0]), &d); err != nil {
 					return err
 				}
-				w := cmd.OutOrStdout()
+				u, w := d.User, cmd.OutOrStdout()
 				fmt.Fprintf(w, "user:           %s\nemail:          %s (verified: %t)\ndisplay name:   %s\ngroups:         %s\ndisabled:       %t\ncreated:        %s\nupdated:        %s\n",
 					u.Username, u.Email, u.EmailVerified, u.DisplayName, strings.Join(u.Groups, ","), u.Disabled,
 					u.CreatedAt.Format("2006-01-02 15:04:05 MST"), u.UpdatedAt.Format("2006-01-02 15:04:05 MST"))
@@ -184,8 +170,8 @@ func newUserCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return withAdmin(cmd.Context(), g, func(ua userAdmin) error {
-				if err := ua.SetPassword(cmd.Context(), args[0], pw); err != nil {
+			return withAdmin(cmd.Context(), g, func(ac *adminClient) error {
+				if _, err := ac.call(cmd.Context(), http.MethodPut, userPath(args[0], "password"), map[string]string{"password": pw}, nil, nil); err != nil {
 					return explain(err)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "password of %s changed; their sessions ended\n", args[0])
@@ -199,8 +185,12 @@ func newUserCmd(g *globals) *cobra.Command {
 		return &cobra.Command{
 			Use: use, Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return withAdmin(cmd.Context(), g, func(ua userAdmin) error {
-					if err := ua.SetDisabled(cmd.Context(), args[0], disabled); err != nil {
+				action := "enable"
+				if disabled {
+					action = "disable"
+				}
+				return withAdmin(cmd.Context(), g, func(ac *adminClient) error {
+					if err := ac.post(cmd.Context(), userPath(args[0], action), nil, nil); err != nil {
 						return err
 					}
 					fmt.Fprintf(cmd.OutOrStdout(), "user %s %s\n", args[0], done)
@@ -213,8 +203,8 @@ func newUserCmd(g *globals) *cobra.Command {
 	del := &cobra.Command{
 		Use: "delete NAME", Short: "Delete a user (ends their sessions)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withAdmin(cmd.Context(), g, func(ua userAdmin) error {
-				if err := ua.Delete(cmd.Context(), args[0]); err != nil {
+			return withAdmin(cmd.Context(), g, func(ac *adminClient) error {
+				if _, err := ac.call(cmd.Context(), http.MethodDelete, userPath(args[0]), nil, nil, nil); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "user %s deleted\n", args[0])
@@ -227,8 +217,8 @@ func newUserCmd(g *globals) *cobra.Command {
 	link := &cobra.Command{
 		Use: "enroll-link NAME [--ttl 72h]", Short: "Issue a one-time link to enrol a first second factor", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withAdmin(cmd.Context(), g, func(ua userAdmin) error {
-				l, err := ua.EnrollLink(cmd.Context(), args[0], linkTTL)
+			return withAdmin(cmd.Context(), g, func(ac *adminClient) error {
+				l, err := ac.EnrollLink(cmd.Context(), args[0], linkTTL)
 				if err != nil {
 					return err
 				}
@@ -247,11 +237,14 @@ func newUserCmd(g *globals) *cobra.Command {
 	factorsCmd := &cobra.Command{
 		Use: "factors NAME", Short: "List a user's second factors", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withAdmin(cmd.Context(), g, func(ua userAdmin) error {
-				cs, err := ua.Factors(cmd.Context(), args[0])
-				if err != nil {
+			return withAdmin(cmd.Context(), g, func(ac *adminClient) error {
+				var out struct {
+					Factors []factors.Credential `json:"factors"`
+				}
+				if err := ac.get(cmd.Context(), userPath(args[0], "factors"), &out); err != nil {
 					return err
 				}
+				cs := out.Factors
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tKIND\tMODEL\tCREATED\tLAST USED")
 				for _, c := range cs {
@@ -269,15 +262,14 @@ func newUserCmd(g *globals) *cobra.Command {
 	reset := &cobra.Command{
 		Use: "reset-factors NAME", Short: "Remove a user's second factors, remembered devices and sessions", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			by := os.Getenv("SUDO_USER")
-			if by == "" {
-				by = os.Getenv("USER")
-			}
-			return withAdmin(cmd.Context(), g, func(ua userAdmin) error {
-				n, err := ua.ResetFactors(cmd.Context(), args[0], by)
-				if err != nil {
+			return withAdmin(cmd.Context(), g, func(ac *adminClient) error {
+				var out struct {
+					Removed int `json:"removed"`
+				}
+				if err := ac.post(cmd.Context(), userPath(args[0], "reset-factors"), nil, &out); err != nil {
 					return err
 				}
+				n := out.Removed
 				fmt.Fprintf(cmd.OutOrStdout(), "removed %d second factor(s) of %s; their sessions and remembered devices ended\nissue an enrolment link: keygate user enroll-link %s\n", n, args[0], args[0])
 				return nil
 			})
@@ -287,11 +279,14 @@ func newUserCmd(g *globals) *cobra.Command {
 	unlock := &cobra.Command{
 		Use: "unlock NAME", Short: "End a user's lock after failed attempts or a reported sign-in", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withAdmin(cmd.Context(), g, func(ua userAdmin) error {
-				was, err := ua.Unlock(cmd.Context(), args[0])
-				if err != nil {
+			return withAdmin(cmd.Context(), g, func(ac *adminClient) error {
+				var out struct {
+					WasLocked bool `json:"was_locked"`
+				}
+				if err := ac.post(cmd.Context(), userPath(args[0], "unlock"), nil, &out); err != nil {
 					return err
 				}
+				was := out.WasLocked
 				if !was {
 					fmt.Fprintf(cmd.OutOrStdout(), "user %s was not locked\n", args[0])
 					return nil
