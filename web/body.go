@@ -134,13 +134,13 @@ func (s *Server) bodyFailed(c *gin.Context, err error) {
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.Header("Connection", "close")
-		s.fail(c, errf(http.StatusRequestTimeout, "body_timeout", "err.body_timeout", err))
+		s.fail(c, errBodyTimeout.because(err))
 	case errors.As(err, &tooLarge):
 		c.Header("Connection", "close")
-		s.fail(c, errf(http.StatusRequestEntityTooLarge, "too_large", "err.too_large", err))
+		s.fail(c, errTooLarge.because(err))
 	default:
 		c.Header("Connection", "close")
-		s.fail(c, errf(http.StatusBadRequest, "bad_request", "err.bad_request", err))
+		s.fail(c, errBadRequest.because(err))
 	}
 }
 

@@ -119,7 +119,6 @@ var (
 	errForbidden       = &Error{Status: http.StatusForbidden, Code: "forbidden", Key: "err.forbidden"}
 	errUntrustedProxy  = &Error{Status: http.StatusForbidden, Code: "untrusted_proxy", Key: "err.forbidden"}
 	errCrossOrigin     = &Error{Status: http.StatusForbidden, Code: "cross_origin", Key: "err.cross_origin"}
-	errNotFoundPage    = &Error{Status: http.StatusNotFound, Code: "not_found", Key: "err.not_found"}
 	errBodyTimeout     = &Error{Status: http.StatusRequestTimeout, Code: "body_timeout", Key: "err.body_timeout"}
 	errTooLarge        = &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Key: "err.too_large"}
 	errUnknownHost     = &Error{Status: http.StatusMisdirectedRequest, Code: "unknown_host", Key: "err.unknown_host"}
@@ -131,7 +130,7 @@ var (
 // webProblems lists web's own refusals, for the catalogue test.
 var webProblems = []*Error{errBadRequest, errBadMethod, errH2CUpgrade, errMissingCreds, errMissingCode,
 	errNotSignedIn, errSignInRequired, errFactorRequired, errForbidden, errUntrustedProxy, errCrossOrigin,
-	errNotFoundPage, errBodyTimeout, errTooLarge, errUnknownHost, errInternal, errUpstreamDown, errUnknownAuthHost}
+	errBodyTimeout, errTooLarge, errUnknownHost, errInternal, errUpstreamDown, errUnknownAuthHost}
 
 // problemTables are the owners' tables, in the order they are asked: a
 // package's specific errors before the shared ones they may wrap (a mail

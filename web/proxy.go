@@ -94,7 +94,7 @@ func (s *Server) newUpstream(host string, target *url.URL, transport http.RoundT
 				return
 			}
 			u.m.upstreamError()
-			s.failHTTP(w, r, errf(http.StatusBadGateway, "upstream_unavailable", "err.upstream_down", err))
+			s.failHTTP(w, r, errUpstreamDown.because(err))
 		},
 	}
 	return u

@@ -360,7 +360,7 @@ func (s *Server) recover(c *gin.Context) {
 				panic(v) // the proxy aborts a broken stream this way; let net/http handle it
 			}
 			s.log.Error("panic", append(logAttrsFor(c.Request), "panic", v)...)
-			s.fail(c, errf(http.StatusInternalServerError, "internal", "err.internal", fmt.Errorf("panic: %v", v)))
+			s.fail(c, errInternal.because(fmt.Errorf("panic: %v", v)))
 		}
 	}()
 	c.Next()
@@ -374,7 +374,7 @@ func (s *Server) portalGuard(c *gin.Context) {
 	// Headers first, so refusals (JSON too) carry them as well.
 	portalHeaders(c.Writer.Header())
 	if err := s.cop.Check(r); err != nil {
-		s.fail(c, errf(http.StatusForbidden, "cross_origin", "err.cross_origin", err))
+		s.fail(c, errCrossOrigin.because(err))
 		return
 	}
 	// The whole (small) body, under a deadline, before any handler runs.
