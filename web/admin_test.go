@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	adminsvc "github.com/keygate/keygate/authn/admin"
 	"github.com/keygate/keygate/authn/policies"
 	"github.com/keygate/keygate/policy"
+	adminweb "github.com/keygate/keygate/web/admin"
 )
 
 // The admin area through the real harness: Badger, sessions, the policy
@@ -705,5 +707,72 @@ func TestAdminUserManagement(t *testing.T) {
 	resp, body := h.do(alice, http.MethodGet, "http://app.example.com/.keygate/admin", "")
 	if resp.StatusCode != 200 || !strings.Contains(body, "user.reset_factors") || !strings.Contains(body, `id="audit-table"`) {
 		t.Fatalf("audit on the page: %d", resp.StatusCode)
+	}
+}
+
+// The admin socket serves the very handler the web's admin API serves
+// (Server.AdminAPI), behind its own guard: an action through it (channel
+// cli, as the socket's guard names it) is the same use-case, seen in the
+// web API's audit with its channel, and a bad request gets the same error
+// answer on both.
+func TestAdminAPIIsOneHandlerForWebAndSocket(t *testing.T) {
+	h, _ := newAdminHarness(t, "")
+	alice := h.adminClient(testUser, testPassword)
+	api := h.web.AdminAPI()
+	if api == nil {
+		t.Fatal("no admin API handler")
+	}
+	// What the socket's guard does: the peer's OS user as the actor.
+	socket := func(method, path, body string) (int, map[string]any) {
+		t.Helper()
+		req := httptest.NewRequest(method, "http://keygate/.keygate/api/admin/"+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req = req.WithContext(adminweb.WithActor(req.Context(), adminsvc.Actor{Name: "root", Channel: adminsvc.ChannelCLI}))
+		rec := httptest.NewRecorder()
+		api.ServeHTTP(rec, req)
+		out := map[string]any{}
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			t.Fatalf("%s %s: not JSON: %q", method, path, rec.Body.String())
+		}
+		return rec.Code, out
+	}
+	if code, out := socket(http.MethodPost, "users/bob/disable", ""); code != 200 || out["disabled"] != true {
+		t.Fatalf("disable over the socket's handler: %d %v", code, out)
+	}
+	resp, out := h.api(alice, http.MethodGet, "audit", nil)
+	entries, _ := out["entries"].([]any)
+	if resp.StatusCode != 200 || len(entries) == 0 {
+		t.Fatalf("audit: %d %v", resp.StatusCode, out)
+	}
+	if e := entries[0].(map[string]any); e["action"] != activity.AuditUserDisable || e["via"] != adminsvc.ChannelCLI || e["admin"] != "root" || e["target"] != "bob" {
+		t.Fatalf("the web API's audit does not show the socket's disable: %v", e)
+	}
+	// One bad request, one answer (status and body) on both channels.
+	for _, bad := range []struct{ method, path, body string }{
+		{http.MethodPost, "users/bob/enroll-link", `{"ttl":"soon"}`},
+		{http.MethodPost, "users/nobody/unlock", ``},
+		{http.MethodPost, "explain", `{"url":"/relative"}`},
+		{http.MethodPost, "policy/check", `{"yaml":"rules: [{name: a, hostz: [x]}]"}`},
+		{http.MethodPut, "policy", `{"yaml":"default: deny"}`},
+	} {
+		code, viaSocket := socket(bad.method, bad.path, bad.body)
+		var body any
+		if bad.body != "" {
+			_ = json.Unmarshal([]byte(bad.body), &body)
+		}
+		resp, viaWeb := h.api(alice, bad.method, bad.path, body)
+		if code < 400 || code != resp.StatusCode || !reflect.DeepEqual(viaSocket, viaWeb) {
+			t.Errorf("%s %s: socket %d %v, web %d %v", bad.method, bad.path, code, viaSocket, resp.StatusCode, viaWeb)
+		}
+	}
+	// Without a guard's actor the handler refuses, whatever is asked.
+	req := httptest.NewRequest(http.MethodPost, "http://keygate/.keygate/api/admin/users/bob/enable", nil)
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, req)
+	if rec.Code != http.StatusForbidden {
+		t.Fatalf("no actor: %d %s", rec.Code, rec.Body)
+	}
+	if u, _ := h.users.Get(context.Background(), "bob"); !u.Disabled {
+		t.Fatal("a request without an actor enabled bob")
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,9 @@ import (
 	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/store/badgerstore"
 	"golang.org/x/sys/unix"
+
+	adminsvc "github.com/keygate/keygate/authn/admin"
+	adminweb "github.com/keygate/keygate/web/admin"
 )
 
 // The admin socket names the actor from the kernel (SO_PEERCRED): a
@@ -153,3 +158,59 @@ func TestAdminSocketCreatedWithItsFinalMode(t *testing.T) {
 // unsafePointer reads an inotify event header in place (the kernel writes
 // them aligned in the buffer).
 func unsafePointer(b []byte) unsafe.Pointer { return unsafe.Pointer(&b[0]) }
+
+// The socket's guard refuses a peer that is neither keygate's OS user nor
+// root, and one whose credentials could not be read, in the admin API's
+// error format, before the API sees the request; a peer it lets through
+// is the actor (channel cli), whatever header it sends.
+func TestAdminSocketRefusesOtherOSUsers(t *testing.T) {
+	var seen []adminsvc.Actor
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, _ := adminweb.ActorFrom(r.Context())
+		seen = append(seen, a)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	var logs bytes.Buffer
+	guard := peerActor(api, slog.New(slog.NewTextHandler(&logs, nil)))
+	other := uint32(os.Getuid() + 4242)
+	if other == 0 {
+		other = 4242
+	}
+	for _, tc := range []struct {
+		name string
+		cred *unix.Ucred
+		want int
+	}{
+		{"another OS user", &unix.Ucred{Pid: 1, Uid: other, Gid: other}, http.StatusForbidden},
+		{"no credentials", nil, http.StatusForbidden},
+		{"keygate's OS user", &unix.Ucred{Pid: int32(os.Getpid()), Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())}, http.StatusNoContent},
+	} {
+		req := httptest.NewRequest(http.MethodPost, "http://keygate/.keygate/api/admin/users/bob/disable", nil)
+		req.Header.Set(adminHeader, "mallory")
+		if tc.cred != nil {
+			req = req.WithContext(context.WithValue(req.Context(), peerCredKey{}, *tc.cred))
+		}
+		rec := httptest.NewRecorder()
+		before := len(seen)
+		guard.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Fatalf("%s: %d %s", tc.name, rec.Code, rec.Body)
+		}
+		if tc.want == http.StatusForbidden {
+			var out map[string]string
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out["error"] != "forbidden" || out["message"] == "" {
+				t.Fatalf("%s: refusal %q is not the API's error format", tc.name, rec.Body)
+			}
+			if len(seen) != before {
+				t.Fatalf("%s: the API saw a refused request", tc.name)
+			}
+			continue
+		}
+		if a := seen[len(seen)-1]; a.Channel != adminsvc.ChannelCLI || a.Name != peerName(*tc.cred) || strings.Contains(a.Name, "mallory") {
+			t.Fatalf("%s: actor %+v", tc.name, a)
+		}
+	}
+	if !strings.Contains(logs.String(), "refused a connection from another OS user") {
+		t.Fatalf("refusal not logged: %s", logs.String())
+	}
+}
