@@ -29,6 +29,7 @@ type Config struct {
 	WebAuthn  WebAuthn      `yaml:"webauthn"`
 	TOTP      TOTP          `yaml:"totp"`
 	Email     Email         `yaml:"email"`
+	SMS       SMS           `yaml:"sms"`
 	Admin     Admin         `yaml:"admin"`
 	Passwords Passwords     `yaml:"passwords"`
 	Metrics   Metrics       `yaml:"metrics"`
@@ -308,6 +309,7 @@ func Default() Config {
 			Code:       EmailCode{Length: 6, TTL: policy.Duration(10 * time.Minute), MaxTries: 5, Cooldown: policy.Duration(time.Minute), HourlyCap: 5},
 			Enrollment: true,
 		},
+		SMS:   defaultSMS(),
 		Admin: Admin{Groups: []string{"admins"}, MaxAge: policy.Duration(15 * time.Minute)},
 		Passwords: Passwords{
 			MinLength: 12,

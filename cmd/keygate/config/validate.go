@@ -96,22 +96,8 @@ func (c *Config) validateFactors(ps *Problems) {
 	if t.Skew < 1 || t.Skew > 3 {
 		ps.add("totp.skew", "%d must be between 1 and 3 steps (phones' clocks drift)", t.Skew)
 	}
-	e := c.Email.Code
-	if e.Length < 6 || e.Length > 10 {
-		ps.add("email.code.length", "%d must be between 6 and 10 digits", e.Length)
-	}
-	if e.TTL.D() < time.Minute || e.TTL.D() > time.Hour {
-		ps.add("email.code.ttl", "%s must be between 1m and 1h", e.TTL)
-	}
-	if e.MaxTries < 1 || e.MaxTries > 10 {
-		ps.add("email.code.max_tries", "%d must be between 1 and 10", e.MaxTries)
-	}
-	if e.Cooldown.D() < 0 || e.Cooldown.D() > 10*time.Minute || e.Cooldown.D() >= e.TTL.D() {
-		ps.add("email.code.cooldown", "%s must be between 0s and 10m and shorter than email.code.ttl", e.Cooldown)
-	}
-	if e.HourlyCap < 1 {
-		ps.add("email.code.hourly_cap", "%d must be at least 1", e.HourlyCap)
-	}
+	checkCode(ps, "email.code", c.Email.Code)
+	c.validateSMS(ps)
 }
 
 func (c *Config) validateServer(ps *Problems) {
