@@ -200,8 +200,6 @@ func uidName(uid uint32) string {
 // to print is the commands'.
 type adminClient struct {
 	hc *http.Client
-	// close ends the in-process keygate (nil over the socket).
-	close func() error
 }
 
 // newSocketAdmin is a client of the running keygate's admin socket.
