@@ -68,6 +68,29 @@ var templateFuncs = template.FuncMap{
 	},
 }
 
+// CheckBody reports whether tmpl is a body template NewHTTP accepts: it
+// parses, and renders with the fields and functions it may use.
+func CheckBody(tmpl string) error {
+	t, err := parseBody(tmpl)
+	if err != nil {
+		return err
+	}
+	_, err = (&HTTP{body: t}).render(sampleMessage)
+	return err
+}
+
+func parseBody(tmpl string) (*template.Template, error) {
+	t, err := template.New("body").Funcs(templateFuncs).Option("missingkey=error").Parse(tmpl)
+	if err != nil {
+		return nil, fmt.Errorf("sms: http body template: %w", err)
+	}
+	return t, nil
+}
+
+// sampleMessage renders templates once at start, so one that fails on
+// real data fails then, not at the first sign-in.
+var sampleMessage = sms.Message{To: "+447700900123", Text: "Your keygate code is 123456."}
+
 // NewHTTP checks the options, parses the body template and reads the
 // header files.
 func NewHTTP(o HTTPOptions) (*HTTP, error) {
@@ -87,9 +110,9 @@ func NewHTTP(o HTTPOptions) (*HTTP, error) {
 	if o.Body == "" {
 		return nil, errors.New("sms: http: a body template is required (with {{.To}} and {{.Text}})")
 	}
-	body, err := template.New("body").Funcs(templateFuncs).Option("missingkey=error").Parse(o.Body)
+	body, err := parseBody(o.Body)
 	if err != nil {
-		return nil, fmt.Errorf("sms: http body template: %w", err)
+		return nil, err
 	}
 	h := http.Header{}
 	for i, hd := range o.Headers {
@@ -126,9 +149,7 @@ func NewHTTP(o HTTPOptions) (*HTTP, error) {
 	if g.client == nil {
 		g.client = &http.Client{}
 	}
-	// Render once now, so a template that fails on real data fails at
-	// start, not at the first sign-in.
-	if _, err := g.render(sms.Message{To: "+447700900123", Text: "Your keygate code is 123456."}); err != nil {
+	if _, err := g.render(sampleMessage); err != nil {
 		return nil, err
 	}
 	return g, nil
