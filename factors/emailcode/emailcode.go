@@ -159,9 +159,9 @@ func New(kv KV, s mail.Sender, opt Options) (*Factor, error) {
 	}
 	f := &Factor{sender: s, product: opt.Product, tmpl: t}
 	f.eng, err = sentcode.New(kv, sentcode.DeliveryFunc(f.deliver), sentcode.Options{
-		Name: "emailcode", HashLabel: "email", Mask: Mask, Secrets: opt.Secrets,
-		Length: opt.Length, TTL: opt.TTL, MaxTries: opt.MaxTries, Cooldown: opt.Cooldown,
-		HourlyCap: opt.HourlyCap, Now: opt.Now,
+		Name: "emailcode", HashLabel: "email", Mask: Mask, Secrets: opt.Secrets, Now: opt.Now,
+		Limits: sentcode.Limits{Length: opt.Length, TTL: opt.TTL, MaxTries: opt.MaxTries,
+			Cooldown: opt.Cooldown, HourlyCap: opt.HourlyCap},
 	})
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	texttemplate "text/template"
 
 	"github.com/keygate/keygate/authn/mail"
+	"github.com/keygate/keygate/factors/sentcode"
 )
 
 // The mail templates: one phrase file per language (subject, intro,
@@ -43,17 +44,8 @@ type templates struct {
 }
 
 var templateFuncs = map[string]any{
-	// plural picks a Russian (Slavic) plural form for n: one (1, 21, …),
-	// few (2–4, 22–24, …) or many (0, 5–20, 25, …).
-	"plural": func(n int, one, few, many string) string {
-		switch n10, n100 := n%10, n%100; {
-		case n10 == 1 && n100 != 11:
-			return one
-		case n10 >= 2 && n10 <= 4 && (n100 < 12 || n100 > 14):
-			return few
-		}
-		return many
-	},
+	// plural picks a Russian plural form: {{plural .Minutes "минуту" "минуты" "минут"}}.
+	"plural": sentcode.PluralRU,
 }
 
 // parseTemplates parses every language once per Factor (no package-level
@@ -100,15 +92,5 @@ func (t *templates) render(lang string, d mailData) (mail.Message, error) {
 	}, nil
 }
 
-// pickLang maps a language tag to one we have: its primary subtag when
-// known, English otherwise.
-func pickLang(tag string) string {
-	primary, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(tag)), "-")
-	primary, _, _ = strings.Cut(primary, "_")
-	for _, l := range languages {
-		if primary == l {
-			return l
-		}
-	}
-	return languages[0]
-}
+// pickLang maps a language tag to one we have (English when unknown).
+func pickLang(tag string) string { return sentcode.PickLang(tag, languages[:]...) }

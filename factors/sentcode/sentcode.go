@@ -92,6 +92,13 @@ type Options struct {
 	Mask func(address string) string
 	// Secrets hashes codes before they are stored. Required.
 	Secrets *factors.Secrets
+	Limits
+	// Now is the clock (time.Now by default); tests inject their own.
+	Now func() time.Time
+}
+
+// Limits are a factor's code tuning. Zero values take the defaults.
+type Limits struct {
 	// Length of a code in digits: 6 by default, 6..10.
 	Length int
 	// TTL is how long a code is valid: 10 minutes by default, 1 min..1 h.
@@ -106,8 +113,6 @@ type Options struct {
 	// HourlyCap is how many codes one user may be sent in a rolling hour,
 	// all purposes together: 5 by default, 1..100.
 	HourlyCap int
-	// Now is the clock (time.Now by default); tests inject their own.
-	Now func() time.Time
 }
 
 // Defaults of Options.

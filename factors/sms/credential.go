@@ -183,27 +183,31 @@ func (f *Factor) Rename(ctx context.Context, user, id, name string) error {
 	if err != nil {
 		return fmt.Errorf("sms: %w", err)
 	}
-	for range maxCASAttempts {
-		rec, item, err := f.load(ctx, user)
-		if errors.Is(err, factors.ErrNotEnrolled) || (err == nil && rec.ID != id) {
-			return fmt.Errorf("sms: %w", factors.ErrNotFound)
-		}
-		if err != nil {
-			return err
-		}
+	return f.withNumber(ctx, user, id, "rename", func(rec credRecord, version uint64) error {
 		rec.Name = name
-		err = f.write(ctx, user, item.Version, rec)
-		if errors.Is(err, store.ErrConflict) {
-			continue // a sign-in noted its time meanwhile
-		}
-		return err
-	}
-	return fmt.Errorf("sms: rename: gave up after %d conflicting writes: %w", maxCASAttempts, store.ErrConflict)
+		return f.write(ctx, user, version, rec)
+	})
 }
 
 // Remove deletes the number id; its pending codes stop working at once
 // (they are bound to it).
 func (f *Factor) Remove(ctx context.Context, user, id string) error {
+	return f.withNumber(ctx, user, id, "remove", func(_ credRecord, version uint64) error {
+		err := f.kv.CompareAndDelete(ctx, credKey(user), version)
+		switch {
+		case err == nil, errors.Is(err, store.ErrConflict):
+			return err
+		case errors.Is(err, store.ErrNotFound):
+			return nil // removed meanwhile
+		}
+		return fmt.Errorf("sms: remove number: %w", err)
+	})
+}
+
+// withNumber runs op on the user's number id as read at version, and again
+// on fresh data when a concurrent write (a sign-in noting its time) made op
+// lose its compare-and-set. factors.ErrNotFound: no number id.
+func (f *Factor) withNumber(ctx context.Context, user, id, what string, op func(rec credRecord, version uint64) error) error {
 	for range maxCASAttempts {
 		rec, item, err := f.load(ctx, user)
 		if errors.Is(err, factors.ErrNotEnrolled) || (err == nil && rec.ID != id) {
@@ -212,16 +216,11 @@ func (f *Factor) Remove(ctx context.Context, user, id string) error {
 		if err != nil {
 			return err
 		}
-		err = f.kv.CompareAndDelete(ctx, credKey(user), item.Version)
-		if errors.Is(err, store.ErrConflict) {
-			continue
+		if err := op(rec, item.Version); !errors.Is(err, store.ErrConflict) {
+			return err
 		}
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("sms: remove number: %w", err)
-		}
-		return nil
 	}
-	return fmt.Errorf("sms: remove: gave up after %d conflicting writes: %w", maxCASAttempts, store.ErrConflict)
+	return fmt.Errorf("sms: %s: gave up after %d conflicting writes: %w", what, maxCASAttempts, store.ErrConflict)
 }
 
 // RemoveAll deletes the user's number and cancels any enrolment left

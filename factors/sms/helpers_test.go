@@ -90,14 +90,14 @@ func newKannelEnv(t *testing.T, method string, opt sms.Options) *env {
 	t.Helper()
 	e := baseEnv(t)
 	e.kannel = kanneltest.Start(t)
-	e.f = e.factor(t, e.kannelGateway(t, method, e.kannel.PasswordFile, ""), opt)
+	e.f = e.factor(t, e.kannelGateway(t, method, e.kannel.Password), opt)
 	return e
 }
 
-func (e *env) kannelGateway(t *testing.T, method, passwordFile, password string) *gateway.Kannel {
+func (e *env) kannelGateway(t *testing.T, method, password string) *gateway.Kannel {
 	t.Helper()
 	g, err := gateway.NewKannel(gateway.KannelOptions{
-		URL: e.kannel.SendURL, Username: e.kannel.Username, Password: password, PasswordFile: passwordFile,
+		URL: e.kannel.SendURL, Username: e.kannel.Username, Password: password,
 		From: "keygate", Method: method, Timeout: 3 * time.Second,
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/factors"
+	"github.com/keygate/keygate/factors/sentcode"
 	"github.com/keygate/keygate/factors/sms"
 	"github.com/keygate/keygate/factors/sms/gateway"
 )
@@ -71,7 +72,7 @@ func TestCodeThroughKannelSignsIn(t *testing.T) {
 
 // Cyrillic goes as UCS-2 (coding=2) and arrives as written, in one SMS.
 func TestCyrillicArrivesIntact(t *testing.T) {
-	e := newKannelEnv(t, "POST", sms.Options{TTL: 21 * time.Minute})
+	e := newKannelEnv(t, "POST", sms.Options{Limits: sentcode.Limits{TTL: 21 * time.Minute}})
 	ivan := factors.Subject{Username: "ivan", Lang: "ru-RU"}
 	en, err := e.f.Enroll(ctx, ivan, factors.EnrollRequest{Address: "+79161234567"})
 	if err != nil {
@@ -95,7 +96,7 @@ func TestCyrillicArrivesIntact(t *testing.T) {
 	}
 	// The GET form carries the same coding.
 	e.clock.Advance(time.Minute)
-	get := e.factor(t, e.kannelGateway(t, "GET", "", e.kannel.Password), sms.Options{TTL: 21 * time.Minute})
+	get := e.factor(t, e.kannelGateway(t, "GET", e.kannel.Password), sms.Options{Limits: sentcode.Limits{TTL: 21 * time.Minute}})
 	if _, err := get.Begin(ctx, ivan); err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestKannelDownChangesNothing(t *testing.T) {
 
 	// Wrong credentials: Kannel answers 403; the same, with its reason.
 	e.kannel.StartSMSBox()
-	bad := e.factor(t, e.kannelGateway(t, "POST", "", "not-the-password"), sms.Options{})
+	bad := e.factor(t, e.kannelGateway(t, "POST", "not-the-password"), sms.Options{})
 	_, err = bad.Begin(ctx, alice)
 	var se *gateway.StatusError
 	if !errors.As(err, &se) || se.Status != 403 || !strings.Contains(err.Error(), "Authorization failed") || !errors.Is(err, factors.ErrSendFailed) {

@@ -56,14 +56,11 @@ type KV interface {
 // it first (which asks for a proof as strong as the number) to change it.
 var ErrHasNumber = fmt.Errorf("sms: the account already has a phone number; remove it to use another: %w", factors.ErrNotSupported)
 
-// Options tune the factor. Zero values take the engine's defaults (6
-// digits, 10 minutes, 5 tries, 60 s cooldown, 5 codes an hour).
+// Options tune the factor.
 type Options struct {
-	Length    int
-	TTL       time.Duration
-	MaxTries  int
-	Cooldown  time.Duration
-	HourlyCap int
+	// Limits: zero values take the engine's defaults (6 digits, 10
+	// minutes, 5 tries, 60 s cooldown, 5 codes an hour).
+	sentcode.Limits
 	// Product names the service in the text: "keygate" by default. With
 	// the longest code, every text must fit one SMS.
 	Product string
@@ -105,9 +102,7 @@ func New(kv KV, secrets *factors.Secrets, sender Sender, opt Options) (*Factor, 
 	}
 	f := &Factor{kv: kv, secrets: secrets, sender: sender, product: opt.Product, now: opt.Now}
 	eng, err := sentcode.New(kv, sentcode.DeliveryFunc(f.deliver), sentcode.Options{
-		Name: "sms", Mask: Mask, Secrets: secrets,
-		Length: opt.Length, TTL: opt.TTL, MaxTries: opt.MaxTries, Cooldown: opt.Cooldown,
-		HourlyCap: opt.HourlyCap, Now: opt.Now,
+		Name: "sms", Mask: Mask, Secrets: secrets, Limits: opt.Limits, Now: opt.Now,
 	})
 	if err != nil {
 		return nil, err

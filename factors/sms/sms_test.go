@@ -10,6 +10,7 @@ import (
 
 	"github.com/keygate/keygate/authn/store"
 	"github.com/keygate/keygate/factors"
+	"github.com/keygate/keygate/factors/sentcode"
 	"github.com/keygate/keygate/factors/sms"
 )
 
@@ -103,7 +104,7 @@ func TestCodeExpires(t *testing.T) {
 }
 
 func TestWrongTriesKillTheCode(t *testing.T) {
-	e := newPhoneEnv(t, sms.Options{MaxTries: 3})
+	e := newPhoneEnv(t, sms.Options{Limits: sentcode.Limits{MaxTries: 3}})
 	e.enroll(t, alice, number)
 	e.clock.Advance(time.Minute)
 	if _, err := e.f.Begin(ctx, alice); err != nil {
@@ -126,7 +127,7 @@ func TestWrongTriesKillTheCode(t *testing.T) {
 }
 
 func TestCooldown(t *testing.T) {
-	e := newPhoneEnv(t, sms.Options{Cooldown: 30 * time.Second})
+	e := newPhoneEnv(t, sms.Options{Limits: sentcode.Limits{Cooldown: 30 * time.Second}})
 	e.enroll(t, alice, number)
 	// The confirmation's cooldown is its own purpose's: a sign-in code
 	// may follow at once.
@@ -161,7 +162,7 @@ func TestCooldown(t *testing.T) {
 }
 
 func TestHourlyCap(t *testing.T) {
-	e := newPhoneEnv(t, sms.Options{HourlyCap: 3})
+	e := newPhoneEnv(t, sms.Options{Limits: sentcode.Limits{HourlyCap: 3}})
 	t0 := e.clock.Now()
 	e.enroll(t, alice, number) // the confirmation counts too
 	for i := range 2 {
@@ -266,7 +267,7 @@ func TestMask(t *testing.T) {
 // The number is sealed at rest, bound to its row: the raw values never
 // hold it, and a record copied onto another account does not open.
 func TestNumberStoredSealed(t *testing.T) {
-	e := newPhoneEnv(t, sms.Options{Length: 10}) // long codes: no chance match in timestamps
+	e := newPhoneEnv(t, sms.Options{Limits: sentcode.Limits{Length: 10}}) // long codes: no chance match in timestamps
 	e.enroll(t, alice, number)
 	e.clock.Advance(time.Minute)
 	if _, err := e.f.Begin(ctx, alice); err != nil {
@@ -448,9 +449,9 @@ func TestTextsFitOneSMS(t *testing.T) {
 	e := baseEnv(t)
 	p := newPhone(t)
 	for _, opt := range []sms.Options{
-		{Length: 10, TTL: time.Hour},
-		{Length: 10, TTL: 22 * time.Minute}, // "22 минуты": the longest Russian form
-		{Product: "Example Co", Length: 6},
+		{Limits: sentcode.Limits{Length: 10, TTL: time.Hour}},
+		{Limits: sentcode.Limits{Length: 10, TTL: 22 * time.Minute}}, // "22 минуты": the longest Russian form
+		{Product: "Example Co", Limits: sentcode.Limits{Length: 6}},
 	} {
 		if _, err := sms.New(e.kv, e.secrets, p.gateway(t), opt); err != nil {
 			t.Errorf("%+v: %v", opt, err)
@@ -463,8 +464,9 @@ func TestTextsFitOneSMS(t *testing.T) {
 		t.Error("a product name with a newline was accepted")
 	}
 	for name, opt := range map[string]sms.Options{
-		"short code": {Length: 4}, "short ttl": {TTL: time.Second}, "cooldown beyond ttl": {TTL: time.Minute, Cooldown: 2 * time.Minute},
-		"tries": {MaxTries: 100}, "cap": {HourlyCap: -1},
+		"short code": {Limits: sentcode.Limits{Length: 4}}, "short ttl": {Limits: sentcode.Limits{TTL: time.Second}},
+		"cooldown beyond ttl": {Limits: sentcode.Limits{TTL: time.Minute, Cooldown: 2 * time.Minute}},
+		"tries":               {Limits: sentcode.Limits{MaxTries: 100}}, "cap": {Limits: sentcode.Limits{HourlyCap: -1}},
 	} {
 		if _, err := sms.New(e.kv, e.secrets, p.gateway(t), opt); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -474,7 +476,7 @@ func TestTextsFitOneSMS(t *testing.T) {
 		t.Error("no store accepted")
 	}
 	// One minute, in both languages.
-	e.f = e.factor(t, p.gateway(t), sms.Options{TTL: time.Minute, Cooldown: time.Second})
+	e.f = e.factor(t, p.gateway(t), sms.Options{Limits: sentcode.Limits{TTL: time.Minute, Cooldown: time.Second}})
 	e.phone = p
 	for lang, want := range map[string]string{"en": "It expires in 1 minute.", "ru": "Действует 1 минуту.", "de": "It expires in 1 minute."} {
 		s := factors.Subject{Username: "u-" + lang, Lang: lang}

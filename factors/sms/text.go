@@ -7,6 +7,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/keygate/keygate/factors"
+	"github.com/keygate/keygate/factors/sentcode"
 )
 
 // One SMS carries 160 characters of the GSM 7-bit alphabet, or 70 UTF-16
@@ -24,8 +25,8 @@ const (
 // works, and (for sign-in) not to pass it on: a fraudster calling "from the
 // bank" asks for exactly this code.
 func text(lang, product, code string, minutes int, p factors.Purpose) string {
-	if pickLang(lang) == "ru" {
-		n := strconv.Itoa(minutes) + " " + plural(minutes, "минуту", "минуты", "минут")
+	if sentcode.PickLang(lang, languages[:]...) == "ru" {
+		n := strconv.Itoa(minutes) + " " + sentcode.PluralRU(minutes, "минуту", "минуты", "минут")
 		if p == factors.PurposeVerifyAddress {
 			return fmt.Sprintf("Код %s для подтверждения номера: %s. Действует %s.", product, code, n)
 		}
@@ -43,31 +44,6 @@ func text(lang, product, code string, minutes int, p factors.Purpose) string {
 
 // languages are the ones with texts; the first is the fallback.
 var languages = [...]string{"en", "ru"}
-
-// pickLang maps a language tag to one we have: its primary subtag when
-// known, English otherwise.
-func pickLang(tag string) string {
-	primary, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(tag)), "-")
-	primary, _, _ = strings.Cut(primary, "_")
-	for _, l := range languages {
-		if primary == l {
-			return l
-		}
-	}
-	return languages[0]
-}
-
-// plural picks a Russian (Slavic) plural form for n: one (1, 21, …),
-// few (2–4, 22–24, …) or many (0, 5–20, 25, …).
-func plural(n int, one, few, many string) string {
-	switch n10, n100 := n%10, n%100; {
-	case n10 == 1 && n100 != 11:
-		return one
-	case n10 >= 2 && n10 <= 4 && (n100 < 12 || n100 > 14):
-		return few
-	}
-	return many
-}
 
 // gsmBasic is the GSM 03.38 default alphabet (without the escape-table
 // characters, which take two septets each and are best avoided).

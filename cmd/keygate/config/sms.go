@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/keygate/keygate/factors/sentcode"
 	"github.com/keygate/keygate/factors/sms"
 	"github.com/keygate/keygate/factors/sms/gateway"
 	"github.com/keygate/keygate/policy"
@@ -81,24 +82,36 @@ func defaultSMS() SMS {
 // SMSOptions is the factor's tuning from sms.code.
 func (c *Config) SMSOptions() sms.Options {
 	k := c.SMS.Code
-	return sms.Options{Length: k.Length, TTL: k.TTL.D(), MaxTries: k.MaxTries, Cooldown: k.Cooldown.D(), HourlyCap: k.HourlyCap}
+	return sms.Options{Limits: sentcode.Limits{Length: k.Length, TTL: k.TTL.D(), MaxTries: k.MaxTries,
+		Cooldown: k.Cooldown.D(), HourlyCap: k.HourlyCap}}
 }
 
-// SMSSender builds the configured gateway, reading its secret files now;
-// nil when SMS is off.
+// SMSSender builds the configured gateway, reading its secret files now
+// (a rotated file is picked up at the next start or reload); nil when SMS
+// is off.
 func (c *Config) SMSSender() (sms.Sender, error) {
 	s := c.SMS
 	switch s.Provider {
 	case ProviderKannel:
+		pw, err := readSecretFile(s.Kannel.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("sms.kannel.password_file: %w", err)
+		}
 		return gateway.NewKannel(gateway.KannelOptions{
-			URL: s.Kannel.URL, Username: s.Kannel.Username,
-			PasswordFile: s.Kannel.PasswordFile,
-			From:         s.Kannel.From, Method: s.Kannel.Method, Timeout: s.Timeout.D(),
+			URL: s.Kannel.URL, Username: s.Kannel.Username, Password: pw,
+			From: s.Kannel.From, Method: s.Kannel.Method, Timeout: s.Timeout.D(),
 		})
 	case ProviderHTTP:
 		hs := make([]gateway.Header, len(s.HTTP.Headers))
 		for i, h := range s.HTTP.Headers {
-			hs[i] = gateway.Header{Name: h.Name, Value: h.Value, File: h.ValueFile}
+			hs[i] = gateway.Header{Name: h.Name, Value: h.Value}
+			if h.ValueFile != "" {
+				v, err := readSecretFile(h.ValueFile)
+				if err != nil {
+					return nil, fmt.Errorf("sms.http.headers[%d].value_file: %w", i, err)
+				}
+				hs[i].Value = v
+			}
 		}
 		return gateway.NewHTTP(gateway.HTTPOptions{
 			Method: s.HTTP.Method, URL: s.HTTP.URL, Headers: hs, Body: s.HTTP.Body,

@@ -7,6 +7,10 @@
 // status code) and wrap factors.ErrSendFailed; they never carry the phone
 // number, the text (it holds the code) or a password, which a plain
 // *url.Error would (it prints the URL with its query).
+//
+// Secrets (Kannel's password, an API token) come in as values: whoever
+// builds a gateway reads them from where they are kept (keygate's
+// configuration reads them from files at start).
 package gateway
 
 import (
@@ -17,8 +21,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/keygate/keygate/factors"
@@ -27,33 +29,6 @@ import (
 // DefaultTimeout bounds one delivery: a gateway that hangs must not hold
 // the person's request (and the send reservation) for long.
 const DefaultTimeout = 10 * time.Second
-
-// maxSecretFile bounds what is read from a secret file: a token is a few
-// hundred bytes.
-const maxSecretFile = 64 << 10
-
-// ReadSecretFile reads a password or token from a file, as written by
-// echo or a secrets manager: trailing CR/LF are dropped, an empty file is
-// an error.
-func ReadSecretFile(name string) (string, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return "", fmt.Errorf("read secret: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return "", fmt.Errorf("read secret %s: %w", name, err)
-	}
-	if len(b) > maxSecretFile {
-		return "", fmt.Errorf("secret file %s is larger than 64 KiB; is this the right file?", name)
-	}
-	v := strings.TrimRight(string(b), "\r\n")
-	if v == "" {
-		return "", fmt.Errorf("secret file %s is empty", name)
-	}
-	return v, nil
-}
 
 // endpoint is a URL as errors may show it: scheme, host and path, without
 // userinfo or query (where tokens and passwords go).

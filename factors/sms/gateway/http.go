@@ -16,13 +16,9 @@ import (
 	"github.com/keygate/keygate/factors/sms"
 )
 
-// Header is one request header of the HTTP gateway. Its value is Value,
-// or the content of File (read once, by NewHTTP) for tokens and keys that
-// must not sit in the configuration.
+// Header is one request header of the HTTP gateway.
 type Header struct {
-	Name  string
-	Value string
-	File  string
+	Name, Value string
 }
 
 // HTTPOptions configure a hosted SMS API reached with one request.
@@ -91,8 +87,7 @@ func parseBody(tmpl string) (*template.Template, error) {
 // real data fails then, not at the first sign-in.
 var sampleMessage = sms.Message{To: "+447700900123", Text: "Your keygate code is 123456."}
 
-// NewHTTP checks the options, parses the body template and reads the
-// header files.
+// NewHTTP checks the options and parses the body template.
 func NewHTTP(o HTTPOptions) (*HTTP, error) {
 	u, err := parseEndpoint(o.URL)
 	if err != nil {
@@ -121,14 +116,6 @@ func NewHTTP(o HTTPOptions) (*HTTP, error) {
 			return nil, fmt.Errorf("sms: http header %d: %q is not a header name", i, hd.Name)
 		}
 		v := hd.Value
-		if hd.File != "" {
-			if v != "" {
-				return nil, fmt.Errorf("sms: http header %s: give a value or a file, not both", name)
-			}
-			if v, err = ReadSecretFile(hd.File); err != nil {
-				return nil, fmt.Errorf("sms: http header %s: %w", name, err)
-			}
-		}
 		if strings.ContainsFunc(v, unicode.IsControl) {
 			// The value is not repeated: it may be a token.
 			return nil, fmt.Errorf("sms: http header %s: the value holds control characters", name)

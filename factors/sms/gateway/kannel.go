@@ -19,11 +19,9 @@ type KannelOptions struct {
 	// URL is smsbox's sendsms interface,
 	// e.g. "http://127.0.0.1:13013/cgi-bin/sendsms".
 	URL string
-	// Username and Password of a sendsms-user group; PasswordFile is read
-	// once, by NewKannel, when Password is empty.
-	Username     string
-	Password     string
-	PasswordFile string
+	// Username and Password of a sendsms-user group.
+	Username string
+	Password string
 	// From is the sender shown on the phone (a number, or up to 11
 	// letters where the operator allows it); empty leaves it to Kannel's
 	// sendsms-user default.
@@ -51,7 +49,7 @@ type Kannel struct {
 	client   *http.Client
 }
 
-// NewKannel checks the options and reads the password file.
+// NewKannel checks the options.
 func NewKannel(o KannelOptions) (*Kannel, error) {
 	u, err := parseEndpoint(o.URL)
 	if err != nil {
@@ -64,11 +62,6 @@ func NewKannel(o KannelOptions) (*Kannel, error) {
 		return nil, errors.New("sms: kannel: a sendsms username is required")
 	}
 	pw := o.Password
-	if pw == "" && o.PasswordFile != "" {
-		if pw, err = ReadSecretFile(o.PasswordFile); err != nil {
-			return nil, fmt.Errorf("sms: kannel password: %w", err)
-		}
-	}
 	if pw == "" {
 		return nil, errors.New("sms: kannel: a sendsms password is required")
 	}

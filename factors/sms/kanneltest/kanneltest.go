@@ -54,9 +54,8 @@ const Sender = "keygate"
 type Kannel struct {
 	// SendURL is smsbox's sendsms interface.
 	SendURL string
-	// Username and Password of the sendsms user; PasswordFile holds the
-	// password (for options that read it from a file).
-	Username, Password, PasswordFile string
+	// Username and Password of the sendsms user.
+	Username, Password string
 
 	t        testing.TB
 	dir      string
@@ -104,10 +103,6 @@ func Start(t testing.TB) *Kannel {
 		adminPw:  randomHex(t),
 		procs:    map[string]*proc{},
 		arrived:  make(chan struct{}, 1),
-	}
-	k.PasswordFile = filepath.Join(dir, "sendsms-password")
-	if err := os.WriteFile(k.PasswordFile, []byte(k.Password+"\n"), 0o600); err != nil {
-		t.Fatal(err)
 	}
 	conf := filepath.Join(dir, "kannel.conf")
 	if err := os.WriteFile(conf, []byte(config(k, admin, boxes, smsc, sendsms)), 0o600); err != nil {
