@@ -187,7 +187,12 @@ func (s *Server) adminGuard(c *gin.Context) {
 			subj.TrustedDevice = false
 		}
 	}
-	d := a.rule.Evaluate(policy.Request{Host: hostOnly(r.Host), Path: r.URL.Path, Method: r.Method, IP: clientAddr(c)}, subj, s.now())
+	q := question{pol: a.rule, host: hostOnly(r.Host), path: r.URL.EscapedPath(), method: r.Method, ip: clientAddr(c), subject: subj, now: s.now(), own: true}
+	d, err := decide(&q, nil)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	switch {
 	case d.Outcome == policy.Allow:
 		actor := adminsvc.Actor{Name: sess.Username, Channel: adminsvc.ChannelWeb, Address: clientAddr(c).String()}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/factors"
 )

@@ -126,8 +126,7 @@ func FuzzDecodeJSON(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	targets := []func() any{
-		func() any { return &loginRequest{} }, func() any { return &codeRequest{} }, func() any { return &ceremonyRequest{} },
-		func() any { return &totpFinishRequest{} }, func() any { return &logoutRequest{} },
+		func() any { return &loginRequest{} }, func() any { return &factorRequest{} }, func() any { return &logoutRequest{} },
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, target := range targets {
