@@ -192,7 +192,7 @@ type rule struct {
 	action   action
 	factors  factorSet // two_factor only; bits of kinds
 	kinds    *kindTable
-	trusted  bool      // two_factor only: a remembered device may stand in for the second factor
+	trusted  bool // two_factor only: a remembered device may stand in for the second factor
 	paths    []glob
 	networks []netip.Prefix
 	users    map[string]struct{}

@@ -31,32 +31,26 @@ type factorRequest struct {
 
 // decodeFactor reads the body; an empty body is an empty request (a begin
 // that needs nothing).
-func (s *Server) decodeFactor(c *gin.Context) (factorRequest, bool) {
+func decodeFactor(c *gin.Context) (factorRequest, error) {
 	var req factorRequest
 	if c.Request.ContentLength == 0 {
-		return req, true
+		return req, nil
 	}
-	if err := decodeJSON(c, &req); err != nil {
-		s.fail(c, err)
-		return req, false
-	}
-	return req, true
+	return req, decodeJSON(c, &req)
 }
 
-// factorOf resolves the :kind of the route (or a fixed one for aliases).
-func (s *Server) factorOf(c *gin.Context, kind string) (factors.Factor, bool) {
+// factorOf resolves the :kind of the route (or a fixed one for aliases):
+// a kind nobody registered is not found.
+func (s *Server) factorOf(c *gin.Context, kind string) (factors.Factor, error) {
 	if kind == "" {
 		kind = c.Param("kind")
 	}
-	var f factors.Factor
 	if s.mfa != nil {
-		f = s.mfa.Factors().Get(kind)
+		if f := s.mfa.Factors().Get(kind); f != nil {
+			return f, nil
+		}
 	}
-	if f == nil {
-		s.fail(c, errf(http.StatusNotFound, "not_found", "err.not_found", nil))
-		return nil, false
-	}
-	return f, true
+	return nil, errNoSuchFactor
 }
 
 func (s *Server) lang(c *gin.Context) string {
@@ -67,18 +61,18 @@ func (s *Server) lang(c *gin.Context) string {
 // sent ({status: sent, to, resend_at, expires_at}), a ceremony's options
 // ({ceremony, publicKey}), or nothing to do for a code the person keeps
 // ({status: ready}). Aliases: /email/send, /webauthn/login/begin.
-func (s *Server) apiFactorBegin(kind string) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		f, ok := s.factorOf(c, kind)
-		if !ok {
-			return
+func (s *Server) apiFactorBegin(kind string) handler {
+	return func(c *gin.Context) error {
+		f, err := s.factorOf(c, kind)
+		if err != nil {
+			return err
 		}
 		ch, err := s.mfa.Begin(c.Request.Context(), cookieID(c.Request), f.Kind(), s.lang(c))
 		if err != nil {
-			s.fail(c, mfaError(err))
-			return
+			return err
 		}
 		writeChallenge(c, ch)
+		return nil
 	}
 }
 
@@ -95,39 +89,38 @@ func writeChallenge(c *gin.Context, ch factors.Challenge) {
 
 // apiFactorPending: GET /api/factors/{kind}/pending says where the code
 // waiting to be typed went and when another may be sent.
-func (s *Server) apiFactorPending(c *gin.Context) {
-	f, ok := s.factorOf(c, "")
-	if !ok {
-		return
+func (s *Server) apiFactorPending(c *gin.Context) error {
+	f, err := s.factorOf(c, "")
+	if err != nil {
+		return err
 	}
 	p, pending, err := s.mfa.Pending(c.Request.Context(), cookieID(c.Request), f.Kind())
 	if err != nil {
-		s.fail(c, mfaError(err))
-		return
+		return err
 	}
 	if !pending {
 		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "none"})
-		return
+		return nil
 	}
 	writeJSON(c.Writer, http.StatusOK, gin.H{"status": "pending", "to": p.To, "resend_at": p.ResendAt, "expires_at": p.ExpiresAt, "tries_left": p.TriesLeft})
+	return nil
 }
 
 // apiFactorVerify: POST /api/factors/{kind}/verify checks a code
 // ({code}) or a ceremony's response ({ceremony, credential}) and says
 // where to go next. Alias: /webauthn/login/finish.
-func (s *Server) apiFactorVerify(kind string) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		f, ok := s.factorOf(c, kind)
-		if !ok {
-			return
+func (s *Server) apiFactorVerify(kind string) handler {
+	return func(c *gin.Context) error {
+		f, err := s.factorOf(c, kind)
+		if err != nil {
+			return err
 		}
-		req, ok := s.decodeFactor(c)
-		if !ok {
-			return
+		req, err := decodeFactor(c)
+		if err != nil {
+			return err
 		}
 		r := factors.Response{Challenge: req.Ceremony, Data: req.Credential}
 		var next *authn.Session
-		var err error
 		if f.Shape() == factors.ShapeCode {
 			next, err = s.verifyCode(c, f.Kind(), req.Code)
 		} else {
@@ -135,39 +128,37 @@ func (s *Server) apiFactorVerify(kind string) gin.HandlerFunc {
 		}
 		s.metrics.SecondFactor(f.Kind(), err)
 		if err != nil {
-			s.fail(c, mfaError(err))
-			return
+			return err
 		}
 		writeJSON(c.Writer, http.StatusOK, s.afterSecondFactor(c, next, f.Kind(), req.Redirect, req.Remember))
+		return nil
 	}
 }
 
 // apiPasskeyBegin / Finish: sign in with a passkey, no username typed.
-func (s *Server) apiPasskeyBegin(c *gin.Context) {
+func (s *Server) apiPasskeyBegin(c *gin.Context) error {
 	if s.mfa == nil {
-		s.fail(c, mfaError(authn.ErrFactorUnavailable))
-		return
+		return authn.ErrFactorUnavailable
 	}
 	ch, err := s.mfa.BeginPasskey(c.Request.Context())
 	if err != nil {
-		s.fail(c, mfaError(err))
-		return
+		return err
 	}
 	writeChallenge(c, ch)
+	return nil
 }
 
-func (s *Server) apiPasskeyFinish(c *gin.Context) {
-	req, ok := s.decodeFactor(c)
-	if !ok {
-		return
+func (s *Server) apiPasskeyFinish(c *gin.Context) error {
+	req, err := decodeFactor(c)
+	if err != nil {
+		return err
 	}
 	r := c.Request
 	sess, err := s.mfa.FinishPasskey(r.Context(), factors.Response{Challenge: req.Ceremony, Data: req.Credential},
 		authn.Meta{IP: clientAddr(c).String(), UserAgent: r.UserAgent()})
 	s.metrics.SignIn("passkey", err)
 	if err != nil {
-		s.fail(c, mfaError(err))
-		return
+		return err
 	}
 	// As with a password sign-in (portal.go): every session the browser
 	// named ends, and no planted cookie stays beside the new one.
@@ -178,6 +169,7 @@ func (s *Server) apiPasskeyFinish(c *gin.Context) {
 	s.expireShadows(c.Writer, r, s.redirectOrDefault(req.Redirect))
 	s.log.Info("sign-in", "user", sess.Username, "factor", "passkey", "ip", clientAddr(c).String())
 	writeJSON(c.Writer, http.StatusOK, s.nextStep(c, sess, req.Redirect))
+	return nil
 }
 
 // apiEnrollBegin: POST /api/factors/{kind}/enroll/begin starts adding a
@@ -186,21 +178,20 @@ func (s *Server) apiPasskeyFinish(c *gin.Context) {
 // ({status: sent, id, to, …}), or a recovery sheet ({status: ok,
 // codes}). Aliases: /webauthn/enroll/begin, /totp/enroll/begin,
 // /recovery/generate.
-func (s *Server) apiEnrollBegin(kind string) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		f, ok := s.factorOf(c, kind)
-		if !ok {
-			return
+func (s *Server) apiEnrollBegin(kind string) handler {
+	return func(c *gin.Context) error {
+		f, err := s.factorOf(c, kind)
+		if err != nil {
+			return err
 		}
-		req, ok := s.decodeFactor(c)
-		if !ok {
-			return
+		req, err := decodeFactor(c)
+		if err != nil {
+			return err
 		}
 		en, next, err := s.mfa.Enroll(c.Request.Context(), cookieID(c.Request), f.Kind(), s.lang(c),
 			factors.EnrollRequest{Option: req.Kind, Address: req.Address})
 		if err != nil {
-			s.fail(c, mfaError(err))
-			return
+			return err
 		}
 		switch {
 		case next != nil: // complete at once (a recovery sheet)
@@ -215,21 +206,22 @@ func (s *Server) apiEnrollBegin(kind string) gin.HandlerFunc {
 			writeJSON(c.Writer, http.StatusOK, gin.H{"id": en.ID, "secret": en.Secret, "url": en.URI,
 				"qr_png": base64.StdEncoding.EncodeToString(en.QRPNG), "expires_at": en.ExpiresAt})
 		}
+		return nil
 	}
 }
 
 // apiEnrollFinish: POST /api/factors/{kind}/enroll/finish confirms the
 // enrolment ({id, code, name} or {ceremony, credential, name}). Aliases:
 // /webauthn/enroll/finish, /totp/enroll/finish.
-func (s *Server) apiEnrollFinish(kind string) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		f, ok := s.factorOf(c, kind)
-		if !ok {
-			return
+func (s *Server) apiEnrollFinish(kind string) handler {
+	return func(c *gin.Context) error {
+		f, err := s.factorOf(c, kind)
+		if err != nil {
+			return err
 		}
-		req, ok := s.decodeFactor(c)
-		if !ok {
-			return
+		req, err := decodeFactor(c)
+		if err != nil {
+			return err
 		}
 		id := req.ID
 		if id == "" {
@@ -238,80 +230,77 @@ func (s *Server) apiEnrollFinish(kind string) gin.HandlerFunc {
 		cred, next, err := s.mfa.ConfirmEnroll(c.Request.Context(), cookieID(c.Request), f.Kind(), id, s.lang(c),
 			factors.Response{Challenge: req.Ceremony, Code: req.Code, Data: req.Credential}, req.Name)
 		if err != nil {
-			s.fail(c, mfaError(err))
-			return
+			return err
 		}
 		s.setSessionCookie(c, next.ID)
 		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ok", "credential": cred})
+		return nil
 	}
 }
 
 // apiFactors: GET /api/factors lists the credentials.
-func (s *Server) apiFactors(c *gin.Context) {
+func (s *Server) apiFactors(c *gin.Context) error {
 	sess := s.session(c.Request)
 	if sess == nil {
-		s.fail(c, errf(http.StatusUnauthorized, "not_signed_in", "err.not_signed_in", nil))
-		return
+		return errNotSignedIn
 	}
 	creds, err := s.mfa.Credentials(c.Request.Context(), sess.Username)
 	if err != nil {
-		s.fail(c, mfaError(err))
-		return
+		return err
 	}
 	if creds == nil {
 		creds = creds[:0]
 	}
 	writeJSON(c.Writer, http.StatusOK, gin.H{"factors": creds})
+	return nil
 }
 
 // apiFactorRename: PATCH /api/factors/:id {"name"}.
-func (s *Server) apiFactorRename(c *gin.Context) {
+func (s *Server) apiFactorRename(c *gin.Context) error {
 	var req struct {
 		Name string `json:"name"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	if err := s.mfa.RenameCredential(c.Request.Context(), cookieID(c.Request), c.Param("id"), req.Name); err != nil {
-		s.fail(c, mfaError(err))
-		return
+		return err
 	}
 	writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ok"})
+	return nil
 }
 
 // apiFactorRemove: DELETE /api/factors/:id.
-func (s *Server) apiFactorRemove(c *gin.Context) {
+func (s *Server) apiFactorRemove(c *gin.Context) error {
 	next, err := s.mfa.RemoveCredential(c.Request.Context(), cookieID(c.Request), c.Param("id"))
 	if err != nil {
-		s.fail(c, mfaError(err))
-		return
+		return err
 	}
 	if _, ok := s.sessions.Lookup(next.ID); !ok {
 		// The session was proved with the removed credential and ended
 		// with it (as the security page says): say so, and drop the cookie.
 		s.clearSessionCookie(c)
 		writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ok", "signed_out": true})
-		return
+		return nil
 	}
 	s.setSessionCookie(c, next.ID)
 	writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ok"})
+	return nil
 }
 
 // apiEnrollLink: POST /api/enroll-link {"token"} redeems an admin's link.
-func (s *Server) apiEnrollLink(c *gin.Context) {
+func (s *Server) apiEnrollLink(c *gin.Context) error {
 	var req struct {
 		Token string `json:"token"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	next, err := s.mfa.RedeemEnrollLink(c.Request.Context(), cookieID(c.Request), req.Token)
 	if err != nil {
-		s.fail(c, mfaError(err))
-		return
+		return err
 	}
 	s.setSessionCookie(c, next.ID)
 	writeJSON(c.Writer, http.StatusOK, gin.H{"status": "ok"})
+	return nil
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -10,7 +11,6 @@ import (
 	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/mail"
 	"github.com/keygate/keygate/factors"
-	fwa "github.com/keygate/keygate/factors/webauthn"
 	"github.com/keygate/keygate/policy"
 	"github.com/keygate/keygate/problem"
 )
@@ -113,6 +113,7 @@ var (
 	errH2CUpgrade      = &Error{Status: http.StatusBadRequest, Code: "h2c_upgrade", Key: "err.bad_request"}
 	errMissingCreds    = &Error{Status: http.StatusBadRequest, Code: "missing_credentials", Key: "err.missing_credentials"}
 	errMissingCode     = &Error{Status: http.StatusBadRequest, Code: "missing_code", Key: "err.missing_code"}
+	errNoSuchFactor    = &Error{Status: http.StatusNotFound, Code: "not_found", Key: "err.not_found"}
 	errNotSignedIn     = &Error{Status: http.StatusUnauthorized, Code: "not_signed_in", Key: "err.not_signed_in"}
 	errSignInRequired  = &Error{Status: http.StatusUnauthorized, Code: "authentication_required", Key: "err.authentication_required"}
 	errFactorRequired  = &Error{Status: http.StatusUnauthorized, Code: "second_factor_required", Key: "err.second_factor_required"}
@@ -128,19 +129,19 @@ var (
 )
 
 // webProblems lists web's own refusals, for the catalogue test.
-var webProblems = []*Error{errBadRequest, errBadMethod, errH2CUpgrade, errMissingCreds, errMissingCode,
+var webProblems = []*Error{errBadRequest, errBadMethod, errH2CUpgrade, errMissingCreds, errMissingCode, errNoSuchFactor,
 	errNotSignedIn, errSignInRequired, errFactorRequired, errForbidden, errUntrustedProxy, errCrossOrigin,
 	errBodyTimeout, errTooLarge, errUnknownHost, errInternal, errUpstreamDown, errUnknownAuthHost}
 
 // problemTables are the owners' tables, in the order they are asked: a
 // package's specific errors before the shared ones they may wrap (a mail
 // failure is also a factors.ErrSendFailed; a WebAuthn ceremony error also
-// a factors.ErrExpired).
-//
-// The concrete factors' tables (fwa.Problems) belong to the factor set cmd
-// builds; they are listed here until web stops importing factor packages,
-// and then come in through Options with the factors themselves.
-var problemTables = []problem.Table{authn.Problems, activity.Problems, mail.Problems, fwa.Problems, factors.Problems, policy.Problems}
+// a factors.ErrExpired). The registered factors' own tables (extra) come
+// from cmd with the factors (Options.Problems): web names no factor.
+func problemTables(extra ...problem.Table) []problem.Table {
+	return slices.Concat([]problem.Table{authn.Problems, activity.Problems, mail.Problems}, extra,
+		[]problem.Table{factors.Problems, policy.Problems})
+}
 
 // statusOf is the HTTP status of a class of refusal.
 func statusOf(c problem.Class) int {
@@ -168,14 +169,14 @@ func statusOf(c problem.Class) int {
 // problemOf is the answer to err: an httpAnswer as it is, a domain error
 // as its owner describes it, anything else internal (cause kept for the
 // log). now is the clock of waits ("in 42 seconds").
-func problemOf(err error, now time.Time) *Error {
+func problemOf(err error, now time.Time, tables []problem.Table) *Error {
 	var a httpAnswer
 	if errors.As(err, &a) {
 		if e, ok := a.(*Error); ok {
 			if e.owned {
 				// Said again on this clock, unless a caller changed
 				// the answer itself (forward-auth's 403 for nginx).
-				if p, ok := problem.Find(e.Cause, now, problemTables...); ok && p.Code == e.Code && p.Key == e.Key && statusOf(p.Class) == e.Status {
+				if p, ok := problem.Find(e.Cause, now, tables...); ok && p.Code == e.Code && p.Key == e.Key && statusOf(p.Class) == e.Status {
 					return ownedAnswer(p, e.Cause)
 				}
 			}
@@ -184,7 +185,7 @@ func problemOf(err error, now time.Time) *Error {
 		st, p := a.HTTPAnswer()
 		return &Error{Status: st, Code: p.Code, Key: p.Key, Args: p.Args, Extra: p.Extra, Cause: err}
 	}
-	if p, ok := problem.Find(err, now, problemTables...); ok {
+	if p, ok := problem.Find(err, now, tables...); ok {
 		return ownedAnswer(p, err)
 	}
 	return errInternal.because(err)
@@ -195,16 +196,10 @@ func ownedAnswer(p problem.Problem, err error) *Error {
 	return &Error{Status: statusOf(p.Class), Code: p.Code, Key: p.Key, Args: p.Args, Extra: p.Extra, Cause: err, owned: true}
 }
 
-// problem is problemOf on the server's clock.
-func (s *Server) problem(err error) *Error { return problemOf(err, s.now()) }
-
-// mfaError is problemOf on the wall clock, for handlers that branch on
-// the answer before they render it; the renderer still answers on its own
-// clock (see Error.owned).
-//
-// Deprecated: return the error (the renderer answers it), or call
-// s.problem(err) to look at the answer first.
-func mfaError(err error) *Error { return problemOf(err, time.Now()) }
+// problem is problemOf on the server's clock and tables: for handlers that
+// look at the answer before they render it (a page that shows a refusal
+// inline). The renderer answers an owned error again on its own clock.
+func (s *Server) problem(err error) *Error { return problemOf(err, s.now(), s.tables) }
 
 // handler is a portal handler: it answers the request, or returns the
 // error the renderer answers with.

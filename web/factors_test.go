@@ -397,7 +397,7 @@ func TestFactorErrorsSpeakBothLanguages(t *testing.T) {
 	}
 	keys := []string{}
 	for _, e := range mfaErrorSamples() {
-		keys = append(keys, mfaError(e).Key)
+		keys = append(keys, problemOf(e, time.Now(), testTables).Key)
 	}
 	for _, c := range tr.cats {
 		for _, k := range keys {

@@ -28,6 +28,7 @@ import (
 	"github.com/keygate/keygate/factors/totp"
 	fwa "github.com/keygate/keygate/factors/webauthn"
 	"github.com/keygate/keygate/policy"
+	"github.com/keygate/keygate/problem"
 )
 
 // The harness runs the real parts: Badger on disk, authn users and
@@ -243,6 +244,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	h.web, err = New(Options{
 		MFA:               h.mfa,
+		Problems:          []problem.Table{fwa.Problems},
 		RememberDevice:    30 * 24 * time.Hour,
 		EmailEnrollment:   true,
 		Parked:            authn.NewParkedRequests(h.kv, 0),

@@ -3,14 +3,15 @@ package web
 import (
 	"errors"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/policy"
+	"github.com/keygate/keygate/problem"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -130,11 +131,14 @@ func resultOf(err error) int {
 	if le := (*authn.LockedError)(nil); errors.As(err, &le) {
 		return resThrottled
 	}
-	switch e := mfaError(err); {
-	case e.Status == http.StatusTooManyRequests:
-		return resThrottled
-	case e.Status >= 500:
+	// The owners' tables say what kind of refusal it is; a factor's own
+	// errors wrap the shared refusals, so the shared tables suffice.
+	p, ok := problem.Find(err, time.Time{}, problemTables()...)
+	switch {
+	case !ok || p.Class == problem.Internal || p.Class == problem.Unavailable:
 		return resError
+	case p.Class == problem.TooMany:
+		return resThrottled
 	}
 	return resFailure
 }

@@ -83,28 +83,27 @@ func (s *Server) methodsFor(ctx context.Context, username string, acceptable []s
 
 // secondFactorPage is the chooser: every factor the user has and the rule
 // accepts, the last used first. With none it explains what to do.
-func (s *Server) secondFactorPage(c *gin.Context) {
+func (s *Server) secondFactorPage(c *gin.Context) error {
 	rd := c.Query("rd")
 	sess := s.session(c.Request)
 	if sess == nil {
 		c.Redirect(http.StatusFound, portalPrefix+"login?rd="+url.QueryEscape(s.safeRedirect(rd)))
-		return
+		return nil
 	}
 	ci := s.challengeFor(c, sess, rd)
 	switch {
 	case ci.done:
 		c.Redirect(http.StatusFound, ci.target)
-		return
+		return nil
 	case ci.denied:
 		c.Redirect(http.StatusFound, portalPrefix+"denied")
-		return
+		return nil
 	}
 	var methods []authn.Method
 	if s.mfa != nil {
 		var err error
 		if methods, err = s.methodsFor(c.Request.Context(), sess.Username, ci.acceptable); err != nil {
-			s.fail(c, err)
-			return
+			return err
 		}
 	}
 	// From the security page, "need" names the proof a change asks for:
@@ -127,7 +126,7 @@ func (s *Server) secondFactorPage(c *gin.Context) {
 			d.LinkURL, d.LinkText = portalPrefix+"settings", d.T.T("settings.title")
 		}
 		s.render(c, http.StatusOK, "message", d)
-		return
+		return nil
 	}
 	// The last method used on this browser goes first; with "lost"
 	// set the chooser shows only what works without the usual device.
@@ -148,6 +147,7 @@ func (s *Server) secondFactorPage(c *gin.Context) {
 	d.Methods = methods
 	d.Lost = lost
 	s.render(c, http.StatusOK, "chooser", d)
+	return nil
 }
 
 // worksWithoutDevice says whether a factor still works when the person's
@@ -165,26 +165,25 @@ func (s *Server) worksWithoutDevice(kind string) bool {
 
 // factorPage renders the page of one method: a code form, or the security
 // key button.
-func (s *Server) factorPage(c *gin.Context) {
+func (s *Server) factorPage(c *gin.Context) error {
 	kind := c.Param("kind")
 	if !slices.Contains(s.factorKinds(), kind) {
-		s.fail(c, errf(http.StatusNotFound, "not_found", "err.not_found", nil))
-		return
+		return errNoSuchFactor
 	}
 	sess := s.session(c.Request)
 	rd := c.Query("rd")
 	if sess == nil {
 		c.Redirect(http.StatusFound, portalPrefix+"login?rd="+url.QueryEscape(s.safeRedirect(rd)))
-		return
+		return nil
 	}
-	s.renderFactor(c, sess, kind, rd, nil, http.StatusOK)
+	return s.renderFactor(c, sess, kind, rd, nil, http.StatusOK)
 }
 
-func (s *Server) renderFactor(c *gin.Context, sess *authn.Session, kind, rd string, pageErr *Error, status int) {
+func (s *Server) renderFactor(c *gin.Context, sess *authn.Session, kind, rd string, pageErr *Error, status int) error {
 	ci := s.challengeFor(c, sess, rd)
 	if ci.done && pageErr == nil {
 		c.Redirect(http.StatusFound, ci.target)
-		return
+		return nil
 	}
 	d := s.page(c)
 	d.Kind = kind
@@ -203,8 +202,7 @@ func (s *Server) renderFactor(c *gin.Context, sess *authn.Session, kind, rd stri
 		d.Sends = true
 		p, ok, err := s.mfa.Pending(c.Request.Context(), cookieID(c.Request), kind)
 		if err != nil && !errors.Is(err, authn.ErrFactorUnavailable) {
-			s.fail(c, mfaError(err))
-			return
+			return err
 		}
 		if ok {
 			d.Pending = &p
@@ -219,34 +217,34 @@ func (s *Server) renderFactor(c *gin.Context, sess *authn.Session, kind, rd stri
 		page = "webauthn"
 	}
 	s.render(c, status, page, d)
+	return nil
 }
 
 // factorSubmit checks a code posted by the no-JS forms.
-func (s *Server) factorSubmit(c *gin.Context) {
+func (s *Server) factorSubmit(c *gin.Context) error {
 	kind := c.Param("kind")
 	sess := s.session(c.Request)
 	rd := c.PostForm("rd")
 	if sess == nil {
 		c.Redirect(http.StatusSeeOther, portalPrefix+"login?rd="+url.QueryEscape(s.safeRedirect(rd)))
-		return
+		return nil
 	}
 	next, err := s.verifyCode(c, kind, c.PostForm("code"))
 	s.metrics.SecondFactor(kind, err)
 	if err != nil {
-		e := mfaError(err)
+		e := s.problem(err)
 		if e.Status >= 500 {
-			s.fail(c, e)
-			return
+			return err
 		}
 		if errors.Is(e, authn.ErrLocked) {
 			s.renderLocked(c, e, false, "")
-			return
+			return nil
 		}
-		s.renderFactor(c, sess, kind, rd, e, e.Status)
-		return
+		return s.renderFactor(c, sess, kind, rd, e, e.Status)
 	}
 	st := s.afterSecondFactor(c, next, kind, rd, c.PostForm("remember") == "1")
 	c.Redirect(http.StatusSeeOther, st.Redirect)
+	return nil
 }
 
 // verifyCode runs the verifier of a code factor.
@@ -258,7 +256,7 @@ func (s *Server) verifyCode(c *gin.Context, kind, code string) (*authn.Session, 
 	}
 	f := s.mfa.Factors().Get(kind)
 	if f == nil || f.Shape() != factors.ShapeCode {
-		return nil, errf(http.StatusNotFound, "not_found", "err.not_found", nil)
+		return nil, errNoSuchFactor
 	}
 	t := s.tr.pick(c.GetHeader("Accept-Language"))
 	sess, _, err := s.mfa.Prove(ctx, id, kind, langOf(t), factors.Response{Code: code})
@@ -292,30 +290,28 @@ func (s *Server) plainCookie(r *http.Request, name, value string, maxAge int) *h
 
 // codeSend sends a sign-in code of a factor that sends them (form POST
 // to /second-factor/{kind}/send).
-func (s *Server) codeSend(c *gin.Context) {
+func (s *Server) codeSend(c *gin.Context) error {
 	kind := c.Param("kind")
 	if _, sends := s.mfa.Factors().Get(kind).(factors.Resender); !sends {
-		s.fail(c, errf(http.StatusNotFound, "not_found", "err.not_found", nil))
-		return
+		return errNoSuchFactor
 	}
 	sess := s.session(c.Request)
 	rd := c.PostForm("rd")
 	if sess == nil {
 		c.Redirect(http.StatusSeeOther, portalPrefix+"login?rd="+url.QueryEscape(s.safeRedirect(rd)))
-		return
+		return nil
 	}
 	t := s.tr.pick(c.GetHeader("Accept-Language"))
 	_, err := s.mfa.Begin(c.Request.Context(), cookieID(c.Request), kind, langOf(t))
 	if err != nil {
-		e := mfaError(err)
+		e := s.problem(err)
 		if e.Status >= 500 && !errors.Is(err, factors.ErrSendFailed) {
-			s.fail(c, e)
-			return
+			return err
 		}
-		s.renderFactor(c, sess, kind, rd, e, e.Status)
-		return
+		return s.renderFactor(c, sess, kind, rd, e, e.Status)
 	}
 	c.Redirect(http.StatusSeeOther, portalPrefix+"second-factor/"+kind+"?rd="+url.QueryEscape(s.redirectOrDefault(rd)))
+	return nil
 }
 
 // langOf gives the language code emails are written in.

@@ -614,7 +614,7 @@ func TestAccountErrorsSpeakBothLanguages(t *testing.T) {
 		&authn.LockedError{Until: until}, &authn.LockedError{Until: until, Network: true}, &authn.LockedError{Reported: true},
 		authn.ErrTicketInvalid, activity.ErrNotMeInvalid,
 	} {
-		got := mfaError(e)
+		got := problemOf(e, time.Now(), testTables)
 		if got.Status >= 500 {
 			t.Errorf("%v maps to %d", e, got.Status)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/factors"
 	"github.com/keygate/keygate/policy"
+	"github.com/keygate/keygate/problem"
 )
 
 const (
@@ -82,6 +83,9 @@ type Options struct {
 	// MFA runs the second factors; nil = none (two_factor rules then say
 	// that no second factor is enrolled).
 	MFA *authn.MFA
+	// Problems are the registered factors' own error tables (how their
+	// refusals are answered), asked before the shared factors.Problems.
+	Problems []problem.Table
 	// RememberDevice: how long "remember this device" lasts (0 = the
 	// option is not offered).
 	RememberDevice time.Duration
@@ -128,6 +132,7 @@ type Server struct {
 	now             func() time.Time
 	tr              *translator
 	pages           pages
+	tables          []problem.Table // error tables, asked in order (errors.go)
 	cop             *http.CrossOriginProtection
 	buffers         *bufferPool
 	mfa             *authn.MFA
@@ -175,6 +180,7 @@ func New(o Options) (*Server, error) {
 		adminOptions:    o.Admin,
 		bodyDefault:     o.Body.or(BodyLimits{Timeout: DefaultBodyTimeout, Buffer: DefaultBodyBuffer}),
 		hsts:            hstsValue(o.HSTSIncludeSubdomains),
+		tables:          problemTables(o.Problems...),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -273,7 +279,7 @@ func (s *Server) routes(trusted []string) (*gin.Engine, error) {
 	k.POST("/logout", s.handle(s.logoutSubmit))
 	k.GET("/signed-out", s.handle(s.signedOutPage))
 	k.GET("/denied", s.handle(s.deniedPage))
-	k.GET("/second-factor", s.secondFactorPage)
+	k.GET("/second-factor", s.handle(s.secondFactorPage))
 	k.GET("/resume", s.handle(s.resumePage))
 
 	api := k.Group("/api")
@@ -293,44 +299,44 @@ func (s *Server) routes(trusted []string) (*gin.Engine, error) {
 
 // factorRoutes are the second-factor pages and API.
 func (s *Server) factorRoutes(k, api *gin.RouterGroup) {
-	k.GET("/second-factor/:kind", s.factorPage)
-	k.POST("/second-factor/:kind", s.factorSubmit)
-	k.POST("/second-factor/:kind/send", s.codeSend)
-	k.GET("/settings", s.settingsPage)
-	k.POST("/settings/totp", s.totpEnrollBegin)
-	k.POST("/settings/totp/confirm", s.totpEnrollFinish)
-	k.POST("/settings/recovery", s.recoveryGenerate)
-	k.POST("/settings/enroll/:kind", s.enrollForm)
-	k.POST("/settings/enroll/:kind/confirm", s.enrollConfirm)
-	k.POST("/settings/factors/:id/rename", s.credentialRename)
-	k.POST("/settings/factors/:id/remove", s.credentialRemove)
-	k.POST("/settings/devices/:id/forget", s.deviceForget)
-	k.POST("/settings/email/send", s.emailCodeFor(factors.PurposeVerifyAddress))
-	k.POST("/settings/email/verify", s.emailCodeVerify(factors.PurposeVerifyAddress))
-	k.POST("/settings/enroll-code/send", s.emailCodeFor(factors.PurposeEnroll))
-	k.POST("/settings/enroll-code/verify", s.emailCodeVerify(factors.PurposeEnroll))
-	k.GET("/enroll/:token", s.enrollLinkPage)
-	k.POST("/enroll", s.enrollLinkRedeem)
+	k.GET("/second-factor/:kind", s.handle(s.factorPage))
+	k.POST("/second-factor/:kind", s.handle(s.factorSubmit))
+	k.POST("/second-factor/:kind/send", s.handle(s.codeSend))
+	k.GET("/settings", s.handle(s.settingsPage))
+	k.POST("/settings/totp", s.handle(s.totpEnrollBegin))
+	k.POST("/settings/totp/confirm", s.handle(s.totpEnrollFinish))
+	k.POST("/settings/recovery", s.handle(s.recoveryGenerate))
+	k.POST("/settings/enroll/:kind", s.handle(s.enrollForm))
+	k.POST("/settings/enroll/:kind/confirm", s.handle(s.enrollConfirm))
+	k.POST("/settings/factors/:id/rename", s.handle(s.credentialRename))
+	k.POST("/settings/factors/:id/remove", s.handle(s.credentialRemove))
+	k.POST("/settings/devices/:id/forget", s.handle(s.deviceForget))
+	k.POST("/settings/email/send", s.handle(s.emailCodeFor(factors.PurposeVerifyAddress)))
+	k.POST("/settings/email/verify", s.handle(s.emailCodeVerify(factors.PurposeVerifyAddress)))
+	k.POST("/settings/enroll-code/send", s.handle(s.emailCodeFor(factors.PurposeEnroll)))
+	k.POST("/settings/enroll-code/verify", s.handle(s.emailCodeVerify(factors.PurposeEnroll)))
+	k.GET("/enroll/:token", s.handle(s.enrollLinkPage))
+	k.POST("/enroll", s.handle(s.enrollLinkRedeem))
 
 	f := api.Group("/factors")
-	f.GET("", s.apiFactors)
-	f.PATCH("/:id", s.apiFactorRename)
-	f.DELETE("/:id", s.apiFactorRemove)
+	f.GET("", s.handle(s.apiFactors))
+	f.PATCH("/:id", s.handle(s.apiFactorRename))
+	f.DELETE("/:id", s.handle(s.apiFactorRemove))
 	// One route set for every registered factor.
-	f.POST("/:kind/begin", s.apiFactorBegin(""))
-	f.GET("/:kind/pending", s.apiFactorPending)
-	f.POST("/:kind/verify", s.apiFactorVerify(""))
-	f.POST("/:kind/enroll/begin", s.apiEnrollBegin(""))
-	f.POST("/:kind/enroll/finish", s.apiEnrollFinish(""))
-	f.POST("/webauthn/passkey/begin", s.apiPasskeyBegin)
-	f.POST("/webauthn/passkey/finish", s.apiPasskeyFinish)
+	f.POST("/:kind/begin", s.handle(s.apiFactorBegin("")))
+	f.GET("/:kind/pending", s.handle(s.apiFactorPending))
+	f.POST("/:kind/verify", s.handle(s.apiFactorVerify("")))
+	f.POST("/:kind/enroll/begin", s.handle(s.apiEnrollBegin("")))
+	f.POST("/:kind/enroll/finish", s.handle(s.apiEnrollFinish("")))
+	f.POST("/webauthn/passkey/begin", s.handle(s.apiPasskeyBegin))
+	f.POST("/webauthn/passkey/finish", s.handle(s.apiPasskeyFinish))
 	// Round 1's paths, kept as aliases ({kind}/verify and
 	// {kind}/enroll/{begin,finish} are the same paths as before).
-	f.POST("/email/send", s.apiFactorBegin(factors.KindEmail))
-	f.POST("/webauthn/login/begin", s.apiFactorBegin(factors.KindWebAuthn))
-	f.POST("/webauthn/login/finish", s.apiFactorVerify(factors.KindWebAuthn))
-	f.POST("/recovery/generate", s.apiEnrollBegin(factors.KindRecovery))
-	api.POST("/enroll-link", s.apiEnrollLink)
+	f.POST("/email/send", s.handle(s.apiFactorBegin(factors.KindEmail)))
+	f.POST("/webauthn/login/begin", s.handle(s.apiFactorBegin(factors.KindWebAuthn)))
+	f.POST("/webauthn/login/finish", s.handle(s.apiFactorVerify(factors.KindWebAuthn)))
+	f.POST("/recovery/generate", s.handle(s.apiEnrollBegin(factors.KindRecovery)))
+	api.POST("/enroll-link", s.handle(s.apiEnrollLink))
 }
 
 // readyz says whether keygate can serve: a compiled policy is loaded and

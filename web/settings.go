@@ -27,15 +27,15 @@ func (s *Server) requireSession(c *gin.Context) *authn.Session {
 
 // settingsPage is the person's security page: their factors, remembered
 // devices, email address, and the buttons to change them.
-func (s *Server) settingsPage(c *gin.Context) {
+func (s *Server) settingsPage(c *gin.Context) error {
 	sess := s.requireSession(c)
 	if sess == nil {
-		return
+		return nil
 	}
-	s.renderSettings(c, sess, nil, http.StatusOK)
+	return s.renderSettings(c, sess, nil, http.StatusOK)
 }
 
-func (s *Server) renderSettings(c *gin.Context, sess *authn.Session, pageErr *Error, status int) {
+func (s *Server) renderSettings(c *gin.Context, sess *authn.Session, pageErr *Error, status int) error {
 	ctx := c.Request.Context()
 	d := s.page(c)
 	d.Title = d.T.T("settings.title")
@@ -47,23 +47,19 @@ func (s *Server) renderSettings(c *gin.Context, sess *authn.Session, pageErr *Er
 	}
 	st, err := s.mfa.State(ctx, sess)
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	creds, err := s.mfa.Credentials(ctx, sess.Username)
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	devs, err := s.mfa.Devices(ctx, sess.Username)
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	u, err := s.userOf(c, sess)
 	if err != nil {
-		s.fail(c, err)
-		return
+		return err
 	}
 	d.Session = sess
 	d.State = st
@@ -74,16 +70,16 @@ func (s *Server) renderSettings(c *gin.Context, sess *authn.Session, pageErr *Er
 	d.EmailEnrollment = s.emailEnrollment && u.EmailVerified
 	d.Redirect = settingsPath
 	s.render(c, status, "settings", d)
+	return nil
 }
 
 // settingsFail shows a refused change on the security page itself.
-func (s *Server) settingsFail(c *gin.Context, sess *authn.Session, err error) {
-	e := mfaError(err)
+func (s *Server) settingsFail(c *gin.Context, sess *authn.Session, err error) error {
+	e := s.problem(err)
 	if e.Status >= 500 {
-		s.fail(c, e)
-		return
+		return err
 	}
-	s.renderSettings(c, sess, e, e.Status)
+	return s.renderSettings(c, sess, e, e.Status)
 }
 
 func (s *Server) settingsDone(c *gin.Context, sess *authn.Session, what string) {
@@ -94,27 +90,27 @@ func (s *Server) settingsDone(c *gin.Context, sess *authn.Session, what string) 
 }
 
 // totpEnrollBegin shows the QR code and the secret of a new app.
-func (s *Server) totpEnrollBegin(c *gin.Context) {
+func (s *Server) totpEnrollBegin(c *gin.Context) error {
 	sess := s.requireSession(c)
 	if sess == nil {
-		return
+		return nil
 	}
-	s.enrollBegin(c, sess, factors.KindTOTP)
+	return s.enrollBegin(c, sess, factors.KindTOTP)
 }
 
 // enrollForm starts adding a credential of :kind from the security page
 // (no script): an app's QR code, a code sent to the number given, or a
 // recovery sheet. Security keys enrol through the page's script and the
 // JSON API (a browser ceremony).
-func (s *Server) enrollForm(c *gin.Context) {
+func (s *Server) enrollForm(c *gin.Context) error {
 	sess := s.requireSession(c)
 	if sess == nil {
-		return
+		return nil
 	}
-	s.enrollBegin(c, sess, c.Param("kind"))
+	return s.enrollBegin(c, sess, c.Param("kind"))
 }
 
-func (s *Server) enrollBegin(c *gin.Context, sess *authn.Session, kind string) {
+func (s *Server) enrollBegin(c *gin.Context, sess *authn.Session, kind string) error {
 	en, next, err := s.mfa.Enroll(c.Request.Context(), cookieID(c.Request), kind, s.lang(c),
 		factors.EnrollRequest{Option: c.PostForm("option"), Address: c.PostForm("address")})
 	switch {
@@ -129,6 +125,7 @@ func (s *Server) enrollBegin(c *gin.Context, sess *authn.Session, kind string) {
 	default:
 		s.settingsFail(c, sess, authn.ErrFactorUnavailable)
 	}
+	return nil
 }
 
 // renderEnrollCode asks for the code sent to confirm a new credential
@@ -148,27 +145,34 @@ func (s *Server) renderEnrollCode(c *gin.Context, kind, id, to string, pageErr *
 	s.render(c, status, "enroll_code", d)
 }
 
+// keepsEnrolment says whether a refused confirmation leaves the pending
+// enrolment usable (a wrong code, a name taken or unfit): the page then
+// asks again with what it showed, instead of starting over.
+func keepsEnrolment(err error) bool {
+	return errors.Is(err, authn.ErrWrongCode) || errors.Is(err, factors.ErrNameTaken) || errors.Is(err, factors.ErrInvalidName)
+}
+
 // enrollConfirm confirms a credential of :kind with the code sent.
-func (s *Server) enrollConfirm(c *gin.Context) {
+func (s *Server) enrollConfirm(c *gin.Context) error {
 	sess := s.requireSession(c)
 	if sess == nil {
-		return
+		return nil
 	}
 	kind := c.Param("kind")
 	_, next, err := s.mfa.ConfirmEnroll(c.Request.Context(), cookieID(c.Request), kind, c.PostForm("id"), s.lang(c),
 		factors.Response{Code: c.PostForm("code")}, c.PostForm("name"))
 	if err != nil {
-		e := mfaError(err)
-		if e.Code == "wrong_code" || e.Code == "name_taken" || e.Code == "invalid_name" {
+		e := s.problem(err)
+		if keepsEnrolment(err) {
 			// The pending enrolment is still there: try again without a
 			// new code.
 			s.renderEnrollCode(c, kind, c.PostForm("id"), c.PostForm("to"), e, e.Status)
-			return
+			return nil
 		}
-		s.settingsFail(c, sess, err)
-		return
+		return s.settingsFail(c, sess, err)
 	}
 	s.settingsDone(c, next, kind+"_added")
+	return nil
 }
 
 func (s *Server) renderTOTPEnroll(c *gin.Context, id, secret, otpURL string, png []byte, pageErr *Error, status int) {
@@ -187,34 +191,34 @@ func (s *Server) renderTOTPEnroll(c *gin.Context, id, secret, otpURL string, png
 }
 
 // totpEnrollFinish confirms the app with one code.
-func (s *Server) totpEnrollFinish(c *gin.Context) {
+func (s *Server) totpEnrollFinish(c *gin.Context) error {
 	sess := s.requireSession(c)
 	if sess == nil {
-		return
+		return nil
 	}
 	_, next, err := s.mfa.ConfirmEnroll(c.Request.Context(), cookieID(c.Request), factors.KindTOTP, c.PostForm("id"), s.lang(c),
 		factors.Response{Code: c.PostForm("code")}, c.PostForm("name"))
 	if err != nil {
-		e := mfaError(err)
-		if e.Code == "wrong_code" || e.Code == "name_taken" || e.Code == "invalid_name" {
+		e := s.problem(err)
+		if keepsEnrolment(err) {
 			// The pending app is still there: let the person try again
 			// without scanning a new QR code.
 			s.renderTOTPEnroll(c, c.PostForm("id"), c.PostForm("secret"), "", nil, e, e.Status)
-			return
+			return nil
 		}
-		s.settingsFail(c, sess, err)
-		return
+		return s.settingsFail(c, sess, err)
 	}
 	s.settingsDone(c, next, "totp_added")
+	return nil
 }
 
 // recoveryGenerate makes a new set of recovery codes and shows them once.
-func (s *Server) recoveryGenerate(c *gin.Context) {
+func (s *Server) recoveryGenerate(c *gin.Context) error {
 	sess := s.requireSession(c)
 	if sess == nil {
-		return
+		return nil
 	}
-	s.enrollBegin(c, sess, factors.KindRecovery)
+	return s.enrollBegin(c, sess, factors.KindRecovery)
 }
 
 // renderRecovery shows a new recovery sheet, once.
@@ -232,72 +236,71 @@ func (s *Server) renderRecovery(c *gin.Context, next *authn.Session, codes []str
 }
 
 // credentialRename and credentialRemove change one credential.
-func (s *Server) credentialRename(c *gin.Context) {
+func (s *Server) credentialRename(c *gin.Context) error {
 	sess := s.requireSession(c)
 	if sess == nil {
-		return
+		return nil
 	}
 	if err := s.mfa.RenameCredential(c.Request.Context(), cookieID(c.Request), c.Param("id"), c.PostForm("name")); err != nil {
-		s.settingsFail(c, sess, err)
-		return
+		return s.settingsFail(c, sess, err)
 	}
 	s.settingsDone(c, nil, "renamed")
+	return nil
 }
 
-func (s *Server) credentialRemove(c *gin.Context) {
+func (s *Server) credentialRemove(c *gin.Context) error {
 	sess := s.requireSession(c)
 	if sess == nil {
-		return
+		return nil
 	}
 	next, err := s.mfa.RemoveCredential(c.Request.Context(), cookieID(c.Request), c.Param("id"))
 	if err != nil {
-		s.settingsFail(c, sess, err)
-		return
+		return s.settingsFail(c, sess, err)
 	}
 	if _, ok := s.sessions.Lookup(next.ID); !ok {
 		// This session was proved with the removed credential, and what
 		// it vouched for does not outlive it.
 		s.clearSessionCookie(c)
 		c.Redirect(http.StatusSeeOther, portalPrefix+"signed-out")
-		return
+		return nil
 	}
 	s.settingsDone(c, next, "removed")
+	return nil
 }
 
 // deviceForget revokes one remembered device, or all ("all").
-func (s *Server) deviceForget(c *gin.Context) {
+func (s *Server) deviceForget(c *gin.Context) error {
 	sess := s.requireSession(c)
 	if sess == nil {
-		return
+		return nil
 	}
 	id := c.Param("id")
 	if id == "all" {
 		id = ""
 	}
 	if err := s.mfa.ForgetDevice(c.Request.Context(), cookieID(c.Request), id); err != nil {
-		s.settingsFail(c, sess, err)
-		return
+		return s.settingsFail(c, sess, err)
 	}
 	if s.session(c.Request) == nil {
 		// This browser was one of them: its session ended too.
 		c.Redirect(http.StatusSeeOther, portalPrefix+"signed-out")
-		return
+		return nil
 	}
 	s.settingsDone(c, nil, "devices_forgotten")
+	return nil
 }
 
 // emailCodeFor sends a code for an account purpose from the settings page:
 // confirming the address, or enrolling the first factor.
-func (s *Server) emailCodeFor(purpose factors.Purpose) gin.HandlerFunc {
-	return func(c *gin.Context) {
+func (s *Server) emailCodeFor(purpose factors.Purpose) handler {
+	return func(c *gin.Context) error {
 		sess := s.requireSession(c)
 		if sess == nil {
-			return
+			return nil
 		}
 		t := s.tr.pick(c.GetHeader("Accept-Language"))
 		if purpose == factors.PurposeEnroll && !s.emailEnrollment {
-			s.settingsFail(c, sess, authn.ErrFactorUnavailable)
-			return
+			return s.settingsFail(c, sess, authn.ErrFactorUnavailable)
 		}
 		_, err := s.mfa.SendAddressCode(c.Request.Context(), cookieID(c.Request), langOf(t), purpose)
 		if errors.Is(err, authn.ErrEnrollCodeClosed) {
@@ -306,53 +309,54 @@ func (s *Server) emailCodeFor(purpose factors.Purpose) gin.HandlerFunc {
 			err = nil
 		}
 		if err != nil {
-			s.settingsFail(c, sess, err)
-			return
+			return s.settingsFail(c, sess, err)
 		}
 		s.settingsDone(c, nil, "code_sent_"+string(purpose))
+		return nil
 	}
 }
 
 // emailCodeVerify checks such a code.
-func (s *Server) emailCodeVerify(purpose factors.Purpose) gin.HandlerFunc {
-	return func(c *gin.Context) {
+func (s *Server) emailCodeVerify(purpose factors.Purpose) handler {
+	return func(c *gin.Context) error {
 		sess := s.requireSession(c)
 		if sess == nil {
-			return
+			return nil
 		}
 		next, err := s.mfa.ProveAddressCode(c.Request.Context(), cookieID(c.Request), purpose, c.PostForm("code"))
 		if err != nil {
-			s.settingsFail(c, sess, err)
-			return
+			return s.settingsFail(c, sess, err)
 		}
 		s.settingsDone(c, next, "code_ok_"+string(purpose))
+		return nil
 	}
 }
 
 // enrollLinkPage is where an admin's enrolment link lands: sign in first,
 // then confirm with a button (a GET never changes anything).
-func (s *Server) enrollLinkPage(c *gin.Context) {
+func (s *Server) enrollLinkPage(c *gin.Context) error {
 	sess := s.requireSession(c)
 	if sess == nil {
-		return
+		return nil
 	}
 	d := s.page(c)
 	d.Title = d.T.T("enroll.title")
 	d.Token = c.Param("token")
 	s.render(c, http.StatusOK, "enroll", d)
+	return nil
 }
 
-func (s *Server) enrollLinkRedeem(c *gin.Context) {
+func (s *Server) enrollLinkRedeem(c *gin.Context) error {
 	sess := s.requireSession(c)
 	if sess == nil {
-		return
+		return nil
 	}
 	next, err := s.mfa.RedeemEnrollLink(c.Request.Context(), cookieID(c.Request), c.PostForm("token"))
 	if err != nil {
-		s.settingsFail(c, sess, err)
-		return
+		return s.settingsFail(c, sess, err)
 	}
 	s.settingsDone(c, next, "link_ok")
+	return nil
 }
 
 func (s *Server) userOf(c *gin.Context, sess *authn.Session) (authn.User, error) {

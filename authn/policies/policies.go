@@ -149,6 +149,9 @@ type Options struct {
 	// Events hears every version put in force, at Load and after each
 	// change (nil = nobody).
 	Events Events
+	// Compile says what policies are compiled against: the registered
+	// second-factor kinds (zero: round 1's four).
+	Compile policy.CompileOptions
 }
 
 // Store keeps the versioned policy in the store and the current version,
@@ -159,12 +162,13 @@ type Options struct {
 // it: a version that fails to compile never replaces the running one, and
 // requests in flight finish with the version they loaded.
 type Store struct {
-	kv     KV
-	holder *policy.Holder
-	guard  func(policy.Policy) policy.ValidationErrors
-	now    func() time.Time
-	log    *slog.Logger
-	events Events
+	kv      KV
+	holder  *policy.Holder
+	guard   func(policy.Policy) policy.ValidationErrors
+	now     func() time.Time
+	log     *slog.Logger
+	events  Events
+	compile policy.CompileOptions
 	// mu orders this process's writers: without it two quick saves could
 	// reach the store as 6 then 7 but the holder as 7 then 6, leaving the
 	// proxy on a version that is no longer current. The store's CAS still
@@ -181,14 +185,14 @@ func New(kv KV, holder *policy.Holder, o Options) *Store {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Store{kv: kv, holder: holder, guard: o.Guard, now: o.Now, log: o.Logger, events: o.Events}
+	return &Store{kv: kv, holder: holder, guard: o.Guard, now: o.Now, log: o.Logger, events: o.Events, compile: o.Compile}
 }
 
 // Check validates p as a new version would be: Compile's problems and the
 // guard's, all of them, in rule order. It returns the compiled policy when
 // there are none.
 func (ps *Store) Check(p policy.Policy) (*policy.Compiled, error) {
-	compiled, err := policy.Compile(p)
+	compiled, err := policy.CompileWith(p, ps.compile)
 	var problems policy.ValidationErrors
 	if err != nil && !errors.As(err, &problems) {
 		return nil, fmt.Errorf("compile policy: %w", err)
@@ -257,7 +261,7 @@ func (ps *Store) Load(ctx context.Context, initial policy.Policy, author string)
 		// Compile decides here: a guard that became stricter since
 		// (admin.max_age lowered) must not stop keygate from starting,
 		// and the admin area enforces its own rule anyway.
-		compiled, err := policy.Compile(v.Policy)
+		compiled, err := policy.CompileWith(v.Policy, ps.compile)
 		if err != nil {
 			return Version{}, false, fmt.Errorf("policy version %d no longer compiles; import a corrected policy with `keygate policy import` while keygate is stopped: %w", head.Version, err)
 		}

@@ -24,9 +24,11 @@ import (
 	"github.com/keygate/keygate/factors"
 	"github.com/keygate/keygate/factors/emailcode"
 	"github.com/keygate/keygate/factors/recovery"
+	"github.com/keygate/keygate/factors/sms"
 	"github.com/keygate/keygate/factors/totp"
 	fwa "github.com/keygate/keygate/factors/webauthn"
 	"github.com/keygate/keygate/policy"
+	"github.com/keygate/keygate/problem"
 	"github.com/keygate/keygate/web"
 )
 
@@ -198,6 +200,17 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 		}
 		emailFactor = f.Contract()
 	}
+	if snd, err := cfg.SMSSender(); err != nil {
+		return fmt.Errorf("sms: %w", err)
+	} else if snd != nil {
+		smsSecrets, err := secrets("sms")
+		if err != nil {
+			return err
+		}
+		if smsFactor, err = sms.New(a.kv, smsSecrets, snd, cfg.SMSOptions()); err != nil {
+			return fmt.Errorf("sms: %w", err)
+		}
+	}
 	for _, f := range []factors.Factor{webauthnFactor, totpFactor, emailFactor, smsFactor, recoveryFactor} {
 		if f != nil {
 			set = append(set, f)
@@ -315,6 +328,7 @@ func (a *app) webServer() (*web.Server, error) {
 		DefaultRedirect: a.cfg.Server.DefaultRedirect,
 		Logger:          a.log,
 		MFA:             a.mfa,
+		Problems:        []problem.Table{fwa.Problems},
 		RememberDevice:  time.Duration(a.cfg.Session.RememberDeviceDays) * 24 * time.Hour,
 		EmailEnrollment: a.cfg.Email.Enrollment && a.cfg.Email.From != "",
 		Parked:          authn.NewParkedRequests(a.kv, 0),

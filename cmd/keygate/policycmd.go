@@ -58,9 +58,10 @@ func newConfigCmd(g *globals) *cobra.Command {
 func (a *app) loadPolicy(ctx context.Context) error {
 	maxAge := a.cfg.Admin.MaxAge.D()
 	a.policies = policies.New(a.kv, a.policy, policies.Options{
-		Guard:  func(p policy.Policy) policy.ValidationErrors { return adminsvc.AreaProblems(p, maxAge) },
-		Logger: a.log,
-		Events: policyGauge{a},
+		Guard:   func(p policy.Policy) policy.ValidationErrors { return adminsvc.AreaProblems(p, maxAge) },
+		Logger:  a.log,
+		Events:  policyGauge{a},
+		Compile: policy.CompileOptions{Factors: a.cfg.FactorKinds()},
 	})
 	a.audit = activity.NewAudit(a.kv, time.Now, a.log)
 	v, created, err := a.policies.Load(ctx, a.cfg.Policy, "config")
@@ -301,7 +302,7 @@ func newPolicyExplainCmd(g *globals) *cobra.Command {
 				if rerr != nil {
 					return rerr
 				}
-				compiled, cerr := policy.Compile(p)
+				compiled, cerr := policy.CompileWith(p, policy.CompileOptions{Factors: g.factorKinds()})
 				if cerr != nil {
 					printProblems(cmd.ErrOrStderr(), cerr)
 					return exitError{code: 1}
@@ -315,7 +316,7 @@ func newPolicyExplainCmd(g *globals) *cobra.Command {
 				if _, serr := os.Stat(cfg.Storage.Path); errors.Is(serr, os.ErrNotExist) {
 					// Never started: the configuration's policy is what
 					// will be version 1.
-					compiled, cerr := policy.Compile(cfg.Policy)
+					compiled, cerr := policy.CompileWith(cfg.Policy, policy.CompileOptions{Factors: cfg.FactorKinds()})
 					if cerr != nil {
 						return cerr
 					}
@@ -632,4 +633,14 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// factorKinds are the second factors the configuration registers (what a
+// policy may name), or round 1's four when it cannot be read: a policy
+// file explained on its own needs no configuration.
+func (g *globals) factorKinds() []string {
+	if cfg, err := loadConfig(g.configPath); err == nil {
+		return cfg.FactorKinds()
+	}
+	return nil
 }

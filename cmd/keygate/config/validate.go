@@ -369,7 +369,7 @@ func (c *Config) validateLog(ps *Problems) {
 // place that knows them, and adds what only the whole config can see: a
 // rule asking for a factor that this configuration turned off.
 func (c *Config) validatePolicy(ps *Problems) {
-	if _, err := policy.Compile(c.Policy); err != nil {
+	if _, err := policy.CompileWith(c.Policy, policy.CompileOptions{Factors: c.FactorKinds()}); err != nil {
 		if verrs, ok := errors.AsType[policy.ValidationErrors](err); ok {
 			for _, fe := range verrs {
 				path := "policy"
