@@ -4,10 +4,12 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/keygate/keygate/cmd/keygate/config"
 	"github.com/keygate/keygate/factors"
 	"github.com/keygate/keygate/factors/emailcode"
 	"github.com/keygate/keygate/factors/recovery"
 	"github.com/keygate/keygate/factors/totp"
+	"github.com/keygate/keygate/factors/sms"
 	fwa "github.com/keygate/keygate/factors/webauthn"
 	"github.com/keygate/keygate/policy"
 )
@@ -16,9 +18,8 @@ import (
 // Kind and Strength read no state, so zero values do.
 func registrySet(t *testing.T) factors.Set {
 	t.Helper()
-	set := factors.Set{&fwa.Factor{}, &totp.Factor{}, (&emailcode.Factor{}).Contract(), &recovery.Factor{}}
-	kinds := slices.DeleteFunc(slices.Clone(factorKinds), func(k string) bool { return k == factors.KindSMS })
-	if !slices.Equal(set.Kinds(), kinds) {
+	set := factors.Set{&fwa.Factor{}, &totp.Factor{}, (&emailcode.Factor{}).Contract(), &sms.Factor{}, &recovery.Factor{}}
+	if !slices.Equal(set.Kinds(), factorKinds) {
 		t.Fatalf("registry kinds %v, factorKinds %v", set.Kinds(), factorKinds)
 	}
 	return set
@@ -45,7 +46,7 @@ func TestStrengthOrder(t *testing.T) {
 	if !slices.IsSorted(order) || len(slices.Compact(slices.Clone(order))) != 5 || order[4] != factors.StrengthHardware {
 		t.Fatalf("order %v: want none < email < totp < webauthn < attested", order)
 	}
-	for _, k := range []string{"email", "recovery"} {
+	for _, k := range []string{"email", "sms", "recovery"} {
 		for _, att := range []bool{false, true} {
 			if s(k, att) != factors.StrengthCode {
 				t.Errorf("%s (attested=%v) = %v, want code", k, att, s(k, att))
@@ -65,5 +66,18 @@ func TestStrengthOrder(t *testing.T) {
 	}
 	if got := set.Reaching(factors.StrengthHardware); !slices.Equal(got, []string{"webauthn"}) {
 		t.Errorf("Reaching(hardware) = %v", got)
+	}
+}
+
+// What policies may name (the configuration's kinds) is what wireFactors
+// can register, in the same order; SMS only once a provider is set.
+func TestConfigFactorKindsMatchRegistry(t *testing.T) {
+	cfg := config.Default()
+	if got, want := cfg.FactorKinds(), slices.DeleteFunc(slices.Clone(factorKinds), func(k string) bool { return k == sms.Kind }); !slices.Equal(got, want) {
+		t.Errorf("without SMS: %v, want %v", got, want)
+	}
+	cfg.SMS.Provider = config.ProviderKannel
+	if got := cfg.FactorKinds(); !slices.Equal(got, factorKinds) {
+		t.Errorf("with SMS: %v, want %v", got, factorKinds)
 	}
 }
