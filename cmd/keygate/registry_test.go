@@ -8,8 +8,8 @@ import (
 	"github.com/keygate/keygate/factors"
 	"github.com/keygate/keygate/factors/emailcode"
 	"github.com/keygate/keygate/factors/recovery"
-	"github.com/keygate/keygate/factors/totp"
 	"github.com/keygate/keygate/factors/sms"
+	"github.com/keygate/keygate/factors/totp"
 	fwa "github.com/keygate/keygate/factors/webauthn"
 	"github.com/keygate/keygate/policy"
 )
