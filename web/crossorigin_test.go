@@ -20,10 +20,9 @@ var crossOriginTable = []string{
 	"POST /.keygate/api/logout",
 	// Second factors.
 	"POST /.keygate/second-factor/:kind",
-	"POST /.keygate/second-factor/email/send",
-	"POST /.keygate/api/factors/totp/verify",
-	"POST /.keygate/api/factors/email/verify",
-	"POST /.keygate/api/factors/recovery/verify",
+	"POST /.keygate/second-factor/:kind/send",
+	"POST /.keygate/api/factors/:kind/begin",
+	"POST /.keygate/api/factors/:kind/verify",
 	"POST /.keygate/api/factors/email/send",
 	"POST /.keygate/api/factors/webauthn/login/begin",
 	"POST /.keygate/api/factors/webauthn/login/finish",
@@ -35,6 +34,8 @@ var crossOriginTable = []string{
 	"POST /.keygate/settings/totp",
 	"POST /.keygate/settings/totp/confirm",
 	"POST /.keygate/settings/recovery",
+	"POST /.keygate/settings/enroll/:kind",
+	"POST /.keygate/settings/enroll/:kind/confirm",
 	"POST /.keygate/settings/factors/:id/rename",
 	"POST /.keygate/settings/factors/:id/remove",
 	"POST /.keygate/settings/devices/:id/forget",
@@ -42,10 +43,8 @@ var crossOriginTable = []string{
 	"POST /.keygate/settings/email/verify",
 	"POST /.keygate/settings/enroll-code/send",
 	"POST /.keygate/settings/enroll-code/verify",
-	"POST /.keygate/api/factors/webauthn/enroll/begin",
-	"POST /.keygate/api/factors/webauthn/enroll/finish",
-	"POST /.keygate/api/factors/totp/enroll/begin",
-	"POST /.keygate/api/factors/totp/enroll/finish",
+	"POST /.keygate/api/factors/:kind/enroll/begin",
+	"POST /.keygate/api/factors/:kind/enroll/finish",
 	"POST /.keygate/api/factors/recovery/generate",
 	"PATCH /.keygate/api/factors/:id",
 	"DELETE /.keygate/api/factors/:id",
@@ -55,14 +54,31 @@ var crossOriginTable = []string{
 	"POST /.keygate/unlock",
 	"POST /.keygate/unlock/send",
 	"POST /.keygate/not-me",
-	// The admin area.
-	"POST /.keygate/api/admin/users/:name/enable",
-	"POST /.keygate/api/admin/users/:name/disable",
-	"POST /.keygate/api/admin/users/:name/enroll-link",
-	"POST /.keygate/api/admin/users/:name/reset-factors",
-	"POST /.keygate/api/admin/users/:name/unlock",
+	// The admin area: one handler under /api/admin/ (web/admin, the
+	// same the admin socket serves), mounted for every method.
+	"POST /.keygate/api/admin/*rest",
+	"PUT /.keygate/api/admin/*rest",
+	"PATCH /.keygate/api/admin/*rest",
+	"DELETE /.keygate/api/admin/*rest",
+	"CONNECT /.keygate/api/admin/*rest",
+	"TRACE /.keygate/api/admin/*rest",
+}
+
+// crossOriginSamples are the admin API's state-changing endpoints behind
+// its catch-all route: each is sent cross-site as well.
+var crossOriginSamples = []string{
+	"POST /.keygate/api/admin/users",
+	"POST /.keygate/api/admin/users/bob/enable",
+	"POST /.keygate/api/admin/users/bob/disable",
+	"POST /.keygate/api/admin/users/bob/enroll-link",
+	"POST /.keygate/api/admin/users/bob/reset-factors",
+	"POST /.keygate/api/admin/users/bob/unlock",
+	"PUT /.keygate/api/admin/users/bob/password",
+	"DELETE /.keygate/api/admin/users/bob",
+	"DELETE /.keygate/api/admin/users/bob/sessions",
 	"POST /.keygate/api/admin/policy/check",
 	"POST /.keygate/api/admin/policy/rollback",
+	"POST /.keygate/api/admin/policy/import",
 	"POST /.keygate/api/admin/explain",
 	"PUT /.keygate/api/admin/policy",
 }
@@ -129,7 +145,7 @@ func TestCrossOriginStateChangesAreRefused(t *testing.T) {
 		{"fetch metadata same-site", []reqOpt{setHeader("Sec-Fetch-Site", "same-site"), setHeader("Origin", "https://evil.example.com")}},
 		{"old browser, Origin only", []reqOpt{setHeader("Origin", "https://evil.example")}},
 	}
-	for _, route := range crossOriginTable {
+	for _, route := range slices.Concat(crossOriginTable, crossOriginSamples) {
 		method, pattern, _ := strings.Cut(route, " ")
 		for _, v := range variants {
 			for _, ct := range []string{"application/json", "application/x-www-form-urlencoded"} {
@@ -166,8 +182,8 @@ func TestCrossOriginStateChangesAreRefused(t *testing.T) {
 	if mails, _ := h.outbox.List(); len(mails) != len(mailsBefore) {
 		t.Errorf("mails %d → %d", len(mailsBefore), len(mails))
 	}
-	if u, _ := h.users.Get(ctx, "bob"); u.Disabled {
-		t.Error("bob was disabled")
+	if u, err := h.users.Get(ctx, "bob"); err != nil || u.Disabled {
+		t.Errorf("bob was deleted or disabled: %v %+v", err, u)
 	}
 	if env.holder.Load() != policyBefore {
 		t.Error("the policy changed")
