@@ -316,7 +316,7 @@ func (h *harness) newMFA(mail delivery.Sender) *authn.MFA {
 	h.users = authn.NewUsers(h.kv, authn.UserOptions{Hasher: h.hasher, Policy: authn.PasswordPolicy{MinLength: 12}, Now: h.clock.Now,
 		Regulator: h.reg, Events: h.activity})
 	return authn.NewMFA(h.users, h.sessions, authn.MFAOptions{
-		Factors:            factors.Set{wf, tf, ef.Contract(), rf},
+		Factors:            factors.Set{wf, tf, ef, rf},
 		Devices:            authn.NewDevices(h.kv, h.clock.Now),
 		Links:              authn.NewEnrollLinks(h.kv, h.clock.Now),
 		EmailEnrollment:    true,

@@ -198,7 +198,7 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 		if err != nil {
 			return fmt.Errorf("email codes: %w", err)
 		}
-		emailFactor = f.Contract()
+		emailFactor = f
 	}
 	if snd, err := cfg.SMSSender(); err != nil {
 		return fmt.Errorf("sms: %w", err)

@@ -18,7 +18,7 @@ import (
 // Kind and Strength read no state, so zero values do.
 func registrySet(t *testing.T) factors.Set {
 	t.Helper()
-	set := factors.Set{&fwa.Factor{}, &totp.Factor{}, (&emailcode.Factor{}).Contract(), &sms.Factor{}, &recovery.Factor{}}
+	set := factors.Set{&fwa.Factor{}, &totp.Factor{}, &emailcode.Factor{}, &sms.Factor{}, &recovery.Factor{}}
 	if !slices.Equal(set.Kinds(), factorKinds) {
 		t.Fatalf("registry kinds %v, factorKinds %v", set.Kinds(), factorKinds)
 	}

@@ -275,10 +275,10 @@ type Pending struct {
 	TriesLeft int
 }
 
-// Pending reports the code waiting for (user, purpose): ok is false when
+// Waiting reports the code waiting for (user, purpose): ok is false when
 // there is none that can still be entered (none sent, used, expired or out
 // of tries); the page then offers to send one.
-func (f *Factor) Pending(ctx context.Context, user string, p Purpose) (Pending, bool, error) {
+func (f *Factor) Waiting(ctx context.Context, user string, p Purpose) (Pending, bool, error) {
 	s, ok, err := f.eng.Pending(ctx, user, p)
 	if err != nil || !ok {
 		return Pending{}, false, err

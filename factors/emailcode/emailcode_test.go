@@ -247,7 +247,7 @@ func TestCodeWorksOnceOverSMTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	code := codeIn(t, e.mp.WaitFor("alice@example.com", 5*time.Second).Text)
-	p, ok, err := e.f.Pending(ctx, "alice", emailcode.PurposeSignIn)
+	p, ok, err := e.f.Waiting(ctx, "alice", emailcode.PurposeSignIn)
 	if err != nil || !ok || p.Masked != "a***e@e*****e.com" || p.TriesLeft != 5 {
 		t.Fatalf("pending %+v %v %v", p, ok, err)
 	}
@@ -263,7 +263,7 @@ func TestCodeWorksOnceOverSMTP(t *testing.T) {
 	if ok, err := e.f.Verify(ctx, "alice", emailcode.PurposeSignIn, wrong(code)); ok || !errors.Is(err, emailcode.ErrNoCode) {
 		t.Errorf("another code after use: %v %v, want ErrNoCode", ok, err)
 	}
-	if _, ok, err := e.f.Pending(ctx, "alice", emailcode.PurposeSignIn); ok || err != nil {
+	if _, ok, err := e.f.Waiting(ctx, "alice", emailcode.PurposeSignIn); ok || err != nil {
 		t.Errorf("still pending after use: %v %v", ok, err)
 	}
 	// The code is bound to its purpose and user.
@@ -279,7 +279,7 @@ func TestCodeExpires(t *testing.T) {
 	e := newOutboxEnv(t, emailcode.Options{})
 	code, sent := e.send(t, "alice", "alice@example.com")
 	e.clock.Advance(10*time.Minute - time.Second)
-	if _, ok, _ := e.f.Pending(ctx, "alice", emailcode.PurposeSignIn); !ok {
+	if _, ok, _ := e.f.Waiting(ctx, "alice", emailcode.PurposeSignIn); !ok {
 		t.Error("not pending a second before expiry")
 	}
 	e.clock.Advance(time.Second)
@@ -290,7 +290,7 @@ func TestCodeExpires(t *testing.T) {
 	if ok || !errors.Is(err, factors.ErrExpired) {
 		t.Errorf("expired code: %v %v, want factors.ErrExpired", ok, err)
 	}
-	if _, ok, _ := e.f.Pending(ctx, "alice", emailcode.PurposeSignIn); ok {
+	if _, ok, _ := e.f.Waiting(ctx, "alice", emailcode.PurposeSignIn); ok {
 		t.Error("an expired code is still pending")
 	}
 	// A new code is possible at once and works.
@@ -322,7 +322,7 @@ func TestWrongTriesKillTheCode(t *testing.T) {
 		if ok || err != nil {
 			t.Fatalf("wrong try %d: %v %v, want false, nil", i, ok, err)
 		}
-		p, pending, _ := e.f.Pending(ctx, "alice", emailcode.PurposeSignIn)
+		p, pending, _ := e.f.Waiting(ctx, "alice", emailcode.PurposeSignIn)
 		if want := 5 - i; (want > 0) != pending || (pending && p.TriesLeft != want) {
 			t.Errorf("after %d wrong tries: pending %v, %d tries left; want %d", i, pending, p.TriesLeft, want)
 		}
@@ -429,7 +429,7 @@ func TestSMTPServerDownChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	code := codeIn(t, e.mp.WaitFor("alice@example.com", 5*time.Second).Text)
-	before, ok, err := e.f.Pending(ctx, "alice", emailcode.PurposeSignIn)
+	before, ok, err := e.f.Waiting(ctx, "alice", emailcode.PurposeSignIn)
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}
@@ -451,7 +451,7 @@ func TestSMTPServerDownChangesNothing(t *testing.T) {
 			t.Errorf("the error shows the full address: %v", err)
 		}
 	}
-	after, ok, err := e.f.Pending(ctx, "alice", emailcode.PurposeSignIn)
+	after, ok, err := e.f.Waiting(ctx, "alice", emailcode.PurposeSignIn)
 	if err != nil || !ok || after != before {
 		t.Errorf("pending changed by failed sends:\nbefore %+v\nafter  %+v (%v %v)", before, after, ok, err)
 	}
@@ -482,7 +482,7 @@ func TestSMTPServerDownChangesNothing(t *testing.T) {
 	if _, err := down.Send(ctx, "bob", "bob@example.com", "en", emailcode.PurposeSignIn); !errors.Is(err, emailcode.ErrDelivery) {
 		t.Errorf("closed port: %v, want ErrDelivery", err)
 	}
-	if _, ok, _ := down.Pending(ctx, "bob", emailcode.PurposeSignIn); ok {
+	if _, ok, _ := down.Waiting(ctx, "bob", emailcode.PurposeSignIn); ok {
 		t.Error("a code is pending although its mail never left")
 	}
 	if _, err := down.Send(ctx, "bob", "bob@example.com", "en", emailcode.PurposeSignIn); errors.Is(err, emailcode.ErrCooldown) {
@@ -699,7 +699,7 @@ func TestRefusals(t *testing.T) {
 	if _, err := e.f.Verify(ctx, "alice", emailcode.PurposeSignIn, "123456"); !errors.Is(err, emailcode.ErrNoCode) {
 		t.Errorf("verify without a code: %v, want ErrNoCode", err)
 	}
-	if _, ok, err := e.f.Pending(ctx, "alice", emailcode.PurposeSignIn); ok || err != nil {
+	if _, ok, err := e.f.Waiting(ctx, "alice", emailcode.PurposeSignIn); ok || err != nil {
 		t.Errorf("pending without a code: %v %v", ok, err)
 	}
 	if e.f.Kind() != "email" {

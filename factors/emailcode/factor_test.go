@@ -13,7 +13,7 @@ import (
 // caps as the older methods, with the shared refusals.
 func TestContractSignIn(t *testing.T) {
 	e := newOutboxEnv(t, emailcode.Options{})
-	f := e.f.Contract()
+	f := e.f
 	alice := factors.Subject{Username: "alice", Email: "alice@example.com", Lang: "en"}
 	if f.Kind() != factors.KindEmail || f.Strength(true) != factors.StrengthCode || f.Shape() != factors.ShapeCode {
 		t.Fatalf("kind %q strength %v shape %q", f.Kind(), f.Strength(true), f.Shape())
@@ -83,7 +83,7 @@ func TestContractSignIn(t *testing.T) {
 
 func TestContractAddressCodes(t *testing.T) {
 	e := newOutboxEnv(t, emailcode.Options{})
-	f := e.f.Contract()
+	f := e.f
 	alice := factors.Subject{Username: "alice", Email: "alice@example.com", Lang: "ru"}
 
 	// A sign-in code never goes to an address the caller names.
