@@ -274,3 +274,104 @@ func (fs Set) Reaching(s Strength) []string {
 	}
 	return out
 }
+
+// Admin capabilities of factors whose credentials are made by a device an
+// authority can vouch for, and later disown (WebAuthn). The admin service
+// finds them over the Set by these interfaces; only cmd knows which factor
+// has them.
+type (
+	// Suspender takes one credential out of use without deleting it (its
+	// model turned out compromised, a device was reported lost) and puts
+	// it back. A suspended credential stays listed and is refused at
+	// sign-in. Suspending a suspended credential changes nothing and
+	// keeps its first reason; unsuspending one in use changes nothing.
+	// ErrNotFound for a credential the user does not have.
+	Suspender interface {
+		Suspend(ctx context.Context, user, id, reason string) error
+		Unsuspend(ctx context.Context, user, id string) error
+		// Suspension is the credential's state now.
+		Suspension(ctx context.Context, user, id string) (Suspension, error)
+	}
+
+	// Reassessor re-checks the attestation stored with every credential
+	// of user ("" = everyone's) against anchors an admin hands in
+	// (typically a newer metadata blob), and says which models are
+	// compromised now. It writes nothing: suspending is the caller's
+	// decision. Anchors that cannot be read or do not verify are
+	// refused with an error that wraps ErrBadAnchors.
+	Reassessor interface {
+		Reassess(ctx context.Context, user string, anchors AttestationAnchors) ([]Reassessment, error)
+	}
+)
+
+// Suspension is whether a credential is suspended, since when and why.
+type Suspension struct {
+	Suspended bool
+	Reason    string
+	At        time.Time
+}
+
+// AttestationAnchors are trust anchors as bytes, not files: an admin's
+// command reads its own files and sends their contents, since the
+// server's process may not be able to read them.
+type AttestationAnchors struct {
+	// MDSBlob is a FIDO Metadata Service (MDS3) blob, the signed JWT.
+	MDSBlob []byte
+	// MDSRoot is the PEM certificate the blob must be signed under; empty
+	// means the FIDO Alliance's own root.
+	MDSRoot []byte
+	// RootCerts are PEM documents of attestation roots for models the
+	// blob does not list.
+	RootCerts [][]byte
+}
+
+// Empty says whether no anchor at all is given.
+func (a AttestationAnchors) Empty() bool {
+	return len(a.MDSBlob) == 0 && len(a.MDSRoot) == 0 && len(a.RootCerts) == 0
+}
+
+// ErrBadAnchors: the trust anchors given cannot be used (no blob or root,
+// a blob whose signature does not verify, a PEM without a certificate).
+// Nothing was checked or changed.
+var ErrBadAnchors = errors.New("factors: unusable trust anchors")
+
+// Verdict is what re-assessing a credential found.
+type Verdict string
+
+const (
+	// VerdictOK: the attestation still chains to the anchors and no
+	// compromise of the model is reported.
+	VerdictOK Verdict = "ok"
+	// VerdictNotAttested: nothing vouches for the model, and no
+	// compromise is reported.
+	VerdictNotAttested Verdict = "not_attested"
+	// VerdictCompromised: the metadata reports the model compromised or
+	// revoked (Reassessment.Compromises).
+	VerdictCompromised Verdict = "compromised"
+)
+
+// Reassessment is one stored credential judged against newer anchors.
+type Reassessment struct {
+	User         string `json:"user"`
+	Kind         string `json:"kind"`
+	CredentialID string `json:"credential_id"`
+	Name         string `json:"name"`
+	AAGUID       string `json:"aaguid,omitempty"`
+	// Model is the metadata's description of the model ("" when not
+	// listed), attested or not.
+	Model string `json:"model,omitempty"`
+	// WasAttested is what enrolment recorded; Attested is the stored
+	// attestation verified again now.
+	WasAttested bool `json:"was_attested"`
+	Attested    bool `json:"attested"`
+	// Status is the model's status report in effect ("FIDO_CERTIFIED_L1",
+	// "REVOKED", …; "" when not listed).
+	Status string `json:"status,omitempty"`
+	// Compromises are the compromise statuses in effect for the model.
+	Compromises []string `json:"compromises,omitempty"`
+	Verdict     Verdict  `json:"verdict"`
+	// Why is the attestation check's own explanation, for operators.
+	Why             string `json:"why,omitempty"`
+	Suspended       bool   `json:"suspended"`
+	SuspendedReason string `json:"suspended_reason,omitempty"`
+}

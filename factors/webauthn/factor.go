@@ -15,6 +15,8 @@ var (
 	_ factors.Enroller     = (*Factor)(nil)
 	_ factors.Manager      = (*Factor)(nil)
 	_ factors.Discoverable = (*Factor)(nil)
+	_ factors.Suspender    = (*Factor)(nil)
+	_ factors.Reassessor   = (*Factor)(nil)
 )
 
 // Strength: unphishable; a hardware key of a trusted model when its
@@ -106,4 +108,20 @@ func userOf(s factors.Subject) User {
 		name = s.Username
 	}
 	return User{Username: s.Username, DisplayName: name}
+}
+
+// Suspension is credential id's suspension now (Suspend, Unsuspend and
+// Reassess are in registry.go and reassess.go). factors.ErrNotFound for a
+// credential the user does not have.
+func (f *Factor) Suspension(ctx context.Context, user, id string) (factors.Suspension, error) {
+	cs, err := f.Credentials(ctx, user)
+	if err != nil {
+		return factors.Suspension{}, err
+	}
+	for _, c := range cs {
+		if c.ID == id {
+			return factors.Suspension{Suspended: c.Suspended, Reason: c.SuspendedReason, At: c.SuspendedAt}, nil
+		}
+	}
+	return factors.Suspension{}, fmt.Errorf("webauthn: credential %q: %w", id, factors.ErrNotFound)
 }

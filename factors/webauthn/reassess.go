@@ -3,62 +3,44 @@ package webauthn
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
 	"strings"
 
 	"github.com/keygate/keygate/authn/store"
+	"github.com/keygate/keygate/factors"
 )
 
-// Verdict is the outcome of re-assessing a stored credential.
-type Verdict string
+// Verdict is the outcome of re-assessing a stored credential
+// (factors.Verdict: the admin service reads it without knowing WebAuthn).
+type Verdict = factors.Verdict
 
 const (
 	// VerdictOK: the attestation still chains to the trust anchors and the
 	// metadata reports no compromise of the model.
-	VerdictOK Verdict = "ok"
+	VerdictOK = factors.VerdictOK
 	// VerdictNotAttested: nothing vouches for the model (zero AAGUID,
 	// self or none attestation, a model the metadata does not list, a chain
 	// to no anchor, a retired model), and no compromise is reported.
-	VerdictNotAttested Verdict = "not_attested"
+	VerdictNotAttested = factors.VerdictNotAttested
 	// VerdictCompromised: the metadata reports the model compromised or
 	// revoked (Assessment.Compromises).
-	VerdictCompromised Verdict = "compromised"
+	VerdictCompromised = factors.VerdictCompromised
 )
 
-// Assessment is one stored credential judged against newer trust anchors.
-type Assessment struct {
-	User         string
-	CredentialID string // base64url, as Credential.ID
-	Name         string
-	AAGUID       string
-	// Model is the new metadata's description of the AAGUID ("" when the
-	// blob does not list it), whether or not the attestation chains.
-	Model string
-	// WasAttested is what was recorded at enrolment; Attested is the stored
-	// raw attestation re-verified now. Reassess never changes the record.
-	WasAttested bool
-	Attested    bool
-	// Status is the model's status report in effect now
-	// ("FIDO_CERTIFIED_L1", "REVOKED", …; "" when not listed).
-	Status string
-	// Compromises are the compromise statuses in effect for the model
-	// (REVOKED, USER_VERIFICATION_BYPASS, ATTESTATION_KEY_COMPROMISE,
-	// USER_KEY_REMOTE_COMPROMISE, USER_KEY_PHYSICAL_COMPROMISE).
-	Compromises []string
-	Verdict     Verdict
-	// Why is the attestation check's own explanation, for operators.
-	Why             string
-	Suspended       bool
-	SuspendedReason string
-}
+// Assessment is one stored credential judged against newer trust anchors
+// (factors.Reassessment). Model is the new metadata's description of the
+// AAGUID whether or not the attestation chains; Reassess never changes
+// the record.
+type Assessment = factors.Reassessment
 
 // Reassess re-verifies the stored raw attestation of every credential of
-// user ("" = every user) against trust — typically a newer MDS3 blob file
-// and its root, and/or PEM roots — with the same checks enrolment applied
-// (trust.assess), and looks each model up in the new metadata. Nothing is
+// user ("" = every user) against anchors — typically a newer MDS3 blob
+// and its root, and/or PEM roots, as bytes an admin's command sent —
+// loaded with the same checks as the configuration's (loadAnchors) and
+// applied as at enrolment (trust.assess), and looks each model up in the
+// new metadata. Unusable anchors wrap factors.ErrBadAnchors. Nothing is
 // fetched over the network and nothing is written: suspending what is
 // compromised is the caller's decision (Suspend).
 //
@@ -72,13 +54,13 @@ type Assessment struct {
 //
 // Assessments come sorted by user, then by enrolment time. A user without
 // WebAuthn credentials has none (no error).
-func (f *Factor) Reassess(ctx context.Context, user string, trust TrustOptions) ([]Assessment, error) {
-	tr, err := loadTrust(trust, f.now, f.log)
+func (f *Factor) Reassess(ctx context.Context, user string, anchors factors.AttestationAnchors) ([]Assessment, error) {
+	tr, err := loadAnchors(anchors, anchorNames{}, f.now, f.log)
 	if err != nil {
 		return nil, err
 	}
 	if tr == nil {
-		return nil, errors.New("webauthn: reassess: no trust anchors given (an MDS blob or root certificates)")
+		return nil, fmt.Errorf("webauthn: reassess: no trust anchors given (an MDS blob or root certificates): %w", factors.ErrBadAnchors)
 	}
 	users, err := f.usersToAssess(ctx, user)
 	if err != nil {
@@ -146,6 +128,7 @@ func (f *Factor) usersToAssess(ctx context.Context, user string) ([]namedRecord,
 func (f *Factor) assessStored(ctx context.Context, tr *trust, user string, c *credRecord) (Assessment, error) {
 	a := Assessment{
 		User:            user,
+		Kind:            Kind,
 		CredentialID:    b64(c.ID),
 		Name:            c.Name,
 		AAGUID:          aaguidString(c.AAGUID),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -64,7 +65,7 @@ func TestBrowserReassessAndSuspend(t *testing.T) {
 
 	// The same blob: alice still ok; the early key is attested now; the
 	// U2F key never is.
-	as, err := f.Reassess(ctx, "", v1)
+	as, err := f.Reassess(ctx, "", readAnchors(t, v1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestBrowserReassessAndSuspend(t *testing.T) {
 		{[]string{"FIDO_CERTIFIED", "UPDATE_AVAILABLE"}, VerdictOK, nil},
 	} {
 		t.Run(strings.Join(tc.statuses, ">"), func(t *testing.T) {
-			as, err := f.Reassess(ctx, "alice", blob(tc.statuses...))
+			as, err := f.Reassess(ctx, "alice", readAnchors(t, blob(tc.statuses...)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -126,11 +127,35 @@ func TestBrowserReassessAndSuspend(t *testing.T) {
 	}
 
 	// No anchors, no assessment; a user without credentials has none.
-	if _, err := f.Reassess(ctx, "", TrustOptions{}); err == nil {
-		t.Error("reassessed against no anchors")
+	if _, err := f.Reassess(ctx, "", readAnchors(t, TrustOptions{})); !errors.Is(err, factors.ErrBadAnchors) {
+		t.Errorf("reassessed against no anchors: %v", err)
 	}
-	if as, err := f.Reassess(ctx, "nobody", v2); err != nil || len(as) != 0 {
+	if as, err := f.Reassess(ctx, "nobody", readAnchors(t, v2)); err != nil || len(as) != 0 {
 		t.Errorf("unknown user: %+v %v", as, err)
+	}
+
+	// Anchors sent as bytes get the configuration's checks: a blob under
+	// another root, a tampered blob, a root without a blob, PEM without a
+	// certificate are all refused as bad anchors (never "nothing
+	// compromised"), and nothing is written.
+	_, otherRoot := webauthntest.NewCA(t, "another MDS root")
+	good := readAnchors(t, v2)
+	tampered := readAnchors(t, TrustOptions{MDSBlobFile: tamper(t, v2.MDSBlobFile), MDSRootFile: v2.MDSRootFile})
+	for name, a := range map[string]factors.AttestationAnchors{
+		"blob under another root":  {MDSBlob: good.MDSBlob, MDSRoot: readAnchors(t, TrustOptions{MDSBlobFile: webauthntest.WritePEM(t, otherRoot)}).MDSBlob},
+		"blob under the FIDO root": {MDSBlob: good.MDSBlob},
+		"tampered blob":            tampered,
+		"root without a blob":      {MDSRoot: good.MDSRoot},
+		"root that is not PEM":     {MDSBlob: good.MDSBlob, MDSRoot: []byte("not a certificate")},
+		"attestation root not PEM": {RootCerts: [][]byte{[]byte("-----BEGIN NOTHING-----\n-----END NOTHING-----\n")}},
+		"not a JWT":                {MDSBlob: []byte("{}"), MDSRoot: good.MDSRoot},
+	} {
+		if as, err := f.Reassess(ctx, "", a); !errors.Is(err, factors.ErrBadAnchors) || as != nil {
+			t.Errorf("%s: %d assessments, %v", name, len(as), err)
+		}
+	}
+	for u, before := range records {
+		e.unchanged(t, u, before)
 	}
 
 	// alice also has a platform authenticator (a passkey), still usable.
@@ -151,6 +176,15 @@ func TestBrowserReassessAndSuspend(t *testing.T) {
 	}
 	_, suspended := e.record(t, "alice")
 	onlySuspensionChanged(t, beforeSuspend, suspended, alice.ID)
+	if st, err := f.Suspension(ctx, "alice", alice.ID); err != nil || !st.Suspended || st.Reason != "ATTESTATION_KEY_COMPROMISE" || st.At.IsZero() {
+		t.Errorf("Suspension of the suspended key: %+v %v", st, err)
+	}
+	if st, err := f.Suspension(ctx, "alice", plat.ID); err != nil || st.Suspended || st.Reason != "" {
+		t.Errorf("Suspension of the usable passkey: %+v %v", st, err)
+	}
+	if _, err := f.Suspension(ctx, "alice", bob.ID); !errors.Is(err, factors.ErrNotFound) {
+		t.Errorf("Suspension of another user's key: %v", err)
+	}
 	_, err = f.FinishLogin(ctx, "alice", ceremony, browserSign(t, keyPage, opts))
 	verifyReason(t, err, ReasonSuspended)
 	e.unchanged(t, "alice", suspended)
@@ -233,11 +267,32 @@ func TestBrowserReassessAndSuspend(t *testing.T) {
 
 func mustReassess(t *testing.T, f *Factor, user string, trust TrustOptions) []Assessment {
 	t.Helper()
-	as, err := f.Reassess(ctx, user, trust)
+	as, err := f.Reassess(ctx, user, readAnchors(t, trust))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return as
+}
+
+// readAnchors reads the files of trust, as an admin's command does before
+// it sends their contents.
+func readAnchors(t *testing.T, trust TrustOptions) factors.AttestationAnchors {
+	t.Helper()
+	read := func(file string) []byte {
+		if file == "" {
+			return nil
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	a := factors.AttestationAnchors{MDSBlob: read(trust.MDSBlobFile), MDSRoot: read(trust.MDSRootFile)}
+	for _, f := range trust.RootCertFiles {
+		a.RootCerts = append(a.RootCerts, read(f))
+	}
+	return a
 }
 
 // onlySuspensionChanged fails unless the two records differ only in the

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-webauthn/webauthn/metadata"
@@ -17,6 +18,8 @@ import (
 	"github.com/go-webauthn/webauthn/protocol"
 	gwa "github.com/go-webauthn/webauthn/webauthn"
 	"github.com/google/uuid"
+
+	"github.com/keygate/keygate/factors"
 )
 
 // trust decides whether an attestation chains to the anchors we were given.
@@ -50,14 +53,8 @@ type verdict struct {
 	why      string // for the log
 }
 
-// loadTrust reads the anchors. Nothing is ever fetched over the network.
-//
-// The blob is decoded and its JWT signature checked with go-webauthn's
-// metadata.Decoder and served by a metadata/providers/memory provider —
-// exactly what metadata/providers/cached does with a local file and
-// WithUpdate(false), minus the download: cached fetches the blob from the
-// FIDO URL whenever the file is missing, which an offline gateway must not
-// do (and which would pull net/http into a factor).
+// loadTrust reads the anchor files of the configuration and loads them
+// (loadAnchors). Nothing is ever fetched over the network.
 func loadTrust(opt TrustOptions, now func() time.Time, log *slog.Logger) (*trust, error) {
 	if opt.MDSBlobFile == "" && len(opt.RootCertFiles) == 0 {
 		if opt.MDSRootFile != "" {
@@ -65,20 +62,83 @@ func loadTrust(opt TrustOptions, now func() time.Time, log *slog.Logger) (*trust
 		}
 		return nil, nil
 	}
-	t := &trust{}
+	var (
+		a     factors.AttestationAnchors
+		names anchorNames
+		err   error
+	)
 	if opt.MDSBlobFile != "" {
-		p, err := loadMDS(opt, now, log)
+		names.blob = " " + opt.MDSBlobFile
+		if a.MDSBlob, err = os.ReadFile(opt.MDSBlobFile); err != nil {
+			return nil, fmt.Errorf("webauthn: trust: MDS blob: %w", err)
+		}
+	}
+	if opt.MDSRootFile != "" {
+		names.root = " " + opt.MDSRootFile
+		if a.MDSRoot, err = os.ReadFile(opt.MDSRootFile); err != nil {
+			return nil, fmt.Errorf("webauthn: trust: MDS root: %w", err)
+		}
+	}
+	for _, file := range opt.RootCertFiles {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("webauthn: trust: %w", err)
+		}
+		a.RootCerts = append(a.RootCerts, b)
+		names.roots = append(names.roots, file)
+	}
+	return loadAnchors(a, names, now, log)
+}
+
+// anchorNames name where anchors came from, for messages (" FILE", or
+// "" for bytes an admin sent).
+type anchorNames struct {
+	blob, root string
+	roots      []string
+}
+
+func (n anchorNames) rootName(i int) string {
+	if i < len(n.roots) {
+		return n.roots[i]
+	}
+	return fmt.Sprintf("root certificate %d", i+1)
+}
+
+// loadAnchors checks and loads trust anchors given as bytes: a
+// configuration's files, or what an admin's command sent in a request
+// (the server may not be able to read the admin's files). The checks are
+// the same either way: a blob must verify under its root (the FIDO
+// Alliance's unless one is given), a root is exactly one certificate, and
+// every PEM document holds at least one. Errors wrap
+// factors.ErrBadAnchors. A nil trust (no error) means no anchors.
+//
+// The blob is decoded and its JWT signature checked with go-webauthn's
+// metadata.Decoder and served by a metadata/providers/memory provider —
+// exactly what metadata/providers/cached does with a local file and
+// WithUpdate(false), minus the download: cached fetches the blob from the
+// FIDO URL whenever the file is missing, which an offline gateway must not
+// do (and which would pull net/http into a factor).
+func loadAnchors(a factors.AttestationAnchors, names anchorNames, now func() time.Time, log *slog.Logger) (*trust, error) {
+	if len(a.MDSBlob) == 0 && len(a.RootCerts) == 0 {
+		if len(a.MDSRoot) != 0 {
+			return nil, fmt.Errorf("webauthn: trust: an MDS root without an MDS blob: %w", factors.ErrBadAnchors)
+		}
+		return nil, nil
+	}
+	t := &trust{}
+	if len(a.MDSBlob) != 0 {
+		p, err := loadMDS(a, names, now, log)
 		if err != nil {
 			return nil, err
 		}
 		t.mds = p
 	}
-	if len(opt.RootCertFiles) > 0 {
+	if len(a.RootCerts) > 0 {
 		var roots []*x509.Certificate
-		for _, file := range opt.RootCertFiles {
-			certs, err := readPEMCerts(file)
+		for i, b := range a.RootCerts {
+			certs, err := parsePEMCerts(b)
 			if err != nil {
-				return nil, fmt.Errorf("webauthn: trust: %w", err)
+				return nil, fmt.Errorf("webauthn: trust: %s: %w: %w", names.rootName(i), factors.ErrBadAnchors, err)
 			}
 			roots = append(roots, certs...)
 		}
@@ -90,15 +150,15 @@ func loadTrust(opt TrustOptions, now func() time.Time, log *slog.Logger) (*trust
 	return t, nil
 }
 
-func loadMDS(opt TrustOptions, now func() time.Time, log *slog.Logger) (metadata.Provider, error) {
+func loadMDS(a factors.AttestationAnchors, names anchorNames, now func() time.Time, log *slog.Logger) (metadata.Provider, error) {
 	decOpts := []metadata.DecoderOption{metadata.WithIgnoreEntryParsingErrors()}
-	if opt.MDSRootFile != "" {
-		certs, err := readPEMCerts(opt.MDSRootFile)
+	if len(a.MDSRoot) != 0 {
+		certs, err := parsePEMCerts(a.MDSRoot)
 		if err != nil {
-			return nil, fmt.Errorf("webauthn: trust: MDS root: %w", err)
+			return nil, fmt.Errorf("webauthn: trust: MDS root%s: %w: %w", names.root, factors.ErrBadAnchors, err)
 		}
 		if len(certs) != 1 {
-			return nil, fmt.Errorf("webauthn: trust: MDS root file %s: want exactly one certificate, found %d", opt.MDSRootFile, len(certs))
+			return nil, fmt.Errorf("webauthn: trust: MDS root%s: want exactly one certificate, found %d: %w", names.root, len(certs), factors.ErrBadAnchors)
 		}
 		decOpts = append(decOpts, metadata.WithRootCertificate(base64.StdEncoding.EncodeToString(certs[0].Raw)))
 	}
@@ -106,17 +166,13 @@ func loadMDS(opt TrustOptions, now func() time.Time, log *slog.Logger) (metadata
 	if err != nil {
 		return nil, fmt.Errorf("webauthn: trust: %w", err)
 	}
-	blob, err := os.ReadFile(opt.MDSBlobFile)
+	payload, err := dec.DecodeBytes(a.MDSBlob)
 	if err != nil {
-		return nil, fmt.Errorf("webauthn: trust: MDS blob: %w", err)
-	}
-	payload, err := dec.DecodeBytes(blob)
-	if err != nil {
-		return nil, fmt.Errorf("webauthn: trust: MDS blob %s does not verify: %w", opt.MDSBlobFile, err)
+		return nil, fmt.Errorf("webauthn: trust: MDS blob%s does not verify: %w: %w", names.blob, factors.ErrBadAnchors, err)
 	}
 	md, err := dec.Parse(payload)
 	if err != nil {
-		return nil, fmt.Errorf("webauthn: trust: MDS blob %s: %w", opt.MDSBlobFile, err)
+		return nil, fmt.Errorf("webauthn: trust: MDS blob%s: %w: %w", names.blob, factors.ErrBadAnchors, err)
 	}
 	if len(md.Unparsed) > 0 {
 		log.Warn("webauthn: MDS blob entries skipped (unparseable)", slog.Int("skipped", len(md.Unparsed)))
@@ -125,7 +181,7 @@ func loadMDS(opt TrustOptions, now func() time.Time, log *slog.Logger) (metadata
 		// Still used: a stale blob is better than none, and keygate never
 		// downloads. The operator should fetch a fresh one.
 		log.Warn("webauthn: MDS blob is past its nextUpdate; download a fresh one",
-			slog.String("file", opt.MDSBlobFile), slog.Time("next_update", md.Parsed.NextUpdate))
+			slog.String("file", strings.TrimSpace(names.blob)), slog.Time("next_update", md.Parsed.NextUpdate))
 	}
 	p, err := memory.New(
 		memory.WithMetadata(md.ToMap()),
@@ -280,12 +336,9 @@ func (p *rootsProvider) ValidateStatusReports(context.Context, []metadata.Status
 	return nil
 }
 
-// readPEMCerts reads every CERTIFICATE block of a PEM file (at least one).
-func readPEMCerts(file string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
+// parsePEMCerts parses every CERTIFICATE block of a PEM document (at
+// least one).
+func parsePEMCerts(b []byte) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	for {
 		var block *pem.Block
@@ -298,12 +351,12 @@ func readPEMCerts(file string) ([]*x509.Certificate, error) {
 		}
 		c, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
+			return nil, err
 		}
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificate", file)
+		return nil, errors.New("no PEM certificate")
 	}
 	return certs, nil
 }
