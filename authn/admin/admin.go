@@ -75,6 +75,9 @@ type Factors interface {
 	ResetFactors(ctx context.Context, username string) (int, error)
 	IssueEnrollLink(ctx context.Context, username string, ttl time.Duration) (string, time.Time, error)
 	UnlockByAdmin(ctx context.Context, username string) (bool, error)
+	// Factors are the registered factors, whose optional capabilities
+	// (factors.Reassessor, factors.Suspender) the key use-cases look for.
+	Factors() factors.Set
 }
 
 // Locks says whether a brute-force lock holds (authn.Regulator).

@@ -75,6 +75,7 @@ var Problems = problem.Table{
 	{Err: authn.ErrUserExists, Class: problem.Conflict, Code: "user_exists", Key: "err.user_exists"},
 	{Err: authn.ErrInvalidUser, Class: problem.Invalid, Code: "invalid_user", Key: "err.invalid_user"},
 	{Err: authn.ErrUserNotFound, Class: problem.NotFound, Code: "user_not_found", Key: "err.user_not_found"},
+	{Err: ErrNoSuchKey, Class: problem.NotFound, Code: "no_such_credential", Key: "err.no_such_credential"},
 	{Err: authn.ErrFactorUnavailable, Class: problem.NotFound, Code: "factor_unavailable", Key: "err.factor_unavailable"},
 	{Err: policies.ErrVersionNotFound, Class: problem.NotFound, Code: "no_such_version", Key: "err.no_such_version"},
 	{Err: policies.ErrConflict, Class: problem.Conflict, Code: "version_mismatch", Key: "err.policy_conflict"},
