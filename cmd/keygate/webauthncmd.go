@@ -5,19 +5,27 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	adminsvc "github.com/keygate/keygate/authn/admin"
 	"github.com/keygate/keygate/authn/store"
-	"github.com/keygate/keygate/authn/store/badgerstore"
-	fwa "github.com/keygate/keygate/factors/webauthn"
+	"github.com/keygate/keygate/factors"
 )
 
+// The webauthn commands are clients of the admin API (keys/verify,
+// users/NAME/keys/CREDENTIAL/{suspend,unsuspend}), like every other admin
+// command: through the admin socket while keygate runs, or in-process on
+// the data directory while it is stopped (withAdminConfig). What they
+// check and change is the admin service's; here are flags, files and
+// printing.
+
 func newWebAuthnCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "webauthn", Short: "Security keys and passkeys (run while keygate is stopped)"}
+	cmd := &cobra.Command{Use: "webauthn", Short: "Security keys and passkeys (works while keygate is serving)"}
 	cmd.AddCommand(newWebAuthnVerifyCmd(g), newWebAuthnSuspendCmd(g), newWebAuthnUnsuspendCmd(g))
 	return cmd
 }
@@ -41,21 +49,25 @@ USER_KEY_REMOTE_COMPROMISE, USER_KEY_PHYSICAL_COMPROMISE).
 Exit status: 0 when nothing is compromised, 1 when something is (so cron can
 alert), 2 or more on errors. --suspend suspends the compromised credentials:
 they stay listed but cannot sign in until "keygate webauthn unsuspend".
-Nothing is fetched over the network. The data directory is opened directly,
-so keygate must be stopped.`,
+Nothing is fetched over the network. The files are read by this command and
+their contents sent to keygate (through its admin socket while it runs, or
+checked here on the data directory while it is stopped).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
 			if blob == "" && len(rootCerts) == 0 {
 				err = errors.New("nothing to verify against: give --mds-blob FILE (and --mds-root FILE unless it is the FIDO Alliance's blob) and/or --root-cert FILE")
 			} else {
-				trust := fwa.TrustOptions{MDSBlobFile: blob, MDSRootFile: root, RootCertFiles: rootCerts}
-				err = withWebAuthn(cmd.Context(), g, cmd.ErrOrStderr(), func(f *fwa.Factor) error {
-					return verify(cmd.Context(), cmd.OutOrStdout(), f, user, trust, suspend)
-				})
+				var in verifyRequest
+				if in, err = readAnchors(user, blob, root, rootCerts, suspend); err == nil {
+					err = withWebAuthn(cmd.Context(), g, func(ac *adminClient) error {
+						return verify(cmd.Context(), cmd.OutOrStdout(), ac, in)
+					})
+				}
 			}
 			// Exit status 1 means "compromised" here, so a failure to check
-			// at all (a bad blob, keygate running) must not look like it.
+			// at all (a bad blob, an unreadable data directory) must not
+			// look like it.
 			var ee exitError
 			if err == nil || errors.As(err, &ee) {
 				return err
@@ -72,16 +84,58 @@ so keygate must be stopped.`,
 	return cmd
 }
 
-// verify prints the assessments as a table, suspends the compromised ones
-// when asked, and turns "something is compromised" into exit status 1.
-func verify(ctx context.Context, w io.Writer, f *fwa.Factor, user string, trust fwa.TrustOptions, suspend bool) error {
-	as, err := f.Reassess(ctx, user, trust)
-	if err != nil {
+// verifyRequest is the body of keys/verify: the anchors' contents.
+type verifyRequest struct {
+	User      string   `json:"user,omitempty"`
+	MDSBlob   string   `json:"mds_blob,omitempty"`
+	MDSRoot   string   `json:"mds_root,omitempty"`
+	RootCerts []string `json:"root_certs,omitempty"`
+	Suspend   bool     `json:"suspend"`
+}
+
+// readAnchors reads the operator's files here: keygate's process may run
+// as another OS user that cannot read them.
+func readAnchors(user, blob, root string, rootCerts []string, suspend bool) (verifyRequest, error) {
+	in := verifyRequest{User: user, Suspend: suspend}
+	read := func(flag, file string) (string, error) {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", flag, err)
+		}
+		return string(b), nil
+	}
+	var err error
+	if blob != "" {
+		if in.MDSBlob, err = read("--mds-blob", blob); err != nil {
+			return in, err
+		}
+	}
+	if root != "" {
+		if in.MDSRoot, err = read("--mds-root", root); err != nil {
+			return in, err
+		}
+	}
+	for _, f := range rootCerts {
+		pem, err := read("--root-cert", f)
+		if err != nil {
+			return in, err
+		}
+		in.RootCerts = append(in.RootCerts, pem)
+	}
+	return in, nil
+}
+
+// verify asks keygate to check (and, when asked, suspend), prints the
+// assessments as a table, and turns "something is compromised" into exit
+// status 1.
+func verify(ctx context.Context, w io.Writer, ac *adminClient, in verifyRequest) error {
+	var kc adminsvc.KeyCheck
+	if err := ac.post(ctx, "keys/verify", in, &kc); err != nil {
 		return err
 	}
-	if len(as) == 0 {
-		if user != "" {
-			fmt.Fprintf(w, "%s has no security keys or passkeys\n", user)
+	if len(kc.Keys) == 0 {
+		if in.User != "" {
+			fmt.Fprintf(w, "%s has no security keys or passkeys\n", in.User)
 		} else {
 			fmt.Fprintln(w, "no security keys or passkeys are enrolled")
 		}
@@ -89,9 +143,7 @@ func verify(ctx context.Context, w io.Writer, f *fwa.Factor, user string, trust 
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "USER\tNAME\tMODEL\tAAGUID\tWAS ATTESTED\tNOW\tSTATUS\tVERDICT")
-	count := map[fwa.Verdict]int{}
-	for _, a := range as {
-		count[a.Verdict]++
+	for _, a := range kc.Keys {
 		status := a.Status
 		if len(a.Compromises) > 0 {
 			status = strings.Join(a.Compromises, ",")
@@ -107,23 +159,20 @@ func verify(ctx context.Context, w io.Writer, f *fwa.Factor, user string, trust 
 		return err
 	}
 	fmt.Fprintf(w, "\n%d credential(s): %d ok, %d not attested, %d compromised\n",
-		len(as), count[fwa.VerdictOK], count[fwa.VerdictNotAttested], count[fwa.VerdictCompromised])
-	if count[fwa.VerdictCompromised] == 0 {
+		len(kc.Keys), kc.OK, kc.NotAttested, kc.Compromised)
+	if kc.Compromised == 0 {
 		return nil
 	}
 	usable := 0 // compromised and still able to sign in
-	for _, a := range as {
-		if a.Verdict != fwa.VerdictCompromised {
+	for _, a := range kc.Keys {
+		if a.Verdict != factors.VerdictCompromised {
 			continue
 		}
 		reason := strings.Join(a.Compromises, ",")
 		switch {
 		case a.Suspended:
 			fmt.Fprintf(w, "%s's %q (%s) is suspended already (%s)\n", a.User, a.Name, a.CredentialID, a.SuspendedReason)
-		case suspend:
-			if err := f.Suspend(ctx, a.User, a.CredentialID, reason); err != nil {
-				return fmt.Errorf("suspend %s's %q: %w", a.User, a.Name, err)
-			}
+		case a.SuspendedNow:
 			fmt.Fprintf(w, "suspended %s's %q (%s): %s\n", a.User, a.Name, a.CredentialID, reason)
 		default:
 			usable++
@@ -138,6 +187,10 @@ func verify(ctx context.Context, w io.Writer, f *fwa.Factor, user string, trust 
 	return exitError{code: 1}
 }
 
+func keyPath(user, ref, op string) string {
+	return userPath(user, "keys", url.PathEscape(ref), op)
+}
+
 func newWebAuthnSuspendCmd(g *globals) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
@@ -145,19 +198,16 @@ func newWebAuthnSuspendCmd(g *globals) *cobra.Command {
 		Short: "Suspend a security key or passkey (by name or ID): it cannot sign in until unsuspended",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withWebAuthn(cmd.Context(), g, cmd.ErrOrStderr(), func(f *fwa.Factor) error {
-				c, err := findCredential(cmd.Context(), f, args[0], args[1])
-				if err != nil {
-					return err
+			return withWebAuthn(cmd.Context(), g, func(ac *adminClient) error {
+				var st adminsvc.KeyState
+				if err := ac.post(cmd.Context(), keyPath(args[0], args[1], "suspend"), map[string]string{"reason": reason}, &st); err != nil {
+					return explainKey(err, args[0], args[1])
 				}
-				if c.Suspended {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s's %q is suspended already (%s)\n", args[0], c.Name, c.SuspendedReason)
+				if !st.Changed {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s's %q is suspended already (%s)\n", args[0], st.Name, st.Reason)
 					return nil
 				}
-				if err := f.Suspend(cmd.Context(), args[0], c.ID, reason); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "suspended %s's %q\n", args[0], c.Name)
+				fmt.Fprintf(cmd.OutOrStdout(), "suspended %s's %q\n", args[0], st.Name)
 				return nil
 			})
 		},
@@ -172,79 +222,48 @@ func newWebAuthnUnsuspendCmd(g *globals) *cobra.Command {
 		Short: "Put a suspended security key or passkey (by name or ID) back in use",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withWebAuthn(cmd.Context(), g, cmd.ErrOrStderr(), func(f *fwa.Factor) error {
-				c, err := findCredential(cmd.Context(), f, args[0], args[1])
-				if err != nil {
-					return err
+			return withWebAuthn(cmd.Context(), g, func(ac *adminClient) error {
+				var st adminsvc.KeyState
+				if err := ac.post(cmd.Context(), keyPath(args[0], args[1], "unsuspend"), nil, &st); err != nil {
+					return explainKey(err, args[0], args[1])
 				}
-				if err := f.Unsuspend(cmd.Context(), args[0], c.ID); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s's %q can sign in again\n", args[0], c.Name)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s's %q can sign in again\n", args[0], st.Name)
 				return nil
 			})
 		},
 	}
 }
 
-// findCredential picks the user's credential by ID or (case-insensitive,
-// since names are unique that way) name.
-func findCredential(ctx context.Context, f *fwa.Factor, user, ref string) (fwa.CredentialInfo, error) {
-	cs, err := f.Credentials(ctx, user)
-	if err != nil {
-		return fwa.CredentialInfo{}, err
+// explainKey says an unknown credential as the command always has.
+func explainKey(err error, user, ref string) error {
+	var ae *apiError
+	if errors.As(err, &ae) && ae.Code == "no_such_credential" {
+		return fmt.Errorf("%s has no security key or passkey named or with ID %q", user, ref)
 	}
-	for _, c := range cs {
-		if c.ID == ref || strings.EqualFold(c.Name, ref) {
-			return c, nil
-		}
-	}
-	return fwa.CredentialInfo{}, fmt.Errorf("%s has no security key or passkey named or with ID %q", user, ref)
+	return err
 }
 
-// withWebAuthn runs fn with the WebAuthn factor over the data directory,
-// opened directly. There is no admin-socket path yet, and Badger lets one
-// process at a time open a directory, so keygate must be stopped.
-//
-// The factor is built from the configuration's relying party but without
-// its trust anchors: it is only used to read and update credentials here,
-// and verify brings the anchors it checks against.
-func withWebAuthn(ctx context.Context, g *globals, stderr io.Writer, fn func(*fwa.Factor) error) error {
+// withWebAuthn runs fn with a client of the admin API (withAdminConfig),
+// after the checks that make the command's own mistakes plain: WebAuthn
+// off in the configuration, a data directory that does not exist (Badger
+// would create it, and a typo in storage.path must not look like
+// "nothing enrolled"), a directory held by a keygate whose socket does not
+// answer.
+func withWebAuthn(ctx context.Context, g *globals, fn func(*adminClient) error) error {
 	cfg, err := loadConfig(g.configPath)
 	if err != nil {
 		return err
 	}
-	w := cfg.WebAuthn
-	if w.RPID == "" {
+	if cfg.WebAuthn.RPID == "" {
 		return fmt.Errorf("WebAuthn is off in %s (webauthn.rp_id is empty): no security keys to check", g.configPath)
 	}
-	// Badger creates a missing directory; a typo in storage.path must not
-	// look like "nothing enrolled".
 	if _, err := os.Stat(cfg.Storage.Path); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	log, _ := newLogger(cfg, stderr)
-	key, err := badgerstore.LoadKey(cfg.Storage.EncryptionKeyFile, string(cfg.Storage.EncryptionKey))
-	if err != nil {
-		return fmt.Errorf("storage encryption key: %w", err)
-	}
-	kv, err := badgerstore.Open(badgerstore.Options{Path: cfg.Storage.Path, EncryptionKey: key, Logger: log})
+	err = withAdminConfig(ctx, cfg, fn)
 	if errors.Is(err, store.ErrLocked) {
-		// Not badgerstore's own advice (the admin socket): it has no
-		// WebAuthn endpoints yet.
-		return fmt.Errorf("the data directory %s is in use, keygate is running: stop keygate or run this while it is stopped; a running-server path comes with the admin API (%w)", cfg.Storage.Path, store.ErrLocked)
-	}
-	if err != nil {
-		return err
-	}
-	f, err := fwa.New(kv, fwa.Options{RPID: w.RPID, RPName: w.RPName, Origins: w.Origins, Logger: log})
-	if err != nil {
-		_ = kv.Close()
-		return fmt.Errorf("webauthn: %w", err)
-	}
-	err = fn(f)
-	if cerr := kv.Close(); cerr != nil && err == nil {
-		err = fmt.Errorf("close data directory: %w", cerr)
+		return fmt.Errorf("the data directory %s is in use and no keygate answers on the admin socket %s: stop keygate or run this while it is stopped, or start keygate with its admin socket (%w)",
+			cfg.Storage.Path, cfg.AdminSocketPath(), store.ErrLocked)
 	}
 	return err
 }

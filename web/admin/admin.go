@@ -155,9 +155,14 @@ func badRequest(cause error) *Error {
 // maxBody bounds a request body (a policy of a few thousand rules fits).
 const maxBody = 4 << 20
 
-// decode reads one JSON object, strictly.
+// decode reads one JSON object of at most maxBody bytes, strictly.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	return decodeLimit(w, r, v, maxBody)
+}
+
+// decodeLimit is decode with its own bound on the body.
+func decodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError

@@ -18,6 +18,7 @@ import (
 func (h *Handler) apiRoutes() {
 	h.userRoutes()
 	h.policyRoutes()
+	h.keyRoutes()
 }
 
 func (h *Handler) pageRoutes() {
