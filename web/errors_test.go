@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/factors"
+	"github.com/keygate/keygate/factors/sms"
 	fwa "github.com/keygate/keygate/factors/webauthn"
 	"github.com/keygate/keygate/policy"
 	"github.com/keygate/keygate/problem"
@@ -36,8 +37,8 @@ func rendererServer(t *testing.T, now time.Time) *Server {
 }
 
 // testTables are the tables a server gets when cmd registers the factors
-// with tables of their own (WebAuthn's).
-var testTables = problemTables(fwa.Problems)
+// with tables of their own (WebAuthn's, SMS's).
+var testTables = problemTables(fwa.Problems, sms.Problems)
 
 // answerCase is one error the renderer must answer, and how.
 type answerCase struct {

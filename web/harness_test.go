@@ -26,6 +26,7 @@ import (
 	"github.com/keygate/keygate/factors/emailcode"
 	"github.com/keygate/keygate/factors/recovery"
 	"github.com/keygate/keygate/factors/totp"
+	"github.com/keygate/keygate/factors/sms"
 	fwa "github.com/keygate/keygate/factors/webauthn"
 	"github.com/keygate/keygate/policy"
 	"github.com/keygate/keygate/problem"
@@ -107,6 +108,7 @@ type harnessOptions struct {
 	accessLog      *AccessLog    // nil = off
 	admin          adminHook     // the admin area (admin_test.go); nil = off
 	portalBody     time.Duration // the portal's body deadline; 0 = the default
+	sms            sms.Sender    // registers the SMS factor with this gateway; nil = no SMS
 }
 
 // testClock is the one clock every part of the harness reads, so a test
@@ -194,7 +196,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatalf("parse policy: %v", err)
 	}
-	compiled, err := policy.Compile(p)
+	compiled, err := policy.CompileWith(p, policy.CompileOptions{Factors: []string{"webauthn", "totp", "email", "sms", "recovery"}})
 	if err != nil {
 		t.Fatalf("compile policy: %v", err)
 	}
@@ -240,11 +242,11 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	h.origin = "http://localhost:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	if !o.noMFA {
-		h.mfa = h.newMFA(o.mail)
+		h.mfa = h.newMFA(o.mail, o.sms)
 	}
 	h.web, err = New(Options{
 		MFA:               h.mfa,
-		Problems:          []problem.Table{fwa.Problems},
+		Problems:          []problem.Table{fwa.Problems, sms.Problems},
 		RememberDevice:    30 * 24 * time.Hour,
 		EmailEnrollment:   true,
 		Parked:            authn.NewParkedRequests(h.kv, 0),
@@ -279,7 +281,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 }
 
 // newMFA wires the real factors on the harness's store and clock.
-func (h *harness) newMFA(mail delivery.Sender) *authn.MFA {
+func (h *harness) newMFA(mail delivery.Sender, texts sms.Sender) *authn.MFA {
 	t := h.t
 	key := bytes.Repeat([]byte{42}, 32)
 	sec := func(p string) *factors.Secrets {
@@ -311,12 +313,20 @@ func (h *harness) newMFA(mail delivery.Sender) *authn.MFA {
 	if err != nil {
 		t.Fatal(err)
 	}
+	set := factors.Set{wf, tf, ef, rf}
+	if texts != nil {
+		sf, err := sms.New(h.kv, sec("sms"), texts, sms.Options{Now: h.clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		set = factors.Set{wf, tf, ef, sf, rf}
+	}
 	notices := activity.NewNotices(mail, "keygate", nil, h.clock.Now)
 	h.activity = activity.NewLog(h.kv, activity.Options{Notices: notices, PortalURL: h.origin, Now: h.clock.Now})
 	h.users = authn.NewUsers(h.kv, authn.UserOptions{Hasher: h.hasher, Policy: authn.PasswordPolicy{MinLength: 12}, Now: h.clock.Now,
 		Regulator: h.reg, Events: h.activity})
 	return authn.NewMFA(h.users, h.sessions, authn.MFAOptions{
-		Factors:            factors.Set{wf, tf, ef, rf},
+		Factors:            set,
 		Devices:            authn.NewDevices(h.kv, h.clock.Now),
 		Links:              authn.NewEnrollLinks(h.kv, h.clock.Now),
 		EmailEnrollment:    true,

@@ -47,6 +47,10 @@ func loadPages() (pages, error) {
 	return p, nil
 }
 
+// addressEnrol is a factor the security page enrols from an address the
+// person types: its kind and the HTML input type of the field.
+type addressEnrol struct{ Kind, Input string }
+
 // pageData is what every template receives.
 type pageData struct {
 	T          *catalog
@@ -72,7 +76,7 @@ type pageData struct {
 	ResendIn     int           // seconds until a new code may be sent
 
 	// Security page.
-	Kinds           []string // the registered factors, in order
+	AddressEnrol    []addressEnrol // factors enrolled from a typed address (a phone number)
 	State           authn.EnrollState
 	Credentials     []factors.Credential
 	Devices         []authn.Device

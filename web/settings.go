@@ -63,7 +63,11 @@ func (s *Server) renderSettings(c *gin.Context, sess *authn.Session, pageErr *Er
 	}
 	d.Session = sess
 	d.State = st
-	d.Kinds = s.factorKinds()
+	for _, f := range s.mfa.Factors() {
+		if a, ok := f.(factors.AddressEnroller); ok {
+			d.AddressEnrol = append(d.AddressEnrol, addressEnrol{Kind: f.Kind(), Input: a.AddressInput()})
+		}
+	}
 	d.Credentials = creds
 	d.Devices = devs
 	d.User = &u

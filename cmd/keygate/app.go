@@ -200,14 +200,14 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 		}
 		emailFactor = f
 	}
-	if snd, err := cfg.SMSSender(); err != nil {
+	if snd, err := cfg.SMS.Sender(config.ReadSecretFile); err != nil {
 		return fmt.Errorf("sms: %w", err)
 	} else if snd != nil {
 		smsSecrets, err := secrets("sms")
 		if err != nil {
 			return err
 		}
-		if smsFactor, err = sms.New(a.kv, smsSecrets, snd, cfg.SMSOptions()); err != nil {
+		if smsFactor, err = sms.New(a.kv, smsSecrets, snd, cfg.SMS.Options()); err != nil {
 			return fmt.Errorf("sms: %w", err)
 		}
 	}
@@ -328,7 +328,7 @@ func (a *app) webServer() (*web.Server, error) {
 		DefaultRedirect: a.cfg.Server.DefaultRedirect,
 		Logger:          a.log,
 		MFA:             a.mfa,
-		Problems:        []problem.Table{fwa.Problems},
+		Problems:        []problem.Table{fwa.Problems, sms.Problems},
 		RememberDevice:  time.Duration(a.cfg.Session.RememberDeviceDays) * 24 * time.Hour,
 		EmailEnrollment: a.cfg.Email.Enrollment && a.cfg.Email.From != "",
 		Parked:          authn.NewParkedRequests(a.kv, 0),

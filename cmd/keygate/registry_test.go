@@ -9,6 +9,7 @@ import (
 	"github.com/keygate/keygate/factors/emailcode"
 	"github.com/keygate/keygate/factors/recovery"
 	"github.com/keygate/keygate/factors/sms"
+	smsgw "github.com/keygate/keygate/factors/sms/gateway"
 	"github.com/keygate/keygate/factors/totp"
 	fwa "github.com/keygate/keygate/factors/webauthn"
 	"github.com/keygate/keygate/policy"
@@ -76,7 +77,7 @@ func TestConfigFactorKindsMatchRegistry(t *testing.T) {
 	if got, want := cfg.FactorKinds(), slices.DeleteFunc(slices.Clone(factorKinds), func(k string) bool { return k == sms.Kind }); !slices.Equal(got, want) {
 		t.Errorf("without SMS: %v, want %v", got, want)
 	}
-	cfg.SMS.Provider = config.ProviderKannel
+	cfg.SMS.Provider = smsgw.ProviderKannel
 	if got := cfg.FactorKinds(); !slices.Equal(got, factorKinds) {
 		t.Errorf("with SMS: %v, want %v", got, factorKinds)
 	}

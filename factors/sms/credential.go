@@ -83,6 +83,11 @@ func (f *Factor) write(ctx context.Context, user string, prev uint64, rec credRe
 	return err
 }
 
+// AddressInput: enrolment starts from a phone number the person types.
+func (f *Factor) AddressInput() string { return "tel" }
+
+var _ factors.AddressEnroller = (*Factor)(nil)
+
 // Enroll texts a confirmation code to the number r.Address (E.164). The
 // number is kept, sealed, with the code; nothing is stored as the user's
 // until ConfirmEnroll gets the code back. Refusals: factors.ErrBadAddress

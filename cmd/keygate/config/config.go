@@ -13,6 +13,8 @@
 package config
 
 import (
+	"github.com/keygate/keygate/factors/sentcode"
+	smsgw "github.com/keygate/keygate/factors/sms/gateway"
 	"path/filepath"
 	"time"
 
@@ -29,7 +31,7 @@ type Config struct {
 	WebAuthn  WebAuthn      `yaml:"webauthn"`
 	TOTP      TOTP          `yaml:"totp"`
 	Email     Email         `yaml:"email"`
-	SMS       SMS           `yaml:"sms"`
+	SMS       smsgw.Config  `yaml:"sms"`
 	Admin     Admin         `yaml:"admin"`
 	Passwords Passwords     `yaml:"passwords"`
 	Metrics   Metrics       `yaml:"metrics"`
@@ -189,13 +191,7 @@ type TOTP struct {
 }
 
 // EmailCode tunes the one-time codes by email.
-type EmailCode struct {
-	Length    int             `yaml:"length"`
-	TTL       policy.Duration `yaml:"ttl"`
-	MaxTries  int             `yaml:"max_tries"`
-	Cooldown  policy.Duration `yaml:"cooldown"`
-	HourlyCap int             `yaml:"hourly_cap"`
-}
+type EmailCode = sentcode.Tuning
 
 // Email is how one-time codes and notices are sent. An empty From turns
 // email off.
@@ -309,7 +305,7 @@ func Default() Config {
 			Code:       EmailCode{Length: 6, TTL: policy.Duration(10 * time.Minute), MaxTries: 5, Cooldown: policy.Duration(time.Minute), HourlyCap: 5},
 			Enrollment: true,
 		},
-		SMS:   defaultSMS(),
+		SMS:   smsgw.DefaultConfig(),
 		Admin: Admin{Groups: []string{"admins"}, MaxAge: policy.Duration(15 * time.Minute)},
 		Passwords: Passwords{
 			MinLength: 12,

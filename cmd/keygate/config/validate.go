@@ -96,8 +96,8 @@ func (c *Config) validateFactors(ps *Problems) {
 	if t.Skew < 1 || t.Skew > 3 {
 		ps.add("totp.skew", "%d must be between 1 and 3 steps (phones' clocks drift)", t.Skew)
 	}
-	checkCode(ps, "email.code", c.Email.Code)
-	c.validateSMS(ps)
+	c.Email.Code.Check("email.code", ps.add)
+	c.validateSections(ps)
 }
 
 func (c *Config) validateServer(ps *Problems) {
