@@ -285,6 +285,15 @@ type Log struct {
 	Access bool `yaml:"access"`
 }
 
+// factorSections are the configuration sections factor packages own
+// (factors.ConfigSection), each under its key, in the chooser's order: a factor
+// with a section of its own is one field above and one entry here.
+// A section checks itself and says whether it turns its factor on; the
+// loader only hands it a checker.
+func (c *Config) factorSections() []section {
+	return []section{{"sms", &c.SMS}}
+}
+
 // Default returns the configuration used for every key the file and the
 // environment leave unset.
 func Default() Config {

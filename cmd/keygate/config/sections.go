@@ -6,14 +6,6 @@ import (
 	"github.com/keygate/keygate/factors"
 )
 
-// factorSections are the configuration sections factor packages own
-// (factors.ConfigSection), each under its key, in the chooser's order.
-// A section checks itself and says whether it turns its factor on; the
-// loader only hands it a checker.
-func (c *Config) factorSections() []section {
-	return []section{{"sms", &c.SMS}}
-}
-
 type section struct {
 	key string
 	factors.ConfigSection
