@@ -170,7 +170,7 @@ func (m *MFA) Unlock(ctx context.Context, ticket, code string, c Client) (string
 		return "", ErrWrongCode
 	}
 	if err != nil {
-		return "", codeRefusal(err)
+		return "", codeRefusal(err, ErrNoCodeSent)
 	}
 	if _, err := m.o.Regulator.Unlock(ctx, u.Username); err != nil {
 		return "", err

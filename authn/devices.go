@@ -63,7 +63,7 @@ func (d *Devices) Trust(ctx context.Context, username, userAgent, ip string, ttl
 	}
 	token := base64.RawURLEncoding.EncodeToString(b)
 	now := d.now().UTC()
-	dev := Device{ID: deviceID(token), Username: username, Name: activity.DescribeUserAgent(userAgent), IP: clip(ip, maxIPLen),
+	dev := Device{ID: deviceID(token), Username: username, Name: activity.DescribeUserAgent(userAgent), IP: activity.Clip(ip, maxIPLen),
 		CreatedAt: now, LastUsedAt: now, ExpiresAt: now.Add(ttl)}
 	raw, _ := json.Marshal(dev)
 	if _, err := d.kv.Set(ctx, deviceKey(username, dev.ID), raw, store.WriteOptions{TTL: ttl, Durable: true}); err != nil {
@@ -87,7 +87,7 @@ func (d *Devices) Check(ctx context.Context, username, token, ip string) (Device
 	if json.Unmarshal(it.Value, &dev) != nil || dev.Username != username || !d.now().Before(dev.ExpiresAt) {
 		return Device{}, false
 	}
-	dev.LastUsedAt, dev.IP = d.now().UTC(), clip(ip, maxIPLen)
+	dev.LastUsedAt, dev.IP = d.now().UTC(), activity.Clip(ip, maxIPLen)
 	raw, _ := json.Marshal(dev)
 	// Best effort: losing a last-used update to a concurrent one is fine.
 	ttl := time.Until(dev.ExpiresAt)

@@ -346,19 +346,7 @@ func (m *MFA) refusal(f factors.Factor, err error) error {
 		}
 		return err
 	}
-	switch {
-	case errors.Is(err, factors.ErrWrongResponse), errors.Is(err, factors.ErrNotEnrolled):
-		return ErrWrongCode
-	case errors.Is(err, factors.ErrReplayed):
-		return ErrCodeUsed
-	case errors.Is(err, factors.ErrExpired):
-		return ErrCodeExpired
-	case errors.Is(err, factors.ErrTooManyTries):
-		return ErrCodeDead
-	case errors.Is(err, factors.ErrNoChallenge):
-		return ErrNoCodeSent
-	}
-	return err
+	return codeRefusal(err, ErrCodeUsed)
 }
 
 // SendAddressCode mails a code for purpose to the session user's address
@@ -444,7 +432,7 @@ func (m *MFA) ProveAddressCode(ctx context.Context, id string, purpose factors.P
 	err = ac.ProveFor(ctx, subject(u, "", clientOf(sess)), purpose, code)
 	// A code that confirms an address or grants enrolment proves no
 	// sign-in: no factor is logged as used.
-	if err := m.settle(ctx, try, sess, u, "", codeRefusal(err)); err != nil {
+	if err := m.settle(ctx, try, sess, u, "", codeRefusal(err, ErrNoCodeSent)); err != nil {
 		return nil, err
 	}
 	if purpose == factors.PurposeEnroll {
@@ -464,18 +452,22 @@ func (m *MFA) ProveAddressCode(ctx context.Context, id string, purpose factors.P
 	return m.sessions.Rotate(ctx, id)
 }
 
-// codeRefusal is refusal for codes sent for other purposes.
-func codeRefusal(err error) error {
+// codeRefusal is refusal for codes; used is the answer to a code already
+// used (ErrCodeUsed for a sign-in code; for a code sent for another
+// purpose, ErrNoCodeSent: the page then offers a new one).
+func codeRefusal(err, used error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, factors.ErrWrongResponse):
+	case errors.Is(err, factors.ErrWrongResponse), errors.Is(err, factors.ErrNotEnrolled):
 		return ErrWrongCode
+	case errors.Is(err, factors.ErrReplayed):
+		return used
 	case errors.Is(err, factors.ErrExpired):
 		return ErrCodeExpired
 	case errors.Is(err, factors.ErrTooManyTries):
 		return ErrCodeDead
-	case errors.Is(err, factors.ErrNoChallenge), errors.Is(err, factors.ErrReplayed):
+	case errors.Is(err, factors.ErrNoChallenge):
 		return ErrNoCodeSent
 	}
 	return err

@@ -17,8 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
+	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/store"
 	"github.com/keygate/keygate/policy"
 )
@@ -301,8 +301,8 @@ func (s *Sessions) Create(ctx context.Context, u User, p policy.Proof, m Meta) (
 		DisplayName: u.DisplayName,
 		Groups:      append([]string{}, u.Groups...), // a copy, and [] rather than null in JSON
 		Proofs:      []policy.Proof{p},
-		IP:          clip(m.IP, maxIPLen),
-		UserAgent:   clip(m.UserAgent, maxUALen),
+		IP:          activity.Clip(m.IP, maxIPLen),
+		UserAgent:   activity.Clip(m.UserAgent, maxUALen),
 		CreatedAt:   now,
 		LastSeen:    now,
 		ExpiresAt:   now.Add(s.lifetime),
@@ -913,19 +913,6 @@ func mergeProof(proofs []policy.Proof, p policy.Proof) []policy.Proof {
 		proofs = slices.Delete(proofs, 1, 2)
 	}
 	return append(proofs, p)
-}
-
-// clip makes client-supplied text valid UTF-8 and at most n bytes, cut on a
-// character boundary, so a huge User-Agent cannot bloat memory or records.
-func clip(v string, n int) string {
-	v = strings.ToValidUTF8(v, "")
-	if len(v) <= n {
-		return v
-	}
-	for n > 0 && !utf8.RuneStart(v[n]) {
-		n--
-	}
-	return v[:n]
 }
 
 func encodeSession(s *Session) []byte {

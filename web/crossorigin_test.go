@@ -81,6 +81,9 @@ var crossOriginSamples = []string{
 	"POST /.keygate/api/admin/policy/import",
 	"POST /.keygate/api/admin/explain",
 	"PUT /.keygate/api/admin/policy",
+	"POST /.keygate/api/admin/keys/verify",
+	"POST /.keygate/api/admin/users/bob/keys/x/suspend",
+	"POST /.keygate/api/admin/users/bob/keys/x/unsuspend",
 }
 
 // samplePath fills a route's parameters with plausible values.

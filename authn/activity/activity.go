@@ -138,7 +138,7 @@ func (a *Log) Record(ctx context.Context, username string, e Event) error {
 	if e.At.IsZero() {
 		e.At = a.o.Now().Round(0).UTC()
 	}
-	e.IP, e.Browser, e.Detail = clip(e.IP, maxIPLen), clip(e.Browser, maxEventField), clip(e.Detail, maxEventField)
+	e.IP, e.Browser, e.Detail = Clip(e.IP, maxIPLen), Clip(e.Browser, maxEventField), Clip(e.Detail, maxEventField)
 	raw, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("record activity: %w", err)
@@ -263,7 +263,7 @@ func (a *Log) Decoy(ctx context.Context, name string, c Client) {
 	}
 	e := event(EventSignInFailed, "password", "", c)
 	e.At = a.o.Now().Round(0).UTC()
-	e.IP, e.Browser = clip(e.IP, maxIPLen), clip(e.Browser, maxEventField)
+	e.IP, e.Browser = Clip(e.IP, maxIPLen), Clip(e.Browser, maxEventField)
 	raw, _ := json.Marshal(e)
 	if _, err := a.kv.CompareAndSet(ctx, eventKey(name, e.At), raw, 0, store.WriteOptions{TTL: decoyTTL}); err != nil {
 		a.o.Logger.Error("activity: decoy write", "err", err)

@@ -27,9 +27,10 @@ type Client struct {
 // maxIPLen bounds a stored address: an IPv6 address with a zone fits.
 const maxIPLen = 64
 
-// clip makes client-supplied text valid UTF-8 and at most n bytes, cut on a
-// character boundary, so a huge User-Agent cannot bloat the log.
-func clip(v string, n int) string {
+// Clip makes client-supplied text valid UTF-8 and at most n bytes, cut on
+// a character boundary, so a huge User-Agent cannot bloat the log, memory
+// or records (authn's sessions and devices use it too).
+func Clip(v string, n int) string {
 	v = strings.ToValidUTF8(v, "")
 	if len(v) <= n {
 		return v
