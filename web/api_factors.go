@@ -53,6 +53,16 @@ func (s *Server) factorOf(c *gin.Context, kind string) (factors.Factor, error) {
 	return nil, errNoSuchFactor
 }
 
+// factorCall resolves the route's factor and reads the request body.
+func (s *Server) factorCall(c *gin.Context, kind string) (factors.Factor, factorRequest, error) {
+	f, err := s.factorOf(c, kind)
+	if err != nil {
+		return nil, factorRequest{}, err
+	}
+	req, err := decodeFactor(c)
+	return f, req, err
+}
+
 func (s *Server) lang(c *gin.Context) string {
 	return langOf(s.tr.pick(c.GetHeader("Accept-Language")))
 }
@@ -111,11 +121,7 @@ func (s *Server) apiFactorPending(c *gin.Context) error {
 // where to go next. Alias: /webauthn/login/finish.
 func (s *Server) apiFactorVerify(kind string) handler {
 	return func(c *gin.Context) error {
-		f, err := s.factorOf(c, kind)
-		if err != nil {
-			return err
-		}
-		req, err := decodeFactor(c)
+		f, req, err := s.factorCall(c, kind)
 		if err != nil {
 			return err
 		}
@@ -180,11 +186,7 @@ func (s *Server) apiPasskeyFinish(c *gin.Context) error {
 // /recovery/generate.
 func (s *Server) apiEnrollBegin(kind string) handler {
 	return func(c *gin.Context) error {
-		f, err := s.factorOf(c, kind)
-		if err != nil {
-			return err
-		}
-		req, err := decodeFactor(c)
+		f, req, err := s.factorCall(c, kind)
 		if err != nil {
 			return err
 		}
@@ -215,11 +217,7 @@ func (s *Server) apiEnrollBegin(kind string) handler {
 // /webauthn/enroll/finish, /totp/enroll/finish.
 func (s *Server) apiEnrollFinish(kind string) handler {
 	return func(c *gin.Context) error {
-		f, err := s.factorOf(c, kind)
-		if err != nil {
-			return err
-		}
-		req, err := decodeFactor(c)
+		f, req, err := s.factorCall(c, kind)
 		if err != nil {
 			return err
 		}
