@@ -776,3 +776,19 @@ func TestAdminAPIIsOneHandlerForWebAndSocket(t *testing.T) {
 		t.Fatal("a request without an actor enabled bob")
 	}
 }
+
+// A request no admin route takes is answered in the API's form: 404 for an
+// unknown path, 405 with Allow for a known path and another method.
+func TestAdminAPIUnknownRoutesAnswerJSON(t *testing.T) {
+	h, _ := newAdminHarness(t, "")
+	c := h.adminClient(testUser, testPassword)
+	resp, out := h.api(c, http.MethodGet, "no/such/thing", nil)
+	if resp.StatusCode != http.StatusNotFound || out["error"] != "no_such_route" || out["message"] == "" {
+		t.Errorf("unknown path: %d %v", resp.StatusCode, out)
+	}
+	resp, out = h.api(c, http.MethodDelete, "policy", nil)
+	if resp.StatusCode != http.StatusMethodNotAllowed || out["error"] != "method_not_allowed" || out["message"] == "" ||
+		!strings.Contains(resp.Header.Get("Allow"), http.MethodPut) || !strings.Contains(resp.Header.Get("Allow"), http.MethodGet) {
+		t.Errorf("wrong method: %d %v Allow=%q", resp.StatusCode, out, resp.Header.Get("Allow"))
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	svc "github.com/keygate/keygate/authn/admin"
 )
@@ -76,7 +77,34 @@ func New(o Options) (*Handler, error) {
 
 // API is the JSON API, for requests under APIPrefix; it refuses any
 // request without an Actor in its context.
-func (h *Handler) API() http.Handler { return h.guarded(h.api) }
+func (h *Handler) API() http.Handler { return h.guarded(h.routed(h.api)) }
+
+// routed answers a request no route takes in the API's own form: 404
+// no_such_route, or 405 method_not_allowed with Allow when the path has
+// routes for other methods (ServeMux would answer in plain text).
+func (h *Handler) routed(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, p := mux.Handler(probe); p != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) == 0 {
+			h.o.Render.Fail(w, r, &Error{Status: http.StatusNotFound, Code: "no_such_route", Key: "err.not_found"})
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		h.o.Render.Fail(w, r, &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Key: "err.bad_request",
+			Extra: map[string]any{"allow": allow}})
+	})
+}
 
 // Pages are the admin pages, for requests under svc.PagePath; like API,
 // they need an Actor.
