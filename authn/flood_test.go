@@ -229,6 +229,10 @@ func TestSignInFloodFromOneAddress(t *testing.T) {
 	close(stop)
 	flood.Wait()
 	floodRuns := h.runs.Load() - runs0 - 40 // less the victim's own 40
+	// Quiet again after the flood: the machine's own load (other test
+	// packages run alongside) may have changed meanwhile; the slower of the
+	// two quiet medians is the fair yardstick.
+	quiet = max(quiet, victim(9))
 	t.Logf("victim median: quiet %v, during the flood %v (%.2f×; goal ≤ 2×); flood: %d attempts, %d hashed, %d answered by waiting",
 		quiet, loud, float64(loud)/float64(quiet), sent.Load(), floodRuns, h.imitated.Load())
 	if loud > 2*quiet+quiet/2 {
