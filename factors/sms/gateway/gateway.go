@@ -107,6 +107,17 @@ func (e *StatusError) Error() string {
 // Unwrap makes errors.Is(err, factors.ErrSendFailed) hold.
 func (e *StatusError) Unwrap() error { return factors.ErrSendFailed }
 
+// newClient is the gateways' default HTTP client. It keeps no idle
+// connections: a text goes out now and then, and a connection kept from
+// before the gateway restarted would fail the next send with EOF (a POST
+// is not retried on a dead connection), so every send dials afresh and a
+// gateway that is down reads as "connection refused".
+func newClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DisableKeepAlives = true
+	return &http.Client{Transport: t}
+}
+
 // do runs req with the timeout and reads (at most 4 KiB of) the answer.
 func do(ctx context.Context, c *http.Client, timeout time.Duration, req *http.Request) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -117,8 +128,6 @@ func do(ctx context.Context, c *http.Client, timeout time.Duration, req *http.Re
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	// Drain a little more so the connection can be reused.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	return resp.StatusCode, body, nil
 }
 

@@ -134,7 +134,7 @@ func NewHTTP(o HTTPOptions) (*HTTP, error) {
 		g.timeout = DefaultTimeout
 	}
 	if g.client == nil {
-		g.client = &http.Client{}
+		g.client = newClient()
 	}
 	if _, err := g.render(sampleMessage); err != nil {
 		return nil, err

@@ -81,7 +81,7 @@ func NewKannel(o KannelOptions) (*Kannel, error) {
 		k.timeout = DefaultTimeout
 	}
 	if k.client == nil {
-		k.client = &http.Client{}
+		k.client = newClient()
 	}
 	return k, nil
 }
