@@ -89,6 +89,11 @@ type Options struct {
 	// Logger receives Badger's warnings and errors (its info and debug
 	// lines are dropped). nil means slog.Default().
 	Logger *slog.Logger
+	// FeedRetention and FeedBytes bound the changes the feed keeps in
+	// memory (0: DefaultFeedRetention, DefaultFeedBytes): a follower
+	// further behind gets store.ErrGap and re-reads with Scan.
+	FeedRetention int
+	FeedBytes     int
 }
 
 // Store is store.KV on Badger. It is safe for concurrent use.
@@ -107,6 +112,8 @@ type Store struct {
 	verMu     sync.Mutex
 	nextVer   uint64
 	leasedVer uint64 // versions < leasedVer are covered by a synced lease
+
+	feed *feed // see feed.go
 }
 
 // Open opens (or creates) the store in opts.Path. Errors wrap
@@ -146,6 +153,7 @@ func Open(opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	s.feed = newFeed(s.nextVer, opts.FeedRetention, opts.FeedBytes)
 	return s, nil
 }
 
@@ -318,13 +326,17 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, opt store.Wri
 		return 0, err
 	}
 	defer s.leave()
-	ver, err := s.nextVersion()
-	if err != nil {
-		return 0, err
-	}
-	// A blind write reads nothing, so Badger never reports a conflict for it.
-	err = s.db.Update(func(txn *badger.Txn) error {
-		return txn.SetEntry(newEntry(key, value, ver, opt.TTL))
+	ver, err := s.write(ctx, func(txn *badger.Txn, ver uint64) (*store.Change, error) {
+		// The read orders this write after every committed write of the
+		// key (see feed.go); the key may well be missing.
+		if _, err := txn.Get(dataKey(key)); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+			return nil, err
+		}
+		e := newEntry(key, value, ver, opt.TTL)
+		if err := txn.SetEntry(e); err != nil {
+			return nil, err
+		}
+		return changeOf(key, value, ver, e.ExpiresAt), nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("badgerstore: set: %w", err)
@@ -345,25 +357,23 @@ func (s *Store) CompareAndSet(ctx context.Context, key string, value []byte, pre
 		return 0, err
 	}
 	defer s.leave()
-	// Taken before the transaction so that a lease write never runs inside
-	// it; a version lost to a failed compare is just a gap.
-	ver, err := s.nextVersion()
-	if err != nil {
-		return 0, err
-	}
-	err = s.update(ctx, func(txn *badger.Txn) error {
+	ver, err := s.write(ctx, func(txn *badger.Txn, ver uint64) (*store.Change, error) {
 		cur, err := getItem(txn, key)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			if prev != 0 {
-				return store.ErrConflict
+				return nil, store.ErrConflict
 			}
 		case err != nil:
-			return err
+			return nil, err
 		case cur.Version != prev:
-			return store.ErrConflict
+			return nil, store.ErrConflict
 		}
-		return txn.SetEntry(newEntry(key, value, ver, opt.TTL))
+		e := newEntry(key, value, ver, opt.TTL)
+		if err := txn.SetEntry(e); err != nil {
+			return nil, err
+		}
+		return changeOf(key, value, ver, e.ExpiresAt), nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("badgerstore: compare-and-set: %w", err)
@@ -376,14 +386,28 @@ func (s *Store) CompareAndSet(ctx context.Context, key string, value []byte, pre
 	return ver, nil
 }
 
-// Delete removes the key; a missing key is not an error. Like every removal
-// it is synced to disk before it returns (see Store.sync).
+// Delete removes the key; a missing key is not an error (and no change in
+// the feed). Like every removal it is synced to disk before it returns (see
+// Store.sync).
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := s.enter(ctx); err != nil {
 		return err
 	}
 	defer s.leave()
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(dataKey(key)) }); err != nil {
+	_, err := s.write(ctx, func(txn *badger.Txn, seq uint64) (*store.Change, error) {
+		_, err := txn.Get(dataKey(key))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := txn.Delete(dataKey(key)); err != nil {
+			return nil, err
+		}
+		return deletionOf(key, seq), nil
+	})
+	if err != nil {
 		return fmt.Errorf("badgerstore: delete: %w", err)
 	}
 	return s.sync("delete")
@@ -396,15 +420,18 @@ func (s *Store) CompareAndDelete(ctx context.Context, key string, prev uint64) e
 		return err
 	}
 	defer s.leave()
-	err := s.update(ctx, func(txn *badger.Txn) error {
+	_, err := s.write(ctx, func(txn *badger.Txn, seq uint64) (*store.Change, error) {
 		cur, err := getItem(txn, key)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if cur.Version != prev {
-			return store.ErrConflict
+			return nil, store.ErrConflict
 		}
-		return txn.Delete(dataKey(key))
+		if err := txn.Delete(dataKey(key)); err != nil {
+			return nil, err
+		}
+		return deletionOf(key, seq), nil
 	})
 	if err != nil {
 		return fmt.Errorf("badgerstore: compare-and-delete: %w", err)
@@ -425,13 +452,16 @@ func (s *Store) Consume(ctx context.Context, key string) ([]byte, error) {
 	}
 	defer s.leave()
 	var val []byte
-	err := s.update(ctx, func(txn *badger.Txn) error {
+	_, err := s.write(ctx, func(txn *badger.Txn, seq uint64) (*store.Change, error) {
 		cur, err := getItem(txn, key)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		val = cur.Value
-		return txn.Delete(dataKey(key))
+		if err := txn.Delete(dataKey(key)); err != nil {
+			return nil, err
+		}
+		return deletionOf(key, seq), nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: consume: %w", err)
@@ -483,6 +513,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.gateMu.Unlock()
+	close(s.feed.closed) // ends the long polls (Wait)
 	s.inflight.Wait()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("badgerstore: close %s: %w", s.path, err)
@@ -533,22 +564,46 @@ func (s *Store) gcOnce(ctx context.Context) bool {
 	return true
 }
 
-// update runs fn in a read-write transaction and retries it when the commit
-// loses a Badger conflict (another transaction wrote a key fn read). The
-// retry re-reads, so fn's own checks decide: with unique versions a
-// changed key can never pass a version compare again, and a false conflict
-// (Badger tracks reads by a 64-bit hash) is simply redone.
-func (s *Store) update(ctx context.Context, fn func(*badger.Txn) error) error {
+// write runs fn in a read-write transaction with a fresh version, and
+// retries it when the commit loses a Badger conflict (another transaction
+// wrote a key fn read). The retry re-reads, so fn's own checks decide: with
+// unique versions a changed key can never pass a version compare again, and
+// a false conflict (Badger tracks reads by a 64-bit hash) is simply redone.
+//
+// The version is taken inside the transaction, after its snapshot, and each
+// attempt takes a new one (see feed.go for why). It returns the version of
+// the attempt that committed. Every version taken is resolved in the feed:
+// with fn's change once the commit succeeded, as abandoned otherwise (fn
+// returns a nil change for a write that turns out to change nothing).
+func (s *Store) write(ctx context.Context, fn func(txn *badger.Txn, ver uint64) (*store.Change, error)) (uint64, error) {
 	for range maxRetries {
-		err := s.db.Update(fn)
-		if !errors.Is(err, badger.ErrConflict) {
+		var (
+			ver uint64
+			ch  *store.Change
+		)
+		err := s.db.Update(func(txn *badger.Txn) error {
+			v, err := s.nextVersion()
+			if err != nil {
+				return err
+			}
+			ver = v
+			ch, err = fn(txn, v)
 			return err
+		})
+		if ver != 0 {
+			if err != nil {
+				ch = nil
+			}
+			s.feed.resolve(ver, ch)
+		}
+		if !errors.Is(err, badger.ErrConflict) {
+			return ver, err
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return store.ErrConflict
+	return 0, store.ErrConflict
 }
 
 // sync makes every commit so far durable. We open Badger with SyncWrites

@@ -1,9 +1,12 @@
 package badgerstore
 
 import (
+	"context"
 	"io/fs"
 	"path/filepath"
 	"strings"
+
+	"github.com/keygate/keygate/authn/store"
 )
 
 // Size returns the bytes on disk of the LSM tree (.sst tables) and of the
@@ -34,4 +37,11 @@ func (s *Store) Size() (lsm, vlog int64) {
 		return nil
 	})
 	return lsm, vlog
+}
+
+// StorageSize is Size for the store-size metric of any backend
+// (store.Sizer): the parts "lsm" and "vlog".
+func (s *Store) StorageSize(context.Context) ([]store.SizePart, error) {
+	lsm, vlog := s.Size()
+	return []store.SizePart{{Part: "lsm", Bytes: lsm}, {Part: "vlog", Bytes: vlog}}, nil
 }
