@@ -83,9 +83,11 @@ type Change struct {
 // be harmless (a change whose Version is not newer than the one held is
 // old news, a removal of an absent key is nothing).
 type Feed interface {
-	// Head returns the Seq of the newest change a follower may see: every
-	// change with a lower or equal Seq is visible to Changes (or trimmed).
-	// It is 0 only for a store that has never seen a change.
+	// Head returns the point up to which the feed is complete: every
+	// change with a Seq lower than or equal to it is visible to Changes
+	// (or trimmed), and no such change can appear later. It may move
+	// without a change a follower sees (a number burned by a lost
+	// compare). It is 0 for a new, empty store.
 	Head(ctx context.Context) (uint64, error)
 	// Changes returns up to limit changes with Seq > after whose key has
 	// the prefix, oldest first, and the cursor to pass as after next time.

@@ -496,3 +496,14 @@ func writeFile(t *testing.T, name, content string) string {
 	}
 	return p
 }
+
+func TestFeedConformance(t *testing.T) {
+	t.Parallel()
+	storetest.RunFeed(t, func(t *testing.T, opt storetest.FeedOptions) store.Backend {
+		s, err := Open(Options{Path: t.TempDir(), EncryptionKey: testKey, FeedRetention: opt.Retention})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
+}
