@@ -73,6 +73,10 @@ const (
 	// bound only matters under a storm of writes to one key.
 	maxRetries = 8
 
+	// keyLockStripes is the number of key locks: writers of different keys
+	// share one with a chance of 1 in this.
+	keyLockStripes = 256
+
 	defaultGCInterval = 10 * time.Minute
 )
 
@@ -114,6 +118,9 @@ type Store struct {
 	leasedVer uint64 // versions < leasedVer are covered by a synced lease
 
 	feed *feed // see feed.go
+	// keyLocks serialise the writes of one key (by a hash of it), so that
+	// they take their versions in the order they commit (see feed.go).
+	keyLocks [keyLockStripes]sync.Mutex
 }
 
 // Open opens (or creates) the store in opts.Path. Errors wrap
@@ -326,12 +333,7 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, opt store.Wri
 		return 0, err
 	}
 	defer s.leave()
-	ver, err := s.write(ctx, func(txn *badger.Txn, ver uint64) (*store.Change, error) {
-		// The read orders this write after every committed write of the
-		// key (see feed.go); the key may well be missing.
-		if _, err := txn.Get(dataKey(key)); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
-			return nil, err
-		}
+	ver, err := s.write(ctx, key, func(txn *badger.Txn, ver uint64) (*store.Change, error) {
 		e := newEntry(key, value, ver, opt.TTL)
 		if err := txn.SetEntry(e); err != nil {
 			return nil, err
@@ -357,7 +359,7 @@ func (s *Store) CompareAndSet(ctx context.Context, key string, value []byte, pre
 		return 0, err
 	}
 	defer s.leave()
-	ver, err := s.write(ctx, func(txn *badger.Txn, ver uint64) (*store.Change, error) {
+	ver, err := s.write(ctx, key, func(txn *badger.Txn, ver uint64) (*store.Change, error) {
 		cur, err := getItem(txn, key)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -394,7 +396,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	defer s.leave()
-	_, err := s.write(ctx, func(txn *badger.Txn, seq uint64) (*store.Change, error) {
+	_, err := s.write(ctx, key, func(txn *badger.Txn, seq uint64) (*store.Change, error) {
 		_, err := txn.Get(dataKey(key))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil, nil
@@ -420,7 +422,7 @@ func (s *Store) CompareAndDelete(ctx context.Context, key string, prev uint64) e
 		return err
 	}
 	defer s.leave()
-	_, err := s.write(ctx, func(txn *badger.Txn, seq uint64) (*store.Change, error) {
+	_, err := s.write(ctx, key, func(txn *badger.Txn, seq uint64) (*store.Change, error) {
 		cur, err := getItem(txn, key)
 		if err != nil {
 			return nil, err
@@ -452,7 +454,7 @@ func (s *Store) Consume(ctx context.Context, key string) ([]byte, error) {
 	}
 	defer s.leave()
 	var val []byte
-	_, err := s.write(ctx, func(txn *badger.Txn, seq uint64) (*store.Change, error) {
+	_, err := s.write(ctx, key, func(txn *badger.Txn, seq uint64) (*store.Change, error) {
 		cur, err := getItem(txn, key)
 		if err != nil {
 			return nil, err
@@ -570,12 +572,16 @@ func (s *Store) gcOnce(ctx context.Context) bool {
 // unique versions a changed key can never pass a version compare again, and
 // a false conflict (Badger tracks reads by a 64-bit hash) is simply redone.
 //
-// The version is taken inside the transaction, after its snapshot, and each
-// attempt takes a new one (see feed.go for why). It returns the version of
-// the attempt that committed. Every version taken is resolved in the feed:
-// with fn's change once the commit succeeded, as abandoned otherwise (fn
-// returns a nil change for a write that turns out to change nothing).
-func (s *Store) write(ctx context.Context, fn func(txn *badger.Txn, ver uint64) (*store.Change, error)) (uint64, error) {
+// key is the key fn writes: writes of one key run one at a time, each
+// taking its version and committing under the key's lock (see feed.go for
+// why). Each attempt takes a new version; write returns the one of the
+// attempt that committed. Every version taken is resolved in the feed: with
+// fn's change once the commit succeeded, as abandoned otherwise (fn returns
+// a nil change for a write that turns out to change nothing).
+func (s *Store) write(ctx context.Context, key string, fn func(txn *badger.Txn, ver uint64) (*store.Change, error)) (uint64, error) {
+	mu := &s.keyLocks[keyStripe(key)]
+	mu.Lock()
+	defer mu.Unlock()
 	for range maxRetries {
 		var (
 			ver uint64
@@ -617,6 +623,16 @@ func (s *Store) sync(op string) error {
 		return fmt.Errorf("badgerstore: %s: committed but not synced to disk: %w", op, err)
 	}
 	return nil
+}
+
+// keyStripe hashes key (FNV-1a) onto a key lock.
+func keyStripe(key string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int(h % keyLockStripes)
 }
 
 func dataKey(key string) []byte {

@@ -29,14 +29,14 @@ import (
 // too (feed.pending) and publishes them in order: a follower never sees a
 // lower Seq appear after a higher one.
 //
-// Each write takes its number inside its transaction, after the snapshot
-// it reads from, and every write reads the key it writes (so Badger's
-// conflict detection covers blind Sets too). Hence two committed writes of
-// one key carry numbers in their commit order: the later one's snapshot
-// saw the earlier one committed (or it would have lost a conflict and
-// retried with a new number), and took its number after that. Without
-// this, Set A taking 10 and Set B taking 11 could commit B then A, leaving
-// the key at version 10 while the feed's last word on it is 11.
+// Writes of one key run one at a time: each takes its number and commits
+// under a lock of the key (Store.keyLocks, striped by a hash), so two
+// writes of one key carry numbers in their commit order. Without this, Set
+// A taking 10 and Set B taking 11 could commit B then A, leaving the key
+// at version 10 while the feed's last word on it is 11. (Making every
+// write read its key, so Badger's conflict detection orders them, made a
+// plain Set fail with a conflict under contention.) Writes of different
+// keys still commit concurrently.
 
 const (
 	// DefaultFeedRetention and DefaultFeedBytes bound the changes kept in

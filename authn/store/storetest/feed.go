@@ -504,6 +504,18 @@ func testFeedConcurrent(t *testing.T, kv store.Backend) {
 					deletes[key]++
 					mu.Unlock()
 				}
+				if j%3 == 0 {
+					// Blind writes racing on one key: the feed's last
+					// word on it must be what the store holds.
+					v, err := kv.Set(ctx, "c/hot", []byte(fmt.Sprintf("%d/%d", w, j)), store.WriteOptions{})
+					if err != nil {
+						t.Errorf("Set: %v", err)
+						return
+					}
+					mu.Lock()
+					written[v] = "c/hot"
+					mu.Unlock()
+				}
 				if j%5 == 0 {
 					if err := increment(ctx, kv, "c/shared", 1000); err != nil {
 						t.Errorf("increment: %v", err)
