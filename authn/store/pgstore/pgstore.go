@@ -108,6 +108,10 @@ type Store struct {
 
 	stop     context.CancelFunc // ends the listener
 	listener sync.WaitGroup
+
+	// beforeCommit, when set (by tests only), runs in a writing
+	// transaction after its seq was taken and before COMMIT.
+	beforeCommit func(seq int64)
 }
 
 var (
@@ -175,19 +179,24 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// checkKey opens one row to tell a wrong storage key at Open rather than at
-// the first read: every row of a database is sealed with one key.
+// keyCheckAAD binds the key-check value to its purpose.
+var keyCheckAAD = []byte("kv_meta/key_check")
+
+// checkKey compares the storage key with the one the database was first
+// opened with: the first Open stores a value sealed with its key, every
+// later Open must open it. Without it a replica with another key would
+// write rows the others cannot read.
 func (s *Store) checkKey(ctx context.Context) error {
-	var k, v []byte
-	err := s.pool.QueryRow(ctx, `SELECT k, v FROM kv LIMIT 1`).Scan(&k, &v)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
+	if _, err := s.pool.Exec(ctx, `INSERT INTO kv_meta (name, v) VALUES ('key_check', $1) ON CONFLICT (name) DO NOTHING`,
+		s.seal.seal(keyCheckAAD, false, "", []byte("keygate"))); err != nil {
+		return fmt.Errorf("pgstore: key check: %w", err)
 	}
-	if err != nil {
-		return fmt.Errorf("pgstore: %w", err)
+	var v []byte
+	if err := s.pool.QueryRow(ctx, `SELECT v FROM kv_meta WHERE name = 'key_check'`).Scan(&v); err != nil {
+		return fmt.Errorf("pgstore: key check: %w", err)
 	}
-	if _, _, err := s.seal.open(k, v); err != nil {
-		return fmt.Errorf("pgstore: the storage key does not open this database's values: %w", store.ErrWrongKey)
+	if _, _, err := s.seal.open(keyCheckAAD, v); err != nil {
+		return fmt.Errorf("pgstore: the storage key is not the one this database was created with: %w", store.ErrWrongKey)
 	}
 	return nil
 }
@@ -301,35 +310,39 @@ type change struct {
 // write runs fn in a transaction and, when fn reports a change, appends it
 // to the log as the transaction's last statement (see "The feed").
 func (s *Store) write(ctx context.Context, op string, durable bool, fn func(tx pgx.Tx) (*change, error)) error {
-	tx, err := s.pool.Begin(ctx)
+	// One round trip to begin (and to relax the commit of a write that
+	// need not survive a crash: challenges and counters may lose their
+	// last few on a crash, which the contract allows, and the commit then
+	// does not wait for a WAL flush).
+	begin := "BEGIN"
+	if !durable {
+		begin = "BEGIN; SET LOCAL synchronous_commit TO off"
+	}
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: begin})
 	if err != nil {
 		return wrap(op, err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if !durable {
-		// Challenges and counters: a crash may lose the last few, which
-		// the contract allows, and the commit does not wait for a flush.
-		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit TO off`); err != nil {
-			return wrap(op, err)
-		}
-	}
 	ch, err := fn(tx)
 	if err != nil {
 		return err
 	}
 	var seq int64
 	if ch != nil {
-		err = tx.QueryRow(ctx, `WITH c AS (UPDATE kv_clock SET seq = seq + 1 RETURNING seq)
-			INSERT INTO kv_changes (seq, k, blind, deleted, version, expires_at, v)
-			SELECT c.seq, $1, $2, $3, $4, $5, $6 FROM c RETURNING seq`,
-			ch.rk, ch.blind, ch.deleted, ch.version, ch.exp, ch.sealed).Scan(&seq)
+		// The clock bump, the log row and the NOTIFY (delivered at commit
+		// to every replica's listener) in one statement, the last before
+		// COMMIT: the clock row stays locked only until the commit.
+		err = tx.QueryRow(ctx, `WITH c AS (UPDATE kv_clock SET seq = seq + 1 RETURNING seq),
+			i AS (INSERT INTO kv_changes (seq, k, blind, deleted, version, expires_at, v)
+				SELECT c.seq, $1, $2, $3, $4, $5, $6 FROM c RETURNING seq)
+			SELECT i.seq FROM i, LATERAL (SELECT pg_notify($7, i.seq::text)) n`,
+			ch.rk, ch.blind, ch.deleted, ch.version, ch.exp, ch.sealed, notifyChannel).Scan(&seq)
 		if err != nil {
 			return wrap(op, err)
 		}
-		// Delivered at commit, to every replica's listener.
-		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, fmt.Sprint(seq)); err != nil {
-			return wrap(op, err)
-		}
+	}
+	if s.beforeCommit != nil && ch != nil {
+		s.beforeCommit(seq)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return wrap(op, err)

@@ -176,6 +176,25 @@ func TestSealed(t *testing.T) {
 	}
 }
 
+// A replica with another storage key is refused even while the store is
+// still empty, and writes nothing.
+func TestWrongKeyOnEmptyStore(t *testing.T) {
+	c := pgtest.Start(t)
+	dsn := c.NewDatabase(t)
+	_ = open(t, dsn, 0).Close()
+	_, err := pgstore.Open(t.Context(), pgstore.Options{DSN: dsn, Key: bytes.Repeat([]byte{7}, 32)})
+	if !errors.Is(err, store.ErrWrongKey) {
+		t.Fatalf("Open of an empty store with another key: %v, want ErrWrongKey", err)
+	}
+	var rows int
+	q(t, dsn, `SELECT (SELECT count(*) FROM kv) + (SELECT count(*) FROM kv_changes)`, &rows)
+	if rows != 0 {
+		t.Fatalf("the refused Open left %d rows", rows)
+	}
+	// The right key still opens it.
+	_ = open(t, dsn, 0)
+}
+
 // The trap of change sequences: numbers taken in one order, commits in
 // another. Many writers at once; a follower paging through the feed while
 // they write must see every write exactly once, in increasing Seq.

@@ -1,0 +1,106 @@
+package pgstore_test
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/authn/store"
+	"github.com/keygate/keygate/authn/store/pgstore"
+	"github.com/keygate/keygate/authn/store/pgstore/pgtest"
+	"github.com/keygate/keygate/authn/store/storetest"
+)
+
+// The sequence trap, provoked: writer A has taken its seq and not yet
+// committed. Writer B must not get a higher seq and commit first (a
+// follower would pass A's change and never see it): B waits for A, and
+// until A commits neither the head nor the change list moves.
+func TestFeedCommitOrderHeld(t *testing.T) {
+	c := pgtest.Start(t)
+	dsn := c.NewDatabase(t)
+	w := open(t, dsn, 0)
+	r := open(t, dsn, 0) // a follower on another replica
+	ctx := t.Context()
+	h0, err := r.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reached, release := make(chan int64), make(chan struct{})
+	var once sync.Once
+	pgstore.SetBeforeCommit(w, func(seq int64) {
+		once.Do(func() { reached <- seq; <-release })
+	})
+	aDone, bDone := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := w.Set(ctx, "o/a", []byte("a"), store.WriteOptions{Durable: true}); aDone <- err }()
+	seqA := <-reached
+	go func() { _, err := w.Set(ctx, "o/b", []byte("b"), store.WriteOptions{}); bDone <- err }()
+
+	select {
+	case err := <-bDone:
+		t.Fatalf("B committed (%v) while A, holding seq %d, had not", err, seqA)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if h, err := r.Head(ctx); err != nil || h != h0 {
+		t.Fatalf("Head while A is uncommitted = %d, %v; want %d", h, err, h0)
+	}
+	if chs, next, err := r.Changes(ctx, "", h0, 0); err != nil || len(chs) != 0 || next != h0 {
+		t.Fatalf("Changes while A is uncommitted = %v, next %d, %v; want none, %d", chs, next, err, h0)
+	}
+
+	close(release)
+	if err := <-aDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-bDone; err != nil {
+		t.Fatal(err)
+	}
+	chs, _, err := r.Changes(ctx, "", h0, 0)
+	if err != nil || len(chs) != 2 || chs[0].Key != "o/a" || chs[1].Key != "o/b" || chs[0].Seq != uint64(seqA) || chs[1].Seq <= chs[0].Seq {
+		t.Fatalf("Changes after both committed = %+v, %v; want o/a (seq %d) then o/b", chs, err, seqA)
+	}
+}
+
+// Single use across replicas: 50 callers on two replicas consume one
+// value; exactly one gets it.
+func TestConsumeAcrossReplicas(t *testing.T) {
+	c := pgtest.Start(t)
+	dsn := c.NewDatabase(t)
+	replicas := []*pgstore.Store{open(t, dsn, 0), open(t, dsn, 0)}
+	ctx := t.Context()
+	for round := range 10 {
+		if _, err := replicas[0].Set(ctx, "webauthn/ceremony/c1", []byte("challenge"), store.WriteOptions{TTL: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+		var (
+			mu   sync.Mutex
+			wins int
+			wg   sync.WaitGroup
+		)
+		start := make(chan struct{})
+		for i := range 50 {
+			wg.Go(func() {
+				<-start
+				v, err := replicas[i%2].Consume(ctx, "webauthn/ceremony/c1")
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil && string(v) == "challenge":
+					wins++
+				case !errors.Is(err, store.ErrNotFound):
+					t.Errorf("Consume = %q, %v", v, err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if wins != 1 {
+			t.Fatalf("round %d: %d of 50 callers on two replicas consumed the value, want 1", round, wins)
+		}
+	}
+}
+
+func BenchmarkStore(b *testing.B) {
+	c := pgtest.Start(b)
+	storetest.Bench(b, func(b *testing.B) store.KV { return open(b, c.NewDatabase(b), 0) })
+}
