@@ -4,7 +4,9 @@
 //
 // Domain packages declare the narrower interfaces they actually use; every
 // backend passes the shared conformance suite in store/storetest, so a
-// PostgreSQL or Redis backend can be added without touching domain code.
+// backend can be added without touching domain code. A backend also serves
+// a change feed (Feed, in feed.go) so that state kept in memory follows
+// writes made by other replicas; Backend is the two together.
 package store
 
 import (
