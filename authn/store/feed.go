@@ -52,7 +52,9 @@ type Change struct {
 //     Seq <= n may become visible later: a backend whose writers commit
 //     out of the order they took their numbers in (Badger's versions taken
 //     before the commit, PostgreSQL's sequences) holds back the head until
-//     every lower number has committed or been abandoned.
+//     every lower number has committed or been abandoned. In particular
+//     two writes of one key carry Seqs in the order they committed, so the
+//     last change of a key the feed reports is what Get returns.
 //   - Only committed changes. A write that fails (a lost compare, a
 //     rolled-back transaction) is never reported. A change is reported
 //     as soon as its write is visible to Get, which may be before a
