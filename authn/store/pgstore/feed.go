@@ -13,8 +13,12 @@ import (
 	"github.com/keygate/keygate/authn/store"
 )
 
-// defaultPage is Changes' limit when the caller gives none.
-const defaultPage = 512
+const (
+	// defaultPage is Changes' limit when the caller gives none.
+	defaultPage = 512
+	// listenerAppName is the application_name of the LISTEN connection.
+	listenerAppName = "keygate-feed-listener"
+)
 
 // Head returns the feed's clock: every change up to it has committed (the
 // clock row is bumped by a writer's last statement, under its lock).
@@ -219,7 +223,10 @@ func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig, ready chan<- er
 }
 
 func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, up func()) error {
-	conn, err := pgx.ConnectConfig(ctx, cfg.Copy())
+	cc := cfg.Copy()
+	// Named, so an operator (or a test) can tell it in pg_stat_activity.
+	cc.RuntimeParams["application_name"] = listenerAppName
+	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return err
 	}

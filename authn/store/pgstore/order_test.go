@@ -104,3 +104,44 @@ func BenchmarkStore(b *testing.B) {
 	c := pgtest.Start(b)
 	storetest.Bench(b, func(b *testing.B) store.KV { return open(b, c.NewDatabase(b), 0) })
 }
+
+// The listener's connection dies (a database restart, a proxy timeout): it
+// reconnects, and Wait on that replica still wakes on another's write.
+func TestListenerReconnects(t *testing.T) {
+	c := pgtest.Start(t)
+	dsn := c.NewDatabase(t)
+	a, b := open(t, dsn, 0), open(t, dsn, 0)
+	ctx := t.Context()
+	var killed int
+	q(t, dsn, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'keygate-feed-listener'`, &killed)
+	if killed != 2 {
+		t.Fatalf("terminated %d listener connections, want 2 (one per replica)", killed)
+	}
+	head, err := b.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		got := make(chan error, 1)
+		go func() { _, err := b.Wait(ctx, head); got <- err }()
+		time.Sleep(300 * time.Millisecond) // past the first reconnect
+		start := time.Now()
+		if _, err := a.Set(ctx, "session/y", []byte{byte(i)}, store.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Fatalf("write %d: Wait woke after %v; the listener did not come back", i, d)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("write %d: Wait did not wake", i)
+		}
+		if head, err = b.Head(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
