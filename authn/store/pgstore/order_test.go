@@ -1,6 +1,7 @@
 package pgstore_test
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -143,5 +144,92 @@ func TestListenerReconnects(t *testing.T) {
 		if head, err = b.Head(ctx); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// PostgreSQL goes away and comes back: calls fail with an error (never a
+// wrong answer such as ErrNotFound) while it is down, and everything works
+// again by itself once it is back, the feed's listener included; nothing
+// written before the outage is lost.
+func TestDatabaseOutage(t *testing.T) {
+	c := pgtest.Start(t)
+	dsn := c.NewDatabase(t)
+	a, b := open(t, dsn, 0), open(t, dsn, 0)
+	ctx := t.Context()
+	v, err := a.Set(ctx, "user/alice", []byte("alice"), store.WriteOptions{Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(t)
+	down, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := a.Ping(down); err == nil {
+		t.Fatal("Ping succeeded with the database stopped")
+	}
+	if _, err := a.Get(down, "user/alice"); err == nil || errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get with the database stopped = %v, want an error other than ErrNotFound", err)
+	}
+	if _, err := a.Set(down, "user/bob", []byte("bob"), store.WriteOptions{}); err == nil {
+		t.Fatal("Set succeeded with the database stopped")
+	}
+	c.Resume(t)
+
+	// Connections cut by the outage are replaced as they are found dead.
+	deadline := time.Now().Add(10 * time.Second)
+	for a.Ping(ctx) != nil || b.Ping(ctx) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the stores did not reconnect within 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var it store.Item
+	for {
+		if it, err = b.Get(ctx, "user/alice"); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || it.Version != v || string(it.Value) != "alice" {
+		t.Fatalf("after the outage Get = %q v%d, %v; want alice v%d", it.Value, it.Version, err, v)
+	}
+	if _, err := b.Get(ctx, "user/bob"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the Set that failed during the outage left something: %v", err)
+	}
+	// The listeners are back: a write on a wakes Wait on b promptly.
+	head, err := b.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both listeners reconnect within their back-off.
+	for n := 0; n != 2; {
+		q(t, dsn, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'keygate-feed-listener'`, &n)
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 2 listeners reconnected within 10 s", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := make(chan error, 1)
+	go func() { _, err := b.Wait(ctx, head); got <- err }()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	for {
+		_, err := a.Set(ctx, "session/z", []byte("z"), store.WriteOptions{})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("Set after the outage: %v", err)
+		}
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("Wait woke %v after the write: the listener did not reconnect", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait did not wake after the outage")
 	}
 }

@@ -239,6 +239,15 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// Ping checks that the database answers, for a readiness probe.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.enter(ctx); err != nil {
+		return err
+	}
+	defer s.leave()
+	return wrap("ping", s.pool.Ping(ctx))
+}
+
 // live is the SQL condition of a row that has not expired.
 const live = `(expires_at IS NULL OR expires_at > now())`
 

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +38,11 @@ type Cluster struct {
 	sockDir string
 	binDir  string
 	asUser  []string // command prefix that runs a tool as the cluster's OS user
+	opts    string   // the server's options (pg_ctl -o)
+	logFile string
+
+	mu      sync.Mutex
+	running bool
 }
 
 func binDir() string {
@@ -120,7 +126,7 @@ func Start(t testing.TB) *Cluster {
 	// fsync off: a test cluster is thrown away, and fsyncs would make the
 	// suite slow on a busy machine. Durability is PostgreSQL's, not ours
 	// to test; synchronous_commit still behaves as configured.
-	opts := strings.Join([]string{
+	c.opts = strings.Join([]string{
 		"-c listen_addresses=''",
 		"-k " + c.sockDir,
 		"-c fsync=off",
@@ -128,12 +134,9 @@ func Start(t testing.TB) *Cluster {
 		"-c max_connections=200",
 		"-c shared_buffers=16MB",
 	}, " ")
-	logFile := filepath.Join(c.dataDir, "server.log")
-	t.Cleanup(func() { c.stop(t) })
-	if out, err := c.cmd("pg_ctl", "-D", c.dataDir, "-o", opts, "-l", logFile, "-w", "-t", "30", "start").CombinedOutput(); err != nil {
-		log, _ := os.ReadFile(logFile)
-		t.Fatalf("pgtest: pg_ctl start: %v\n%s\nserver log:\n%s", err, out, log)
-	}
+	c.logFile = filepath.Join(c.dataDir, "server.log")
+	t.Cleanup(func() { c.Stop(t) })
+	c.Resume(t)
 	t.Logf("pgtest: PostgreSQL cluster up in %v (socket dir %s)", time.Since(start).Round(time.Millisecond), c.sockDir)
 	return c
 }
@@ -153,11 +156,37 @@ func (c *Cluster) run(t testing.TB, tool string, args ...string) {
 	}
 }
 
-func (c *Cluster) stop(t testing.TB) {
-	// "immediate": the data is thrown away, no need for a checkpoint.
+// Stop stops the server (as an outage would: immediately, connections
+// cut). It is a no-op when the server is not running.
+func (c *Cluster) Stop(t testing.TB) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.running {
+		return
+	}
+	// "immediate": no checkpoint, connections dropped; the data survives
+	// (crash recovery on the next start).
 	if out, err := c.cmd("pg_ctl", "-D", c.dataDir, "-m", "immediate", "-w", "stop").CombinedOutput(); err != nil {
 		t.Errorf("pgtest: pg_ctl stop: %v\n%s", err, out)
+		return
 	}
+	c.running = false
+}
+
+// Resume starts the server again after Stop, on the same socket and data.
+func (c *Cluster) Resume(t testing.TB) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running {
+		return
+	}
+	if out, err := c.cmd("pg_ctl", "-D", c.dataDir, "-o", c.opts, "-l", c.logFile, "-w", "-t", "30", "start").CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(c.logFile)
+		t.Fatalf("pgtest: pg_ctl start: %v\n%s\nserver log:\n%s", err, out, log)
+	}
+	c.running = true
 }
 
 // DSN returns the connection string for database db on this cluster.
