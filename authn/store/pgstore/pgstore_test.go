@@ -117,6 +117,7 @@ func TestSealed(t *testing.T) {
 		"parked/PARKEDBEARERID123":         "body",
 		"webauthn/ceremony/CEREMONYBEARER": "challenge",
 		"regulate/ip/203.0.113.77":         "3",
+		"regulate/user/password/#8d2c3f":   "2",
 	}
 	for k, v := range secrets {
 		if _, err := s.Set(ctx, k, []byte(v), store.WriteOptions{Durable: true}); err != nil {
@@ -127,7 +128,7 @@ func TestSealed(t *testing.T) {
 		t.Fatal(err)
 	}
 	dump := c.Dump(t, dsn)
-	for _, needle := range []string{"JBSWY3DPEHPK3PXP", "alice.secret@example.org", "bob@example.net", "PARKEDBEARERID123", "CEREMONYBEARER", "203.0.113.77"} {
+	for _, needle := range []string{"JBSWY3DPEHPK3PXP", "alice.secret@example.org", "bob@example.net", "PARKEDBEARERID123", "CEREMONYBEARER", "203.0.113.77", "#8d2c3f"} {
 		// bytea columns are dumped in hex: look for both spellings.
 		if bytes.Contains(dump, []byte(needle)) || bytes.Contains(dump, []byte(hex.EncodeToString([]byte(needle)))) {
 			t.Errorf("pg_dump contains %q in clear", needle)

@@ -23,14 +23,16 @@ import (
 //   - parked/: a parked request's ID is a bearer capability in a URL.
 //   - webauthn/ceremony/: a ceremony ID is handed to the browser and
 //     redeemed by it.
-//   - regulate/ip/: client addresses (personal data).
+//   - regulate/: brute-force counters, keyed by client address (personal
+//     data) or, for a login that names no account, by an unkeyed hash of
+//     what was typed (often an email address, open to a dictionary).
 //
 // A key under one of them is stored as the prefix plus a keyed HMAC of the
 // whole key (the prefix stays readable, so a DBA can still see what kind of
 // rows there are), and the key itself is sealed inside the value. The list
 // is part of the on-disk format: changing it needs a migration that
 // re-keys the rows.
-var blindPrefixes = []string{"parked/", "regulate/ip/", "user_email/", "webauthn/ceremony/"}
+var blindPrefixes = []string{"parked/", "regulate/", "user_email/", "webauthn/ceremony/"}
 
 // blindPrefixOf returns the blinded namespace key falls in, or "".
 func blindPrefixOf(key string) string {
