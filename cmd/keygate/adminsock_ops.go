@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/keygate/keygate/authn/store"
 	"github.com/keygate/keygate/authn/store/badgerstore"
 )
 
@@ -38,9 +39,14 @@ func (a *app) serveBackup(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "bad_request", fmt.Errorf("backup key is %d bytes; want at least %d", len(req.Key), badgerstore.MinBackupKeySize))
 		return
 	}
+	b, ok := a.kv.(store.Backuper)
+	if !ok {
+		fail(http.StatusNotImplemented, "not_supported", fmt.Errorf("keygate backup is for the badger backend; back up a %s store with its own tools (pg_dump; values stay sealed with the storage key)", backendName(a.cfg)))
+		return
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	cw := &countingWriter{w: w}
-	if err := a.kv.Backup(cw, req.Key); err != nil {
+	if err := b.Backup(cw, req.Key); err != nil {
 		a.log.Error("backup over the admin socket failed", "bytes_sent", cw.n, "err", err)
 		if cw.n == 0 {
 			fail(http.StatusInternalServerError, "internal", err)

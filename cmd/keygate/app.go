@@ -36,7 +36,7 @@ import (
 type app struct {
 	cfg       *config.Config
 	log       *slog.Logger
-	kv        *badgerstore.Store
+	kv        store.Backend
 	users     *authn.Users
 	sessions  *authn.Sessions
 	policy    *policy.Holder
@@ -93,7 +93,7 @@ func openApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, e
 	if err != nil {
 		return nil, fmt.Errorf("storage encryption key: %w", err)
 	}
-	kv, err := badgerstore.Open(badgerstore.Options{Path: cfg.Storage.Path, EncryptionKey: key, Logger: log})
+	kv, err := openBackend(ctx, cfg, key, log)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/mail"
+	"github.com/keygate/keygate/authn/store"
 	"github.com/keygate/keygate/web"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -44,8 +45,7 @@ func (a *app) initMetrics() error {
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	size := &storeSize{read: a.kv.Size}
-	for _, c := range []prometheus.Collector{
+	cs := []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -53,21 +53,15 @@ func (a *app) initMetrics() error {
 			Help: "Sessions held in memory (live ones, and expired ones until the next sweep).",
 		}, func() float64 { return float64(a.sessions.Len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "keygate_store_size_bytes",
-			Help:        "Bytes on disk of the Badger store, by part (lsm: tables, vlog: value log).",
-			ConstLabels: prometheus.Labels{"part": "lsm"},
-		}, func() float64 { l, _ := size.get(); return float64(l) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "keygate_store_size_bytes",
-			Help:        "Bytes on disk of the Badger store, by part (lsm: tables, vlog: value log).",
-			ConstLabels: prometheus.Labels{"part": "vlog"},
-		}, func() float64 { _, v := size.get(); return float64(v) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "keygate_build_info",
 			Help:        "Always 1; the version label says which keygate runs.",
 			ConstLabels: prometheus.Labels{"version": version},
 		}, func() float64 { return 1 }),
-	} {
+	}
+	if sz, ok := a.kv.(store.Sizer); ok {
+		cs = append(cs, &storeSize{read: sz.StorageSize})
+	}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
@@ -85,24 +79,41 @@ func (a *app) initMetrics() error {
 	return nil
 }
 
-// storeSize caches the store's size for a few seconds: it is a directory
-// walk, and several scrapers (or one scraping often) must not repeat it.
+// storeSize is keygate_store_size_bytes{part}: the backend's own parts
+// (Badger: lsm, vlog; PostgreSQL: its tables), cached for a few seconds,
+// since reading them is a directory walk or a query and several scrapers
+// (or one scraping often) must not repeat it.
 type storeSize struct {
-	read func() (int64, int64)
+	read func(context.Context) ([]store.SizePart, error)
 
-	mu        sync.Mutex
-	at        time.Time
-	lsm, vlog int64
+	mu    sync.Mutex
+	at    time.Time
+	parts []store.SizePart
 }
 
-func (s *storeSize) get() (int64, int64) {
+var storeSizeDesc = prometheus.NewDesc("keygate_store_size_bytes",
+	"Bytes the store takes, by part (Badger: lsm tables, vlog value log; PostgreSQL: its tables).", []string{"part"}, nil)
+
+func (s *storeSize) Describe(ch chan<- *prometheus.Desc) { ch <- storeSizeDesc }
+
+func (s *storeSize) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range s.get() {
+		ch <- prometheus.MustNewConstMetric(storeSizeDesc, prometheus.GaugeValue, float64(p.Bytes), p.Part)
+	}
+}
+
+func (s *storeSize) get() []store.SizePart {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if time.Since(s.at) > 10*time.Second {
-		s.lsm, s.vlog = s.read()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if parts, err := s.read(ctx); err == nil {
+			s.parts = parts
+		}
 		s.at = time.Now()
 	}
-	return s.lsm, s.vlog
+	return s.parts
 }
 
 // startAccessLog turns the access lines on when log.access says so; they go

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/keygate/keygate/authn/store"
 )
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -104,7 +106,9 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(addr string
 	defer cancelBG()
 	go a.sessions.Run(bg, 15*time.Second)
 	go a.obs.runAccessLog(bg)
-	go a.kv.RunGC(bg, 10*time.Minute)
+	if gc, ok := a.kv.(store.Collector); ok {
+		go gc.RunGC(bg, 10*time.Minute)
+	}
 
 	srv := &http.Server{
 		Handler:           h,

@@ -121,12 +121,36 @@ type Session struct {
 
 // Storage is where Badger keeps its files and how they are encrypted.
 type Storage struct {
+	// Backend is badger (embedded, the default) or postgres (one
+	// database shared by several replicas).
+	Backend string `yaml:"backend"`
+	// Path is Badger's data directory; with postgres it still holds the
+	// admin socket by default.
 	Path string `yaml:"path"`
 	// EncryptionKeyFile holds the at-rest encryption key (as text).
 	EncryptionKeyFile string `yaml:"encryption_key_file"`
 	// EncryptionKey comes only from KEYGATE_STORAGE_ENCRYPTION_KEY; the
 	// loader refuses it in the YAML file. Use EncryptionKeyMaterial.
 	EncryptionKey Secret `yaml:"encryption_key" keygate:"env-only"`
+	// Postgres is the shared database (storage.backend: postgres).
+	Postgres Postgres `yaml:"postgres"`
+}
+
+// Storage backends.
+const (
+	BackendBadger   = "badger"
+	BackendPostgres = "postgres"
+)
+
+// Postgres is the PostgreSQL backend's connection.
+type Postgres struct {
+	// DSNFile holds the connection string (a libpq DSN or URL; it may
+	// hold a password, so it is a secret).
+	DSNFile string `yaml:"dsn_file"`
+	// DSN comes only from KEYGATE_STORAGE_POSTGRES_DSN. Use PostgresDSN.
+	DSN Secret `yaml:"dsn" keygate:"env-only"`
+	// MaxConns caps each replica's pool (0: max(4, CPUs)).
+	MaxConns int `yaml:"max_conns"`
 }
 
 // Upstream maps one protected host to the app behind it.

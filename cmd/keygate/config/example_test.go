@@ -133,7 +133,7 @@ func TestConfigKeysCoverTheContract(t *testing.T) {
 			t.Errorf("configKeys misses %s", k)
 		}
 	}
-	if !slices.Equal(envOnly, []string{"storage.encryption_key", "email.smtp.password"}) {
+	if !slices.Equal(envOnly, []string{"storage.encryption_key", "storage.postgres.dsn", "email.smtp.password"}) {
 		t.Errorf("env-only keys = %v", envOnly)
 	}
 }

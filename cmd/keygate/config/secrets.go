@@ -37,6 +37,12 @@ func (c *Config) SMTPPassword() (source string, value string, err error) {
 	return secretMaterial(c.Email.SMTP.Password, "email.smtp.password", c.Email.SMTP.PasswordFile)
 }
 
+// PostgresDSN returns the database connection string from
+// KEYGATE_STORAGE_POSTGRES_DSN or else storage.postgres.dsn_file.
+func (c *Config) PostgresDSN() (source string, value string, err error) {
+	return secretMaterial(c.Storage.Postgres.DSN, "storage.postgres.dsn", c.Storage.Postgres.DSNFile)
+}
+
 func secretMaterial(env Secret, path, file string) (string, string, error) {
 	if env != "" {
 		return SourceEnv + " " + envName(path), string(env), nil

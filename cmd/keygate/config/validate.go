@@ -166,6 +166,23 @@ func (c *Config) validateStorage(ps *Problems) {
 		ps.add("storage.path", "required (the directory keygate keeps its data in)")
 	}
 	checkSecret(ps, c.Storage.EncryptionKey, "storage.encryption_key", c.Storage.EncryptionKeyFile)
+	pg := c.Storage.Postgres
+	switch c.Storage.Backend {
+	case "", BackendBadger:
+	case BackendPostgres:
+		checkSecret(ps, pg.DSN, "storage.postgres.dsn", pg.DSNFile)
+		if pg.DSN == "" && pg.DSNFile == "" {
+			ps.add("storage.postgres.dsn_file", "required with storage.backend: postgres (or %s)", envName("storage.postgres.dsn"))
+		}
+		if c.Storage.EncryptionKey == "" && c.Storage.EncryptionKeyFile == "" {
+			ps.add("storage.encryption_key_file", "required with storage.backend: postgres: every value is sealed with it, so a database dump reveals no secret (every replica needs the same key)")
+		}
+	default:
+		ps.add("storage.backend", "%q is not badger or postgres", c.Storage.Backend)
+	}
+	if pg.MaxConns < 0 || pg.MaxConns > 1000 {
+		ps.add("storage.postgres.max_conns", "%d must be between 0 (the default) and 1000", pg.MaxConns)
+	}
 }
 
 // checkSecret refuses a secret given twice (which one would win is not

@@ -86,6 +86,17 @@ func TestValidateChecks(t *testing.T) {
 		{"key file empty", func(c *Config) { c.Storage.EncryptionKeyFile = emptyFile }, []string{"storage.encryption_key_file"}},
 		{"key file is a directory", func(c *Config) { c.Storage.EncryptionKeyFile = dir }, []string{"storage.encryption_key_file"}},
 		{"key file and env", func(c *Config) { c.Storage.EncryptionKeyFile = keyFile; c.Storage.EncryptionKey = "x" }, []string{"storage.encryption_key_file"}},
+		{"unknown backend", func(c *Config) { c.Storage.Backend = "redis" }, []string{"storage.backend"}},
+		{"postgres without a DSN or a key", func(c *Config) { c.Storage.Backend = BackendPostgres },
+			[]string{"storage.postgres.dsn_file", "storage.encryption_key_file"}},
+		{"postgres DSN twice", func(c *Config) {
+			c.Storage.Backend, c.Storage.EncryptionKeyFile = BackendPostgres, keyFile
+			c.Storage.Postgres.DSNFile, c.Storage.Postgres.DSN = keyFile, "host=/tmp"
+		}, []string{"storage.postgres.dsn_file"}},
+		{"postgres DSN file missing, pool negative", func(c *Config) {
+			c.Storage.Backend, c.Storage.EncryptionKeyFile = BackendPostgres, keyFile
+			c.Storage.Postgres.DSNFile, c.Storage.Postgres.MaxConns = missing, -1
+		}, []string{"storage.postgres.dsn_file", "storage.postgres.max_conns"}},
 		// upstreams
 		{"upstream host empty", func(c *Config) { c.Upstreams[1].Host = "" }, []string{"upstreams[1].host"}},
 		{"upstream host scheme", func(c *Config) { c.Upstreams[1].Host = "https://wiki.example.com" }, []string{"upstreams[1].host"}},

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keygate/keygate/authn/store/pgstore/pgtest"
+)
+
+// keygate serve on the PostgreSQL backend, with a cluster the test starts
+// itself: the CLI adds a person over the admin socket, the person signs in
+// and reaches a one-factor app; after a restart of keygate the session
+// and the person are still there (they live in the database, not in the
+// process); a dump of the database shows neither the address, nor the
+// session ID, nor the password hash in clear.
+func TestServeOnPostgres(t *testing.T) {
+	cluster := pgtest.Start(t)
+	dsn := cluster.NewDatabase(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "app:%s", r.URL.Path)
+	}))
+	defer up.Close()
+
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "storage.key")
+	dsnFile := filepath.Join(dir, "dsn")
+	for f, v := range map[string]string{keyFile: strings.Repeat("5e", 32) + "\n", dsnFile: dsn + "\n"} {
+		if err := os.WriteFile(f, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := freeAddr(t)
+	cfgFile := filepath.Join(dir, "keygate.yaml")
+	yml := fmt.Sprintf(`server:
+  listen: %q
+  admin_socket: %q
+storage:
+  backend: postgres
+  path: %q
+  encryption_key_file: %q
+  postgres:
+    dsn_file: %q
+policy:
+  default: one_factor
+upstreams:
+  - host: localhost
+    url: %s
+`, addr, filepath.Join(dir, "admin.sock"), filepath.Join(dir, "data"), keyFile, dsnFile, up.URL)
+	if err := os.WriteFile(cfgFile, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, rc := run(t, "", "config", "validate", "--config", cfgFile); rc != 0 {
+		t.Fatalf("config validate: %s %s", out, errOut)
+	}
+	serve := func() (stop func()) {
+		cmd := exec.Command(keygateBin(t), "serve", "--config", cfgFile)
+		var stderr syncBuffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "keygate to serve on postgres", func() bool { return strings.Contains(stderr.String(), "keygate is serving") })
+		return func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			if t.Failed() {
+				t.Logf("keygate's log:\n%s", stderr.String())
+			}
+		}
+	}
+	stop := serve()
+	base := "http://localhost:" + addr[strings.LastIndex(addr, ":")+1:]
+
+	const password = "violet-harbour-lantern-9"
+	if _, errOut, rc := run(t, password+"\n", "user", "add", "dora", "--email", "dora.secret@example.com", "--password-stdin", "--config", cfgFile); rc != 0 {
+		stop()
+		t.Fatalf("user add over the socket: %s", errOut)
+	}
+	ck := signIn(t, base, "dora", password)
+	if st, body := getWithCookie(t, base+"/x", ck); st != http.StatusOK || body != "app:/x" {
+		stop()
+		t.Fatalf("signed-in request: %d %q", st, body)
+	}
+	stop()
+
+	// A new process: nothing in memory, all in the database.
+	stop = serve()
+	defer stop()
+	if st, body := getWithCookie(t, base+"/y", ck); st != http.StatusOK || body != "app:/y" {
+		t.Fatalf("the session after a restart: %d %q", st, body)
+	}
+	if out, _, rc := run(t, "", "user", "list", "--config", cfgFile); rc != 0 || !strings.Contains(out, "dora") {
+		t.Fatalf("user list after a restart: %q", out)
+	}
+
+	dump := cluster.Dump(t, dsn)
+	for _, secret := range []string{"dora.secret@example.com", ck.Value, "$argon2id$"} {
+		if bytes.Contains(dump, []byte(secret)) {
+			t.Errorf("pg_dump shows %q in clear", secret)
+		}
+	}
+	if len(dump) < 1000 {
+		t.Fatalf("the dump is suspiciously small (%d bytes): %s", len(dump), dump)
+	}
+}
