@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/authn/store"
@@ -173,7 +174,18 @@ type Store struct {
 	// reach the store as 6 then 7 but the holder as 7 then 6, leaving the
 	// proxy on a version that is no longer current. The store's CAS still
 	// decides between writers; mu only keeps the swap in the same order.
+	// It orders the follower (Follow) with them the same way.
 	mu sync.Mutex
+	// held is the number of the version in the holder (0: none yet), so
+	// that a change the feed reports late (this replica's own save, or an
+	// older one after a newer) never replaces a newer version. Versions
+	// are numbered by the compare-and-swap on head, so a higher number is
+	// always the later save. Written under mu; atomic so that InForce
+	// (readiness, status pages) never waits for a save's round trip.
+	held atomic.Int64
+	// refused is the last version the follower could not compile here,
+	// so that a re-read after a gap does not log it again. Guarded by mu.
+	refused int
 }
 
 // New returns the policy store over kv, putting versions in force
@@ -449,6 +461,7 @@ func (ps *Store) repairHistory(ctx context.Context, head policyRecord) {
 }
 
 func (ps *Store) inForce(version int) {
+	ps.held.Store(int64(version))
 	if ps.events != nil {
 		ps.events.PolicyInForce(version)
 	}
