@@ -106,6 +106,9 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(addr string
 	defer cancelBG()
 	go a.sessions.Run(bg, 15*time.Second)
 	go a.obs.runAccessLog(bg)
+	// Policy versions saved on other replicas are put in force here
+	// from the store's feed.
+	go func() { _ = a.policies.Follow(bg, a.kv) }()
 	if gc, ok := a.kv.(store.Collector); ok {
 		go gc.RunGC(bg, 10*time.Minute)
 	}
