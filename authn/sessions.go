@@ -150,6 +150,11 @@ type Sessions struct {
 	byUser  map[string][]*entry // guarded by mu
 	count   int                 // guarded by mu
 	flushMu sync.Mutex          // one Flush at a time
+
+	// following is set while Follow runs (see sessions_follow.go): then
+	// memory is a cache of the store kept current by the feed, and a
+	// cookie unknown to memory is looked up in the store, within bounds.
+	following atomic.Pointer[remote]
 }
 
 type skey = [sha256.Size]byte
@@ -173,6 +178,7 @@ type entry struct {
 	lastSeen atomic.Int64  // unix ns, refreshed by Lookup
 	flushed  atomic.Int64  // the lastSeen value last written to the store
 	version  atomic.Uint64 // store version of the record
+	pub      sync.Mutex    // changes of version with sess (see publish)
 	// dead makes Lookup treat the entry as gone at once: set when it is
 	// revoked, expired, evicted or while it is being rotated away.
 	dead atomic.Bool
@@ -334,8 +340,10 @@ func (s *Sessions) Create(ctx context.Context, u User, p policy.Proof, m Meta) (
 }
 
 // Lookup returns the session whose cookie value is id, if it is live. It is
-// the proxy's hot path: memory only (no store access, whatever id is), no
-// allocation, a shard read lock and a few atomics. It checks idle and
+// the proxy's hot path: for a known session memory only, no allocation, a
+// shard read lock and a few atomics. An unknown id costs no store access
+// either, unless Follow runs: then it is looked up in the store once, within
+// the bounds described in sessions_follow.go. It checks idle and
 // absolute expiry against the clock and refreshes LastSeen in memory.
 func (s *Sessions) Lookup(id string) (*Session, bool) {
 	if len(id) != idLen {
@@ -357,6 +365,10 @@ func (s *Sessions) LookupAt(id string, at time.Time) (*Session, bool) {
 	sh.mu.RLock()
 	e := sh.m[key]
 	sh.mu.RUnlock()
+	if e == nil {
+		// Off the path of known cookies; a no-op unless following.
+		e = s.fetch(key, at)
+	}
 	if e == nil || e.dead.Load() {
 		return nil, false
 	}
@@ -410,6 +422,7 @@ func (s *Sessions) replace(ctx context.Context, id, op string, mutate func(*Sess
 	}
 	oldKey := keyOf(id)
 	now := s.clock()
+	s.known(oldKey) // signed in on another replica a moment ago
 	s.mu.Lock()
 	old := s.shards[shardOf(&oldKey)].m[oldKey]
 	if old == nil || old.rotating || old.dead.Load() || !s.live(old, now.UnixNano()) {
@@ -427,7 +440,15 @@ func (s *Sessions) replace(ctx context.Context, id, op string, mutate func(*Sess
 	nid, newKey := newID()
 	ns.Handle = handleOf(newKey)
 
-	if err := s.kv.Delete(ctx, storeKey(oldKey)); err != nil {
+	if err := s.deleteVersion(ctx, oldKey, old.version.Load()); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			// Revoked on another replica meanwhile.
+			s.mu.Lock()
+			old.revoked = true
+			s.removeLocked(old)
+			s.mu.Unlock()
+			return nil, ErrSessionNotFound
+		}
 		// Nothing changed in the store: the old session stays valid.
 		s.mu.Lock()
 		old.rotating = false
@@ -472,6 +493,7 @@ func (s *Sessions) Revoke(ctx context.Context, id string) error {
 		return ErrSessionNotFound
 	}
 	key := keyOf(id)
+	s.known(key) // signed in on another replica a moment ago
 	s.mu.Lock()
 	e := s.shards[shardOf(&key)].m[key]
 	if e != nil {
@@ -602,9 +624,8 @@ func (s *Sessions) SyncUser(ctx context.Context, u User) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("sync sessions of %q: %w", u.Username, err)
 		}
-		e.version.Store(ver)
-		e.flushed.Store(seen)
-		e.sess.Store(&ns)
+		e.publish(ver, &ns)
+		raise(&e.flushed, seen)
 		n++
 	}
 	return n, nil
@@ -680,9 +701,8 @@ func (s *Sessions) Flush(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		e.version.Store(ver)
-		e.flushed.Store(seen)
-		e.sess.Store(&ns)
+		e.publish(ver, &ns)
+		raise(&e.flushed, seen)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("flush sessions: %d of %d writes failed: %w", len(errs), len(dirty), errors.Join(errs...))
@@ -743,9 +763,17 @@ func (s *Sessions) live(e *entry, now int64) bool {
 // insertLocked adds e; s.mu must be held.
 func (s *Sessions) insertLocked(e *entry) {
 	sh := &s.shards[shardOf(&e.key)]
+	if old := sh.m[e.key]; old != nil {
+		// The follower (or a fetch) got there first with the record this
+		// replica just wrote: the caller's entry wins, it is the same.
+		s.removeLocked(old)
+	}
 	sh.mu.Lock()
 	sh.m[e.key] = e
 	sh.mu.Unlock()
+	if r := s.following.Load(); r != nil {
+		delete(r.tombs, e.key) // a fresh key, or one adopt checked
+	}
 	u := s.byUser[e.username]
 	e.userIdx = len(u)
 	s.byUser[e.username] = append(u, e)
@@ -763,6 +791,7 @@ func (s *Sessions) removeLocked(e *entry) {
 	sh.mu.Lock()
 	delete(sh.m, e.key)
 	sh.mu.Unlock()
+	s.tombLocked(e.key)
 	if u := s.byUser[e.username]; e.userIdx < len(u) && u[e.userIdx] == e {
 		// Swap with the last: O(1) whatever a user's number of sessions.
 		last := len(u) - 1
@@ -828,6 +857,25 @@ func (s *Sessions) capUserLocked(name string, keep *entry) []*entry {
 		s.removeLocked(e)
 	}
 	return victims
+}
+
+// deleteVersion deletes the record of k if it is the version held or a
+// later one (another replica's flush moved it), so that a rotation of a
+// session revoked elsewhere fails (store.ErrNotFound) instead of reviving
+// it under a new key.
+func (s *Sessions) deleteVersion(ctx context.Context, k skey, ver uint64) error {
+	for range maxCASRetries {
+		err := s.kv.CompareAndDelete(ctx, storeKey(k), ver)
+		if !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+		it, err := s.kv.Get(ctx, storeKey(k))
+		if err != nil {
+			return err
+		}
+		ver = it.Version
+	}
+	return fmt.Errorf("delete session record: %w", store.ErrConflict)
 }
 
 // deleteStored deletes session records, carrying on past failures.
