@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/authn/store"
+	"github.com/keygate/keygate/cmd/keygate/config"
 )
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -105,6 +106,9 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(addr string
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
 	go a.sessions.Run(bg, 15*time.Second)
+	if backendName(a.cfg) != config.BackendBadger { // shared with other replicas: follow their session changes
+		go func() { _ = a.sessions.Follow(bg, a.kv) }()
+	}
 	go a.obs.runAccessLog(bg)
 	// Policy versions saved on other replicas are put in force here
 	// from the store's feed.
