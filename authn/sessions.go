@@ -513,6 +513,7 @@ func (s *Sessions) Revoke(ctx context.Context, id string) error {
 // RevokeHandle ends the session of username named by handle (a "sign out
 // that device" button). Sessions of other users are out of reach.
 func (s *Sessions) RevokeHandle(ctx context.Context, username, handle string) error {
+	s.catchUp(ctx) // the handle may name a session signed in elsewhere a moment ago
 	s.mu.Lock()
 	var found *entry
 	for _, e := range s.byUser[strings.ToLower(username)] {
@@ -563,6 +564,7 @@ func (s *Sessions) RevokeRef(ctx context.Context, username, ref string) (int, er
 // revokeWhere ends the sessions of username that match (nil = all).
 func (s *Sessions) revokeWhere(ctx context.Context, username string, match func(*Session) bool) (int, error) {
 	username = strings.ToLower(username)
+	s.catchUp(ctx) // sessions signed in elsewhere a moment ago
 	now := s.now().UnixNano()
 	s.mu.Lock()
 	var keys []skey

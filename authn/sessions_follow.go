@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/authn/store"
@@ -42,6 +43,7 @@ const (
 	tombTTL       = time.Minute            // how long a local removal is remembered
 	followPage    = 512                    // changes per Changes call
 	followBackoff = 2 * time.Second        // longest pause after a failed feed call
+	catchUpWait   = time.Second            // see catchUp
 )
 
 // remote is the state of the store fallback and of the follower.
@@ -58,10 +60,13 @@ type remote struct {
 	// yet (unix ns of the removal). Guarded by Sessions.mu, not remote.mu.
 	tombs  map[skey]int64
 	pruned int64 // unix ns of the last pruning of tombs
+
+	feed   store.Feed
+	cursor atomic.Uint64 // the feed point applied up to (see catchUp)
 }
 
-func newRemote() *remote {
-	return &remote{miss: make(map[skey]int64), tokens: fetchBurst, tombs: make(map[skey]int64)}
+func newRemote(feed store.Feed) *remote {
+	return &remote{miss: make(map[skey]int64), tokens: fetchBurst, tombs: make(map[skey]int64), feed: feed}
 }
 
 // Follow keeps this replica's sessions current with the changes other
@@ -71,7 +76,7 @@ func newRemote() *remote {
 // on store.ErrGap (this replica fell behind the feed's retention) it
 // re-reads every session with Scan and goes on.
 func (s *Sessions) Follow(ctx context.Context, feed store.Feed) error {
-	if !s.following.CompareAndSwap(nil, newRemote()) {
+	if !s.following.CompareAndSwap(nil, newRemote(feed)) {
 		return errors.New("sessions: Follow is already running")
 	}
 	pause := 50 * time.Millisecond
@@ -102,6 +107,7 @@ func (s *Sessions) Follow(ctx context.Context, feed store.Feed) error {
 			continue
 		}
 		pause = 50 * time.Millisecond
+		s.following.Load().cursor.Store(cur)
 		for {
 			chs, next, err := feed.Changes(ctx, sessionPrefix, cur, followPage)
 			if errors.Is(err, store.ErrGap) {
@@ -118,6 +124,7 @@ func (s *Sessions) Follow(ctx context.Context, feed store.Feed) error {
 				s.apply(ctx, ch)
 			}
 			cur = next
+			s.following.Load().cursor.Store(cur)
 			if len(chs) == 0 {
 				if _, err := feed.Wait(ctx, cur); err != nil {
 					if e := fail("wait", err); e != nil {
@@ -294,6 +301,35 @@ func (s *Sessions) known(key skey) *entry {
 		e = s.fetch(key, s.now())
 	}
 	return e
+}
+
+// catchUp waits (up to catchUpWait) until the follower has applied every
+// change committed before it was called. Revocations by user or handle
+// find sessions through this replica's memory: without it, a session
+// signed in on another replica a moment ago, still on its way through the
+// feed, would survive "sign out everywhere". A no-op when not following;
+// when the feed is away it gives up and the revocation acts on what is
+// held (the error is logged).
+func (s *Sessions) catchUp(ctx context.Context) {
+	r := s.following.Load()
+	if r == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, catchUpWait)
+	defer cancel()
+	head, err := r.feed.Head(ctx)
+	if err != nil {
+		s.log.Warn("sessions: cannot catch up with the feed before a revocation", "err", err)
+		return
+	}
+	for r.cursor.Load() < head {
+		select {
+		case <-ctx.Done():
+			s.log.Warn("sessions: the follower did not catch up before a revocation", "behind", head-r.cursor.Load())
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // tombLocked remembers a key removed here (see Follow); s.mu must be held.

@@ -149,6 +149,7 @@ func TestSessionsFollow(t *testing.T) {
 			t.Run("RotateAndAddProof", func(t *testing.T) { testFollowRotate(t, open) })
 			t.Run("GapRecovers", func(t *testing.T) { testFollowGap(t, open) })
 			t.Run("UnknownCookiesBounded", func(t *testing.T) { testFollowUnknown(t, open) })
+			t.Run("SignOutEverywhereWaitsForFeed", func(t *testing.T) { testFollowRevokeUserLag(t, open) })
 		})
 	}
 }
@@ -444,5 +445,45 @@ func testFollowUnknown(t *testing.T, open replicaStores) {
 	}
 	if b.Len() != 0 {
 		t.Errorf("unknown cookies left %d sessions in memory", b.Len())
+	}
+}
+
+// "Sign out everywhere" on B while B's feed lags behind a sign-in on A:
+// RevokeUser catches up with the feed first, so that session ends too.
+func testFollowRevokeUserLag(t *testing.T, open replicaStores) {
+	ka, kb := open(t, 0)
+	a, b := newReplica(t, ka), newReplica(t, kb)
+	follow(t, a, ka)
+	gate := &gatedFeed{Feed: kb, gate: make(chan struct{})}
+	follow(t, b, gate)
+
+	s, err := a.Create(t.Context(), followUser(), pw(), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.ListUser("alice")) != 0 {
+		t.Fatal("B holds the session although its feed is held back")
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := b.RevokeUser(t.Context(), "alice")
+		done <- result{n, err}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	close(gate.gate) // the feed arrives while RevokeUser waits for it
+	r := <-done
+	if r.err != nil || r.n != 1 {
+		t.Fatalf("B.RevokeUser = %d, %v; want 1", r.n, r.err)
+	}
+	eventually(t, time.Second, "A refuses after sign-out everywhere on B", func() bool {
+		_, ok := a.Lookup(s.ID)
+		return !ok
+	})
+	if _, err := ka.Get(t.Context(), storeKey(keyOf(s.ID))); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the record is still in the store: %v", err)
 	}
 }
