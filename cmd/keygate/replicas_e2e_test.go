@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/authn/store/pgstore/pgtest"
+)
+
+// replica is one `keygate serve` of several on one database.
+type replica struct {
+	cfg, base string
+}
+
+// startReplicas runs n keygate processes on one PostgreSQL database (a
+// cluster the test starts), each with its own listener and admin socket.
+func startReplicas(t *testing.T, n int, upstream string) []replica {
+	t.Helper()
+	cluster := pgtest.Start(t)
+	dsn := cluster.NewDatabase(t)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "storage.key")
+	dsnFile := filepath.Join(dir, "dsn")
+	for f, v := range map[string]string{keyFile: strings.Repeat("7c", 32) + "\n", dsnFile: dsn + "\n"} {
+		if err := os.WriteFile(f, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out []replica
+	for i := range n {
+		rdir := filepath.Join(dir, fmt.Sprintf("r%d", i))
+		if err := os.MkdirAll(rdir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		addr := freeAddr(t)
+		cfg := filepath.Join(rdir, "keygate.yaml")
+		yml := fmt.Sprintf(`server:
+  listen: %q
+  admin_socket: %q
+storage:
+  backend: postgres
+  path: %q
+  encryption_key_file: %q
+  postgres:
+    dsn_file: %q
+policy:
+  default: one_factor
+upstreams:
+  - host: localhost
+    url: %s
+`, addr, filepath.Join(rdir, "admin.sock"), filepath.Join(rdir, "data"), keyFile, dsnFile, upstream)
+		if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(keygateBin(t), "serve", "--config", cfg)
+		var stderr syncBuffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			if t.Failed() {
+				t.Logf("replica %d's log:\n%s", i, stderr.String())
+			}
+		})
+		waitFor(t, fmt.Sprintf("replica %d to serve", i), func() bool { return strings.Contains(stderr.String(), "keygate is serving") })
+		out = append(out, replica{cfg: cfg, base: "http://localhost:" + addr[strings.LastIndex(addr, ":")+1:]})
+	}
+	return out
+}
+
+// within polls cond for up to d and reports how long it took.
+func within(d time.Duration, cond func() bool) (time.Duration, bool) {
+	start := time.Now()
+	for time.Since(start) < d {
+		if cond() {
+			return time.Since(start), true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start), cond()
+}
+
+// Three replicas on one PostgreSQL behave as one: a person added through
+// one replica's CLI signs in on another; the next request lands on a
+// third and passes; a policy saved through one replica is in force on the
+// others within a second; "sign out everywhere" on one ends the session on
+// the others within a second.
+func TestReplicasBehaveAsOne(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "app:%s", r.URL.Path)
+	}))
+	defer up.Close()
+	rs := startReplicas(t, 3, up.URL)
+	a, b, c := rs[0], rs[1], rs[2]
+
+	const password = "violet-harbour-lantern-9"
+	if _, errOut, rc := run(t, password+"\n", "user", "add", "erin", "--email", "erin@example.com", "--password-stdin", "--config", a.cfg); rc != 0 {
+		t.Fatalf("user add on A: %s", errOut)
+	}
+	ck := signIn(t, b.base, "erin", password)
+	for _, r := range []replica{a, b, c} {
+		if st, body := getWithCookie(t, r.base+"/x", ck); st != http.StatusOK || body != "app:/x" {
+			t.Fatalf("a session from B on %s: %d %q", r.base, st, body)
+		}
+	}
+
+	// A policy saved through A's CLI is in force on B and C.
+	pol := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(pol, []byte("default: one_factor\nrules:\n  - name: closed\n    paths: [\"/closed/**\"]\n    action: deny\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, rc := run(t, "", "policy", "import", pol, "--config", a.cfg); rc != 0 {
+		t.Fatalf("policy import on A: %s %s", out, errOut)
+	}
+	for _, r := range []replica{a, b, c} {
+		took, ok := within(5*time.Second, func() bool { st, _ := getWithCookie(t, r.base+"/closed/x", ck); return st == http.StatusForbidden })
+		if !ok || took > time.Second {
+			t.Errorf("the new policy on %s: in force %v after %v", r.base, ok, took)
+		}
+	}
+
+	// Sign out everywhere on C: A and B refuse the cookie.
+	body, _ := json.Marshal(map[string]bool{"everywhere": true})
+	req, _ := http.NewRequest(http.MethodPost, c.base+"/.keygate/api/logout", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.AddCookie(ck)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign out everywhere on C: %d", resp.StatusCode)
+	}
+	for _, r := range []replica{a, b} {
+		took, ok := within(5*time.Second, func() bool { st, _ := getWithCookie(t, r.base+"/x", ck); return st != http.StatusOK })
+		if !ok || took > time.Second {
+			t.Errorf("the ended session on %s: refused %v after %v", r.base, ok, took)
+		}
+	}
+}
