@@ -131,6 +131,36 @@ func TestReplicasBehaveAsOne(t *testing.T) {
 		}
 	}
 
+	// A TOTP code used through A is refused through B (the replay guard
+	// is in the shared store); the next code works on C.
+	secret := enrolTOTP(t, a.base, a.cfg, "erin", password)
+	// The next step's code: within the allowed skew, and not the step the
+	// enrolment confirmed with.
+	code := totpCode(t, secret, time.Now().Add(30*time.Second))
+	pa, pb := newPortal(t, a.base), newPortal(t, b.base)
+	pa.post("/.keygate/api/login", map[string]string{"username": "erin", "password": password})
+	pb.post("/.keygate/api/login", map[string]string{"username": "erin", "password": password})
+	pa.post("/.keygate/api/factors/totp/verify", map[string]string{"code": code})
+	if st, ans := pb.call(http.MethodPost, "/.keygate/api/factors/totp/verify", map[string]string{"code": code}); st == http.StatusOK {
+		t.Errorf("a TOTP code used on A was accepted on B: %v", ans)
+	}
+
+	// Five wrong passwords spread over the three replicas lock the
+	// account on all of them: the right password is refused next.
+	if _, errOut, rc := run(t, "violet-harbour-lantern-9\n", "user", "add", "fred", "--email", "fred@example.com", "--password-stdin", "--config", b.cfg); rc != 0 {
+		t.Fatalf("user add on B: %s", errOut)
+	}
+	for i := range 5 {
+		if st := signInStatus(t, rs[i%3].base, "fred", "not-the-password"); st != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: %d", i+1, st)
+		}
+	}
+	for _, r := range rs {
+		if st := signInStatus(t, r.base, "fred", password); st == http.StatusOK {
+			t.Errorf("the account was not locked on %s after 5 failures over 3 replicas", r.base)
+		}
+	}
+
 	// Sign out everywhere on C: A and B refuse the cookie.
 	body, _ := json.Marshal(map[string]bool{"everywhere": true})
 	req, _ := http.NewRequest(http.MethodPost, c.base+"/.keygate/api/logout", bytes.NewReader(body))
