@@ -98,6 +98,10 @@ type Options struct {
 	// Ready reports whether the parts behind keygate work (the store
 	// answers); /.keygate/readyz says 503 otherwise. nil = always ready.
 	Ready func(context.Context) error
+	// PolicyVersion is the policy version this process has in force,
+	// which /.keygate/readyz names: behind a load balancer, every replica
+	// should say the same (nil = not said).
+	PolicyVersion func() int
 	// Metrics records requests and sign-ins (nil = none).
 	Metrics *Metrics
 	// AccessLog receives one line per request (nil = off; SetAccessLog
@@ -140,6 +144,7 @@ type Server struct {
 	emailEnrollment bool
 	parked          *authn.ParkedRequests
 	ready           func(context.Context) error
+	policyVersion   func() int
 	metrics         *Metrics
 	access          atomic.Pointer[AccessLog]
 	ids             *requestIDs
@@ -175,6 +180,7 @@ func New(o Options) (*Server, error) {
 		emailEnrollment: o.EmailEnrollment,
 		parked:          o.Parked,
 		ready:           o.Ready,
+		policyVersion:   o.PolicyVersion,
 		metrics:         o.Metrics,
 		ids:             newRequestIDs(),
 		adminOptions:    o.Admin,
@@ -354,6 +360,10 @@ func (s *Server) readyz(c *gin.Context) {
 			c.String(http.StatusServiceUnavailable, "store not ready")
 			return
 		}
+	}
+	if s.policyVersion != nil {
+		c.String(http.StatusOK, "ready policy_version=%d", s.policyVersion())
+		return
 	}
 	c.String(http.StatusOK, "ready")
 }

@@ -343,6 +343,12 @@ func (a *app) webServer() (*web.Server, error) {
 			}
 			return err
 		},
+		PolicyVersion: func() int {
+			if a.policies == nil {
+				return 0
+			}
+			return a.policies.InForce()
+		},
 		// HSTS rides answers over the TLS listener only (web/hsts.go).
 		HSTSIncludeSubdomains: a.cfg.Server.TLS.HSTSIncludeSubdomains,
 	})

@@ -161,6 +161,13 @@ func TestReplicasBehaveAsOne(t *testing.T) {
 		}
 	}
 
+	// Every replica names the same policy version in readyz.
+	for _, r := range rs {
+		if st, body := getWithCookie(t, r.base+"/.keygate/readyz", nil); st != http.StatusOK || body != "ready policy_version=2" {
+			t.Errorf("readyz on %s: %d %q, want version 2 everywhere", r.base, st, body)
+		}
+	}
+
 	// Sign out everywhere on C: A and B refuse the cookie.
 	body, _ := json.Marshal(map[string]bool{"everywhere": true})
 	req, _ := http.NewRequest(http.MethodPost, c.base+"/.keygate/api/logout", bytes.NewReader(body))
