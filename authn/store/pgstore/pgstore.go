@@ -607,6 +607,12 @@ func (s *Store) page(ctx context.Context, lo []byte, after bool, hi []byte) ([]s
 	if err != nil {
 		return nil, wrap("scan", err)
 	}
+	return s.openRows(rows, func(string) bool { return true })
+}
+
+// openRows reads (k, v, version, expires_at) rows, opens each sealed row
+// and keeps the items whose key keep accepts.
+func (s *Store) openRows(rows pgx.Rows, keep func(key string) bool) ([]store.Item, error) {
 	defer rows.Close()
 	var out []store.Item
 	for rows.Next() {
@@ -622,7 +628,9 @@ func (s *Store) page(ctx context.Context, lo []byte, after bool, hi []byte) ([]s
 		if err != nil {
 			return nil, wrap("scan", err)
 		}
-		out = append(out, item(key, value, ver, exp))
+		if keep(key) {
+			out = append(out, item(key, value, ver, exp))
+		}
 	}
 	return out, wrap("scan", rows.Err())
 }
@@ -635,24 +643,5 @@ func (s *Store) loadBlinded(ctx context.Context, b, prefix string) ([]store.Item
 	if err != nil {
 		return nil, wrap("scan", err)
 	}
-	defer rows.Close()
-	var out []store.Item
-	for rows.Next() {
-		var (
-			k, v []byte
-			ver  int64
-			exp  *time.Time
-		)
-		if err := rows.Scan(&k, &v, &ver, &exp); err != nil {
-			return nil, wrap("scan", err)
-		}
-		key, value, err := s.seal.open(k, v)
-		if err != nil {
-			return nil, wrap("scan", err)
-		}
-		if strings.HasPrefix(key, prefix) {
-			out = append(out, item(key, value, ver, exp))
-		}
-	}
-	return out, wrap("scan", rows.Err())
+	return s.openRows(rows, func(key string) bool { return strings.HasPrefix(key, prefix) })
 }
