@@ -79,6 +79,22 @@ func (s *Sessions) Follow(ctx context.Context, feed store.Feed) error {
 	if !s.following.CompareAndSwap(nil, newRemote(feed)) {
 		return errors.New("sessions: Follow is already running")
 	}
+	return s.follow(ctx, feed)
+}
+
+// StartFollowing is Follow in a goroutine of its own, registered before it
+// returns: from then on a cookie this replica has not seen is looked up in
+// the store, even if the goroutine starts late (requests served right
+// after start-up must not miss sessions other replicas created).
+func (s *Sessions) StartFollowing(ctx context.Context, feed store.Feed) error {
+	if !s.following.CompareAndSwap(nil, newRemote(feed)) {
+		return errors.New("sessions: Follow is already running")
+	}
+	go func() { _ = s.follow(ctx, feed) }()
+	return nil
+}
+
+func (s *Sessions) follow(ctx context.Context, feed store.Feed) error {
 	pause := 50 * time.Millisecond
 	fail := func(what string, err error) error {
 		if ctx.Err() != nil {

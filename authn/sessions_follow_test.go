@@ -87,11 +87,16 @@ func newReplica(t *testing.T, kv KV) *Sessions {
 	return s
 }
 
-// follow runs s.Follow until the test ends (before its store closes).
+// follow runs s.Follow until the test ends (before its store closes). It
+// returns once s is following (Follow runs in a goroutine, which a loaded
+// machine may start late; until then a miss reads no store).
 func follow(t *testing.T, s *Sessions, f store.Feed) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Follow(ctx, f) }()
+	for s.following.Load() == nil {
+		time.Sleep(time.Millisecond)
+	}
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; !errors.Is(err, context.Canceled) {

@@ -107,7 +107,9 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(addr string
 	defer cancelBG()
 	go a.sessions.Run(bg, 15*time.Second)
 	if backendName(a.cfg) != config.BackendBadger { // shared with other replicas: follow their session changes
-		go func() { _ = a.sessions.Follow(bg, a.kv) }()
+		if err := a.sessions.StartFollowing(bg, a.kv); err != nil {
+			return err
+		}
 	}
 	go a.obs.runAccessLog(bg)
 	// Policy versions saved on other replicas are put in force here
