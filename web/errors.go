@@ -10,6 +10,7 @@ import (
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/mail"
+	"github.com/keygate/keygate/authn/store"
 	"github.com/keygate/keygate/factors"
 	"github.com/keygate/keygate/policy"
 	"github.com/keygate/keygate/problem"
@@ -139,7 +140,7 @@ var webProblems = []*Error{errBadRequest, errBadMethod, errH2CUpgrade, errMissin
 // a factors.ErrExpired). The registered factors' own tables (extra) come
 // from cmd with the factors (Options.Problems): web names no factor.
 func problemTables(extra ...problem.Table) []problem.Table {
-	return slices.Concat([]problem.Table{authn.Problems, activity.Problems, mail.Problems}, extra,
+	return slices.Concat([]problem.Table{authn.Problems, activity.Problems, mail.Problems, store.Problems}, extra,
 		[]problem.Table{factors.Problems, policy.Problems})
 }
 

@@ -43,7 +43,9 @@ func (s *Server) signIn(c *gin.Context, login, password, rd string) (*authn.Sess
 	case errors.Is(err, authn.ErrInvalidCredentials), errors.As(err, &locked):
 		return nil, step{}, err // authn says how they are answered
 	case err != nil:
-		return nil, step{}, errInternal.because(fmt.Errorf("authenticate: %w", err))
+		// The renderer answers it: a database out of reach is "try again
+		// shortly" (store.Problems), anything else internal.
+		return nil, step{}, fmt.Errorf("authenticate: %w", err)
 	}
 	// Every session the browser named ends here: a new sign-in never
 	// inherits an ID that someone else may have planted (fixation), and
@@ -54,7 +56,7 @@ func (s *Server) signIn(c *gin.Context, login, password, rd string) (*authn.Sess
 	sess, err := s.sessions.Create(r.Context(), u, policy.Proof{Kind: policy.FactorPassword, At: s.now()},
 		authn.Meta{IP: clientAddr(c).String(), UserAgent: r.UserAgent()})
 	if err != nil {
-		return nil, step{}, errInternal.because(fmt.Errorf("create session: %w", err))
+		return nil, step{}, fmt.Errorf("create session: %w", err)
 	}
 	if s.mfa != nil {
 		// A remembered device lets this session skip the second factor

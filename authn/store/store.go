@@ -28,6 +28,11 @@ var (
 	ErrWrongKey = errors.New("store: encryption key does not match the data directory")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrUnavailable: the backend cannot be reached right now (a database
+	// server down or unreachable); the same call may work in a moment.
+	// Backends that run over the network wrap such failures with it, so
+	// callers can say "try again shortly" instead of failing blindly.
+	ErrUnavailable = errors.New("store: the database cannot be reached right now")
 )
 
 // Item is one stored value with its version. Version is never 0 for an

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/authn/store/pgstore/pgtest"
 )
@@ -98,6 +100,32 @@ upstreams:
 	}
 	if out, _, rc := run(t, "", "user", "list", "--config", cfgFile); rc != 0 || !strings.Contains(out, "dora") {
 		t.Fatalf("user list after a restart: %q", out)
+	}
+
+	// The database away: a known session keeps working (sessions are in
+	// memory), a sign-in is told to try again shortly (no 500), readyz
+	// says 503; all is well again once the database is back.
+	cluster.Stop(t)
+	if st, body := getWithCookie(t, base+"/z", ck); st != http.StatusOK || body != "app:/z" {
+		t.Errorf("a known session with the database down: %d %q", st, body)
+	}
+	lb, _ := json.Marshal(map[string]string{"username": "dora", "password": password})
+	resp, err := http.Post(base+"/.keygate/api/login", "application/json", bytes.NewReader(lb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ans map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&ans)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || ans["error"] != "store_unavailable" || !strings.Contains(fmt.Sprint(ans["message"]), "Try again") {
+		t.Errorf("a sign-in with the database down: %d %v, want 502 store_unavailable", resp.StatusCode, ans)
+	}
+	if st, _ := getWithCookie(t, base+"/.keygate/readyz", nil); st != http.StatusServiceUnavailable {
+		t.Errorf("readyz with the database down: %d, want 503", st)
+	}
+	cluster.Resume(t)
+	if took, ok := within(10*time.Second, func() bool { return signInStatus(t, base, "dora", password) == http.StatusOK }); !ok {
+		t.Errorf("sign-in did not recover within %v of the database's return", took)
 	}
 
 	dump := cluster.Dump(t, dsn)

@@ -43,13 +43,16 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keygate/keygate/authn/store"
@@ -277,7 +280,28 @@ func wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	if unreachable(err) {
+		return fmt.Errorf("pgstore: %s: %w: %w", op, store.ErrUnavailable, err)
+	}
 	return fmt.Errorf("pgstore: %s: %w", op, err)
+}
+
+// unreachable says whether err means the server could not be reached or
+// went away (a refused or broken connection, a server shutting down or
+// starting), rather than a refusal of the statement.
+func unreachable(err error) bool {
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	var pe *pgconn.PgError
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ne):
+		return true
+	case errors.As(err, &pe):
+		// 08: connection exception; 57P: operator intervention (admin
+		// shutdown, crash shutdown, cannot connect now).
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P")
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.Timeout(err)
 }
 
 // Get returns the live item or store.ErrNotFound.
