@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -30,55 +27,13 @@ func TestServeOnPostgres(t *testing.T) {
 	}))
 	defer up.Close()
 
-	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "storage.key")
-	dsnFile := filepath.Join(dir, "dsn")
-	for f, v := range map[string]string{keyFile: strings.Repeat("5e", 32) + "\n", dsnFile: dsn + "\n"} {
-		if err := os.WriteFile(f, []byte(v), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	addr := freeAddr(t)
-	cfgFile := filepath.Join(dir, "keygate.yaml")
-	yml := fmt.Sprintf(`server:
-  listen: %q
-  admin_socket: %q
-storage:
-  backend: postgres
-  path: %q
-  encryption_key_file: %q
-  postgres:
-    dsn_file: %q
-policy:
-  default: one_factor
-upstreams:
-  - host: localhost
-    url: %s
-`, addr, filepath.Join(dir, "admin.sock"), filepath.Join(dir, "data"), keyFile, dsnFile, up.URL)
-	if err := os.WriteFile(cfgFile, []byte(yml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	r := pgReplicaConfig(t, t.TempDir(), "r0", dsn, up.URL)
+	cfgFile, base := r.cfg, r.base
 	if out, errOut, rc := run(t, "", "config", "validate", "--config", cfgFile); rc != 0 {
 		t.Fatalf("config validate: %s %s", out, errOut)
 	}
-	serve := func() (stop func()) {
-		cmd := exec.Command(keygateBin(t), "serve", "--config", cfgFile)
-		var stderr syncBuffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "keygate to serve on postgres", func() bool { return strings.Contains(stderr.String(), "keygate is serving") })
-		return func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			if t.Failed() {
-				t.Logf("keygate's log:\n%s", stderr.String())
-			}
-		}
-	}
+	serve := func() func() { return r.serve(t) }
 	stop := serve()
-	base := "http://localhost:" + addr[strings.LastIndex(addr, ":")+1:]
 
 	const password = "violet-harbour-lantern-9"
 	if _, errOut, rc := run(t, password+"\n", "user", "add", "dora", "--email", "dora.secret@example.com", "--password-stdin", "--config", cfgFile); rc != 0 {

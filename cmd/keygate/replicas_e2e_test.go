@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,29 +22,24 @@ type replica struct {
 	cfg, base string
 }
 
-// startReplicas runs n keygate processes on one PostgreSQL database (a
-// cluster the test starts), each with its own listener and admin socket.
-func startReplicas(t *testing.T, n int, upstream string) []replica {
+// pgReplicaConfig writes the configuration of one replica on the
+// database of dsn into its own directory under dir (its listener and
+// admin socket); every replica of dir shares the storage key.
+func pgReplicaConfig(t *testing.T, dir, name, dsn, upstream string) replica {
 	t.Helper()
-	cluster := pgtest.Start(t)
-	dsn := cluster.NewDatabase(t)
-	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "storage.key")
-	dsnFile := filepath.Join(dir, "dsn")
+	keyFile, dsnFile := filepath.Join(dir, "storage.key"), filepath.Join(dir, "dsn")
 	for f, v := range map[string]string{keyFile: strings.Repeat("7c", 32) + "\n", dsnFile: dsn + "\n"} {
 		if err := os.WriteFile(f, []byte(v), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var out []replica
-	for i := range n {
-		rdir := filepath.Join(dir, fmt.Sprintf("r%d", i))
-		if err := os.MkdirAll(rdir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		addr := freeAddr(t)
-		cfg := filepath.Join(rdir, "keygate.yaml")
-		yml := fmt.Sprintf(`server:
+	rdir := filepath.Join(dir, name)
+	if err := os.MkdirAll(rdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cfg := filepath.Join(rdir, "keygate.yaml")
+	yml := fmt.Sprintf(`server:
   listen: %q
   admin_socket: %q
 storage:
@@ -58,24 +54,49 @@ upstreams:
   - host: localhost
     url: %s
 `, addr, filepath.Join(rdir, "admin.sock"), filepath.Join(rdir, "data"), keyFile, dsnFile, upstream)
-		if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(keygateBin(t), "serve", "--config", cfg)
-		var stderr syncBuffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
+	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return replica{cfg: cfg, base: "http://localhost:" + addr[strings.LastIndex(addr, ":")+1:]}
+}
+
+// serve starts `keygate serve` for r and returns once it serves; stop
+// kills it (and logs its output if the test failed). Cleanup stops it too.
+func (r replica) serve(t *testing.T) (stop func()) {
+	t.Helper()
+	cmd := exec.Command(keygateBin(t), "serve", "--config", r.cfg)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			if t.Failed() {
-				t.Logf("replica %d's log:\n%s", i, stderr.String())
+				t.Logf("%s's log:\n%s", r.base, stderr.String())
 			}
 		})
-		waitFor(t, fmt.Sprintf("replica %d to serve", i), func() bool { return strings.Contains(stderr.String(), "keygate is serving") })
-		out = append(out, replica{cfg: cfg, base: "http://localhost:" + addr[strings.LastIndex(addr, ":")+1:]})
+	}
+	t.Cleanup(stop)
+	waitFor(t, r.base+" to serve", func() bool { return strings.Contains(stderr.String(), "keygate is serving") })
+	return stop
+}
+
+// startReplicas runs n keygate processes on one PostgreSQL database (a
+// cluster the test starts), each with its own listener and admin socket.
+func startReplicas(t *testing.T, n int, upstream string) []replica {
+	t.Helper()
+	cluster := pgtest.Start(t)
+	dsn := cluster.NewDatabase(t)
+	dir := t.TempDir()
+	var out []replica
+	for i := range n {
+		r := pgReplicaConfig(t, dir, fmt.Sprintf("r%d", i), dsn, upstream)
+		r.serve(t)
+		out = append(out, r)
 	}
 	return out
 }
