@@ -26,11 +26,13 @@ run: build ## start keygate on its embedded demo defaults (http://localhost:9091
 build: ## build the static binary bin/keygate
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/keygate
 
-tools: ## fetch the Go-installable test servers (Mailpit, Caddy) into bin/tools; npm ci for the Express upstream
+tools: ## fetch the Go-installable test servers (Mailpit, Caddy) into bin/tools; npm ci for the Express upstream and axe-core
 	@test -x $(TOOLS)/mailpit || GOBIN=$(TOOLS) $(GO) install github.com/axllent/mailpit@$(MAILPIT_VERSION)
 	@test -x $(TOOLS)/caddy || GOBIN=$(TOOLS) $(GO) install github.com/caddyserver/caddy/v2/cmd/caddy@$(CADDY_VERSION)
 	@if command -v npm >/dev/null && [ ! -d web/testdata/realapps/express/node_modules ]; then \
 	  cd web/testdata/realapps/express && npm ci --no-audit --no-fund --loglevel=error; fi
+	@if command -v npm >/dev/null && [ ! -d web/testdata/axe/node_modules ]; then \
+	  cd web/testdata/axe && npm ci --no-audit --no-fund --loglevel=error; fi
 
 test: tools ## vet and run every test with the race detector
 	$(GO) vet ./...
