@@ -24,7 +24,7 @@ const (
 // step is where a signed-in person goes next.
 type step struct {
 	Status   string   `json:"status"`
-	Factors  []string `json:"factors,omitempty"`
+	Factors  []string `json:"factors,omitempty"` // with status second_factor: those the person has and the rule accepts
 	Redirect string   `json:"redirect"`
 }
 
@@ -88,10 +88,32 @@ func (s *Server) nextStep(c *gin.Context, sess *authn.Session, rd string) step {
 		}
 		return step{Status: stepOK, Redirect: target}
 	case policy.Challenge:
-		return step{Status: stepSecondFactor, Factors: d.Acceptable, Redirect: portalPrefix + "second-factor?rd=" + url.QueryEscape(target)}
+		return step{Status: stepSecondFactor, Factors: s.offered(c, sess, d.Acceptable), Redirect: portalPrefix + "second-factor?rd=" + url.QueryEscape(target)}
 	default:
 		return step{Status: stepDenied, Redirect: portalPrefix + "denied"}
 	}
+}
+
+// offered is what the next step can ask of this person: the factors the
+// rule accepts that they have (the chooser shows the same). Naming a kind
+// they never enrolled would send an API client to a dead end; the chooser
+// explains what to do when the list is empty.
+func (s *Server) offered(c *gin.Context, sess *authn.Session, acceptable []string) []string {
+	out := []string{}
+	if s.mfa == nil {
+		return out
+	}
+	methods, err := s.methodsFor(c.Request.Context(), sess.Username, acceptable)
+	if err != nil {
+		// The chooser will show the store's problem; the step itself
+		// stays right without a list.
+		s.log.WarnContext(c.Request.Context(), "listing second factors", "error", err)
+		return out
+	}
+	for _, m := range methods {
+		out = append(out, m.Kind)
+	}
+	return out
 }
 
 // decisionFor evaluates the policy for a GET of target as this session.
