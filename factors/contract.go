@@ -168,6 +168,10 @@ const (
 	PurposeVerifyAddress Purpose = "verify_address"
 	PurposeEnroll        Purpose = "enroll"
 	PurposeUnlock        Purpose = "unlock"
+	// PurposeAccountRecovery: the person lost every second factor and
+	// proves the mailbox to start (or, after the waiting period, finish)
+	// an account recovery (authn/recovery.go).
+	PurposeAccountRecovery Purpose = "account_recovery"
 )
 
 // EnrollRequest is what the person chose when starting an enrolment.

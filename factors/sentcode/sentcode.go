@@ -625,7 +625,7 @@ func (e *Engine) checkUserPurpose(user string, p factors.Purpose) error {
 // ValidPurpose reports whether p is one of the purposes of package factors.
 func ValidPurpose(p factors.Purpose) bool {
 	switch p {
-	case factors.PurposeSignIn, factors.PurposeVerifyAddress, factors.PurposeEnroll, factors.PurposeUnlock:
+	case factors.PurposeSignIn, factors.PurposeVerifyAddress, factors.PurposeEnroll, factors.PurposeUnlock, factors.PurposeAccountRecovery:
 		return true
 	}
 	return false
