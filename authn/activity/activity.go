@@ -51,6 +51,14 @@ const (
 	// a strong enough fresh proof (Detail: the change). Logged, not
 	// mailed: it changed nothing, and whoever tried may read the mailbox.
 	EventChangeRefused = "factor_change_refused"
+	// Self-service account recovery after losing every second factor
+	// (authn/recovery.go): requested (a notice with a cancel link goes
+	// out on its own), cancelled (Detail: by whom or what), approved by an
+	// admin (Detail: the admin), completed (the old factors removed).
+	EventRecoveryRequested = "recovery_requested"
+	EventRecoveryCancelled = "recovery_cancelled"
+	EventRecoveryApproved  = "recovery_approved"
+	EventRecoveryCompleted = "recovery_completed"
 )
 
 // Event is one entry of a person's activity log.
@@ -64,6 +72,12 @@ type Event struct {
 	// Lang is the language the person used, so that a later notice (sent
 	// from a request that does not say) is written in it.
 	Lang string `json:"lang,omitempty"`
+
+	// What the notice about this event needs from its client and the log
+	// does not keep: the browser in parts (so that a Russian mail says
+	// "на Linux") and the zone the browser claimed (checked, see TimeZone).
+	agent Agent
+	tz    string
 }
 
 // Options configure the log; zero values take the defaults.
@@ -129,8 +143,10 @@ func eventKey(username string, at time.Time) string {
 	return fmt.Sprintf("%s%s/%016x%s", activityPrefix, username, uint64(math.MaxInt64-at.UnixNano()), hex.EncodeToString(rnd[:]))
 }
 
-// Record appends e to username's log (At zero = now). A nil Log records
-// nothing.
+// Record appends e to username's log. A nil Log records nothing. At zero
+// is now, for callers outside the log; the log's own events are stamped
+// when they are made (Log.event), before they go to the log and to a
+// notice, since Record stamps only its own copy.
 func (a *Log) Record(ctx context.Context, username string, e Event) error {
 	if a == nil {
 		return nil
@@ -180,11 +196,15 @@ func (a *Log) List(ctx context.Context, username string, limit int) ([]Event, er
 	return out, nil
 }
 
-// event is an Event from c.
-func event(kind, factor, detail string, c Client) Event {
-	e := Event{Kind: kind, Factor: factor, Detail: detail, IP: c.IP, Lang: c.Lang}
+// event is an Event from c, happening now. It is the one place the log's
+// events get their time: every copy made afterwards (the log's record, the
+// notice) carries it. Stamping inside Record instead once left every
+// notice saying "0001-01-01 00:00 UTC": Record takes the event by value.
+func (a *Log) event(kind, factor, detail string, c Client) Event {
+	e := Event{At: a.o.Now().Round(0).UTC(), Kind: kind, Factor: factor, Detail: detail, IP: c.IP, Lang: c.Lang, tz: TimeZone(c.TimeZone)}
 	if c.UserAgent != "" {
-		e.Browser = DescribeUserAgent(c.UserAgent)
+		e.agent = ParseUserAgent(c.UserAgent)
+		e.Browser = e.agent.Describe("en")
 	}
 	return e
 }
@@ -203,7 +223,7 @@ func (a *Log) SignedIn(ctx context.Context, u Person, factor string, c Client) {
 	if a == nil {
 		return
 	}
-	e := event(EventSignIn, factor, "", c)
+	e := a.event(EventSignIn, factor, "", c)
 	known, err := a.known(ctx, u.Username, e)
 	if err != nil {
 		a.o.Logger.Error("activity: compare with earlier sign-ins", "user", u.Username, "err", err)
@@ -239,7 +259,7 @@ func (a *Log) Passed(ctx context.Context, username, kind, factor string, c Clien
 	if a == nil {
 		return
 	}
-	a.record(ctx, username, event(kind, factor, "", c))
+	a.record(ctx, username, a.event(kind, factor, "", c))
 }
 
 // Failed records a failed attempt of a known account.
@@ -247,7 +267,7 @@ func (a *Log) Failed(ctx context.Context, username, kind, factor string, c Clien
 	if a == nil {
 		return
 	}
-	a.record(ctx, username, event(kind, factor, "", c))
+	a.record(ctx, username, a.event(kind, factor, "", c))
 }
 
 // decoyTTL: decoy events are kept only briefly; nobody reads them.
@@ -261,8 +281,7 @@ func (a *Log) Decoy(ctx context.Context, name string, c Client) {
 	if a == nil {
 		return
 	}
-	e := event(EventSignInFailed, "password", "", c)
-	e.At = a.o.Now().Round(0).UTC()
+	e := a.event(EventSignInFailed, "password", "", c)
 	e.IP, e.Browser = Clip(e.IP, maxIPLen), Clip(e.Browser, maxEventField)
 	raw, _ := json.Marshal(e)
 	if _, err := a.kv.CompareAndSet(ctx, eventKey(name, e.At), raw, 0, store.WriteOptions{TTL: decoyTTL}); err != nil {
@@ -281,7 +300,7 @@ func (a *Log) Note(ctx context.Context, username, kind, detail string, c Client)
 	if a == nil {
 		return
 	}
-	a.record(ctx, username, event(kind, "", detail, c))
+	a.record(ctx, username, a.event(kind, "", detail, c))
 }
 
 // Changed records a security change and mails the person about it, with a
@@ -290,7 +309,7 @@ func (a *Log) Changed(ctx context.Context, u Person, kind, factor, detail string
 	if a == nil {
 		return
 	}
-	e := event(kind, factor, detail, c)
+	e := a.event(kind, factor, detail, c)
 	a.record(ctx, u.Username, e)
 	a.notify(ctx, u, NoticeSecurityChange, e)
 }

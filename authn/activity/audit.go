@@ -39,6 +39,10 @@ const (
 	AuditResetFactors   = "user.reset_factors"
 	AuditEnrollLink     = "user.enroll_link"
 	AuditUnlock         = "user.unlock"
+	// An admin approved (ended the waiting period of) or cancelled a
+	// person's self-service account recovery.
+	AuditRecoveryApprove = "user.recovery_approve"
+	AuditRecoveryCancel  = "user.recovery_cancel"
 )
 
 // Channels an admin acts through.

@@ -121,6 +121,11 @@ var changeText = map[string]map[string][2]string{
 	EventUnlocked:        {"en": {"the account was unlocked", "the account was unlocked"}, "ru": {"учётная запись разблокирована", "учётная запись разблокирована"}},
 	EventFactorsReset:    {"en": {"all second factors were removed by an administrator", "all second factors were removed by an administrator"}, "ru": {"администратор удалил все вторые факторы", "администратор удалил все вторые факторы"}},
 	EventFactorRenamed:   {"en": {"a second factor was renamed", "a second factor was renamed (%s)"}, "ru": {"второй фактор переименован", "второй фактор переименован (%s)"}},
+	// Account recovery (authn/recovery.go); the detail is not shown (who
+	// cancelled is in the activity log).
+	EventRecoveryCancelled: {"en": {"the account recovery was cancelled", "the account recovery was cancelled"}, "ru": {"восстановление учётной записи отменено", "восстановление учётной записи отменено"}},
+	EventRecoveryApproved:  {"en": {"an administrator approved the account recovery: it can be completed now", "an administrator approved the account recovery: it can be completed now"}, "ru": {"администратор одобрил восстановление учётной записи: его можно завершить сейчас", "администратор одобрил восстановление учётной записи: его можно завершить сейчас"}},
+	EventRecoveryCompleted: {"en": {"the account was recovered: every earlier second factor was removed and a new one added", "the account was recovered: every earlier second factor was removed and a new one added (%s)"}, "ru": {"учётная запись восстановлена: все прежние вторые факторы удалены, добавлен новый", "учётная запись восстановлена: все прежние вторые факторы удалены, добавлен новый (%s)"}},
 }
 
 // factorName names a factor or sign-in method in a notice.
