@@ -1,12 +1,10 @@
 package totp
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image/png"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -69,12 +67,8 @@ func (f *Factor) BeginEnroll(ctx context.Context, user, accountName string) (Enr
 	if err != nil {
 		return Enrollment{}, fmt.Errorf("totp: make key: %w", err)
 	}
-	img, err := key.Image(256, 256)
+	qr, err := qrPNG(key.URL(), 256)
 	if err != nil {
-		return Enrollment{}, fmt.Errorf("totp: QR code: %w", err)
-	}
-	var qr bytes.Buffer
-	if err := png.Encode(&qr, img); err != nil {
 		return Enrollment{}, fmt.Errorf("totp: QR code: %w", err)
 	}
 
@@ -101,7 +95,7 @@ func (f *Factor) BeginEnroll(ctx context.Context, user, accountName string) (Enr
 	if _, err := f.kv.CompareAndSet(ctx, pendingKey(user, id), b, 0, store.WriteOptions{TTL: f.enrollTTL}); err != nil {
 		return Enrollment{}, fmt.Errorf("totp: save enrolment: %w", err)
 	}
-	return Enrollment{ID: id, Secret: key.Secret(), URL: key.URL(), QRPNG: qr.Bytes(), ExpiresAt: expires}, nil
+	return Enrollment{ID: id, Secret: key.Secret(), URL: key.URL(), QRPNG: qr, ExpiresAt: expires}, nil
 }
 
 // FinishEnroll activates the pending enrolment enrollID if code is right
