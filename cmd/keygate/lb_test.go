@@ -26,6 +26,10 @@ const haDoc = "../../docs/high-availability.md"
 
 // lbOptions tunes startNginxLB.
 type lbOptions struct {
+	// Listen is nginx's loopback host:port; "" = a free port. Set it when
+	// the replicas' configuration must name the address people use (the
+	// WebAuthn origin) before nginx starts.
+	Listen string
 	// Pinned locations are sent to one backend only, ahead of the round
 	// robin, with the same proxy settings as the snippet's "location /":
 	// a test uses them to make a flow cross replicas on purpose.
@@ -91,7 +95,10 @@ func runNginxLB(t *testing.T, backends []string, opts lbOptions) *nginxLB {
 		t.Fatal("startNginxLB: no backends")
 	}
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := opts.Listen
+	if addr == "" {
+		addr = freeAddr(t)
+	}
 	port := addr[strings.LastIndex(addr, ":")+1:]
 	site, err := renderLBSnippet(haSnippet(t), addr, backends, opts.Pinned)
 	if err != nil {
@@ -181,6 +188,23 @@ func (lb *nginxLB) hits(t *testing.T) []lbHit {
 		out = append(out, h)
 	}
 	return out
+}
+
+// hitsSince waits (up to 5 s) until the access log has at least want
+// lines after the first mark ones, and returns those lines. nginx logs a
+// request just after answering it, so a test that has its answer may not
+// see the line at once.
+func (lb *nginxLB) hitsSince(t *testing.T, mark, want int) []lbHit {
+	t.Helper()
+	var hs []lbHit
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if hs = lb.hits(t); len(hs) >= mark+want {
+			return hs[mark:]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("access log: %d lines after %d, want %d: %+v", len(hs)-mark, mark, want, hs[min(mark, len(hs)):])
+		}
+	}
 }
 
 // haSnippet is the one nginx block of docs/high-availability.md.
@@ -322,7 +346,7 @@ func TestReplicasNginxLB(t *testing.T) {
 		}
 	}
 	var upstreams, skipped int
-	for _, h := range lb.hits(t) {
+	for _, h := range lb.hitsSince(t, 0, 16) {
 		if h.Path == "/pinned" && h.Upstream != backends[2] {
 			t.Errorf("access log: /pinned answered by %q", h.Upstream)
 		}
