@@ -220,6 +220,14 @@ func (m *MFA) ReportNotMe(ctx context.Context, token string, c Client) (string, 
 	if _, err := m.sessions.RevokeUser(ctx, username); err != nil {
 		return "", fmt.Errorf("report: %w", err)
 	}
+	// A pending account recovery may be the very thing reported.
+	if m.o.Recoveries != nil {
+		if _, err := m.o.Recoveries.remove(ctx, username); err == nil {
+			m.o.Activity.Note(ctx, username, activity.EventRecoveryCancelled, "reported", c)
+		} else if !errors.Is(err, ErrNoRecovery) {
+			return "", fmt.Errorf("report: %w", err)
+		}
+	}
 	if m.o.Devices != nil {
 		if _, err := m.o.Devices.RevokeAll(ctx, username); err != nil {
 			return "", fmt.Errorf("report: %w", err)

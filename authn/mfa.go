@@ -118,7 +118,10 @@ type MFAOptions struct {
 	// Activity logs sign-ins, failures and security changes and mails the
 	// person about them (nil = no log).
 	Activity *activity.Log
-	Now      func() time.Time
+	// Recoveries keeps self-service account recoveries (recovery.go; nil =
+	// not offered).
+	Recoveries *RecoveryRequests
+	Now        func() time.Time
 }
 
 // MFA runs the second-factor flows on sessions, for every factor alike:
@@ -324,6 +327,8 @@ func (m *MFA) Prove(ctx context.Context, id, kind, lang string, r factors.Respon
 	if err := m.settle(ctx, try, sess, u, kind, m.refusal(f, err)); err != nil {
 		return nil, factors.Proof{}, err
 	}
+	// A factor the account still holds ends a pending recovery.
+	m.cancelRecoveryBySignIn(ctx, u.Username, kind, clientOf(sess))
 	next, err := m.prove(ctx, id, sessionProof(p))
 	if err == nil && p.Notify {
 		m.o.Notices.RecoveryUsed(ctx, u.Person(), lang, sess.IP, p.Remaining)
@@ -543,6 +548,7 @@ func (m *MFA) FinishPasskey(ctx context.Context, r factors.Response, meta Meta) 
 		return nil, err
 	}
 	m.o.Activity.SignedIn(ctx, u.Person(), "passkey", c)
+	m.cancelRecoveryBySignIn(ctx, u.Username, p.Kind, c)
 	if p.UserVerified && m.o.PasskeyIsTwoFactor {
 		return m.prove(ctx, sess.ID, sessionProof(p))
 	}

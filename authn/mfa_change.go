@@ -96,6 +96,7 @@ type freshProof struct {
 	best       factors.Strength
 	link       bool // an admin's enrolment link
 	emailGrant bool // a code by email for enrolling a first factor
+	recovery   bool // an account recovery after its wait (recovery.go)
 }
 
 func (m *MFA) fresh(sess *Session) freshProof {
@@ -110,6 +111,8 @@ func (m *MFA) fresh(sess *Session) freshProof {
 		case p.Kind == ProofEnrollment && now.Sub(p.At) <= m.o.EnrollGrantWindow:
 			if p.Ref == "link" {
 				f.link = true
+			} else if p.Ref == RecoveryGrant {
+				f.recovery = true
 			} else {
 				f.emailGrant = true
 			}
@@ -129,7 +132,7 @@ func needToAdd(creds []heldCredential) factors.Strength {
 // person, typically after a lost device); the email grant only while the
 // account has no second factor.
 func mayAdd(f freshProof, creds []heldCredential) bool {
-	return f.best >= needToAdd(creds) || f.link || (f.emailGrant && len(creds) == 0)
+	return f.best >= needToAdd(creds) || f.link || f.recovery || (f.emailGrant && len(creds) == 0)
 }
 
 // mayTouch says whether f lets the session remove or rename c: a fresh
@@ -145,6 +148,7 @@ func (m *MFA) State(ctx context.Context, sess *Session) (EnrollState, error) {
 		return EnrollState{}, err
 	}
 	f := m.fresh(sess)
+	m.recoveryLive(ctx, sess.Username, &f)
 	st := EnrollState{
 		HasFactors: len(creds) > 0,
 		Elevated:   f.best > factors.StrengthNone || f.link || f.emailGrant,
@@ -176,6 +180,10 @@ func (m *MFA) authorize(ctx context.Context, id, action, credID string) (*Sessio
 		return nil, User{}, nil, err
 	}
 	f := m.fresh(sess)
+	// A recovery grant adds one real factor, not a backup sheet, and only
+	// while its request stands.
+	m.recoveryLive(ctx, u.Username, &f)
+	f.recovery = f.recovery && action == ChangeAdd
 	var need factors.Strength
 	switch action {
 	case ChangeAdd, ChangeRecovery:
@@ -277,6 +285,11 @@ func (m *MFA) ConfirmEnroll(ctx context.Context, id, kind, enrollID, lang string
 	next, err := m.afterChange(ctx, id, u.Username)
 	if err == nil {
 		m.o.Activity.Changed(ctx, u.Person(), activity.EventFactorAdded, kind, cred.Name, clientOf(next))
+		if f := m.fresh(next); f.recovery {
+			// The factor added under a recovery grant completes it.
+			cred.Kind = kind
+			err = m.completeRecovery(ctx, next, u, cred)
+		}
 	}
 	return cred, next, err
 }

@@ -31,6 +31,11 @@ var Problems = problem.Table{
 	{Err: ErrSessionNotFound, Class: problem.NotFound, Code: "not_found", Key: "err.no_such_session"},
 	{Err: ErrUserNotFound, Class: problem.NotFound, Code: "user_not_found", Key: "err.user_not_found"},
 	{Err: ErrAssertionRefused, Class: problem.Unauthenticated, Code: "assertion_refused", Key: "err.assertion_refused"},
+	// Account recovery (recovery.go); a wait is RecoveryWaitError's own.
+	{Err: ErrRecoveryPending, Class: problem.Conflict, Code: "recovery_pending", Key: "err.recovery_pending"},
+	{Err: ErrNoRecovery, Class: problem.NotFound, Code: "no_recovery", Key: "err.no_recovery"},
+	{Err: ErrRecoveryLinkInvalid, Class: problem.Invalid, Code: "recovery_link_invalid", Key: "err.recovery_link_invalid"},
+	{Err: ErrRecoveryNotNeeded, Class: problem.Conflict, Code: "recovery_not_needed", Key: "err.recovery_not_needed"},
 }
 
 // Problem answers right credentials for a locked account or from a locked
@@ -76,8 +81,17 @@ func (e *WeakProofError) Problem(time.Time) problem.Problem {
 	return p
 }
 
+// Problem answers a recovery asked to finish before its wait is over:
+// from when it can be, in UTC (for people) and RFC 3339 (for programs).
+func (e *RecoveryWaitError) Problem(time.Time) problem.Problem {
+	return problem.Problem{Class: problem.Forbidden, Code: "recovery_waiting", Key: "err.recovery_waiting",
+		Args:  []any{e.ReadyAt.UTC().Format("2006-01-02 15:04 UTC")},
+		Extra: map[string]any{"ready_at": e.ReadyAt.UTC().Format(time.RFC3339)}}
+}
+
 // Interface guards.
 var (
+	_ problem.Describer = (*RecoveryWaitError)(nil)
 	_ problem.Describer = (*LockedError)(nil)
 	_ problem.Describer = (*WeakProofError)(nil)
 )
