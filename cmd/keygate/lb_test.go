@@ -180,9 +180,7 @@ func (lb *nginxLB) hits(t *testing.T) []lbHit {
 		if f[3] != "-" && f[3] != "" {
 			// "a, b" when nginx went on to the next replica; "a : b" when
 			// an internal redirect went to another upstream.
-			for _, p := range regexp.MustCompile(`\s*[,:]\s+`).Split(f[3], -1) {
-				h.Tried = append(h.Tried, p)
-			}
+			h.Tried = upstreamSep.Split(f[3], -1)
 			h.Upstream = h.Tried[len(h.Tried)-1]
 		}
 		out = append(out, h)
@@ -206,6 +204,9 @@ func (lb *nginxLB) hitsSince(t *testing.T, mark, want int) []lbHit {
 		}
 	}
 }
+
+// upstreamSep separates the replicas nginx tried in $upstream_addr.
+var upstreamSep = regexp.MustCompile(`\s*[,:]\s+`)
 
 // haSnippet is the one nginx block of docs/high-availability.md.
 func haSnippet(t *testing.T) string {
@@ -359,6 +360,14 @@ func TestReplicasNginxLB(t *testing.T) {
 	}
 	if upstreams != 16 || skipped == 0 {
 		t.Errorf("access log: %d lines naming a replica (want 16), %d skipping the dead one (want > 0)", upstreams, skipped)
+	}
+
+	// A dead replica first in the ring: every request still answered.
+	only := startNginxLB(t, []string{dead, backends[0]}, lbOptions{})
+	for range 4 {
+		if st, body := getWithCookie(t, only+"/y", nil); st != http.StatusOK || body != "b0 /y" {
+			t.Fatalf("past a dead replica: %d %q", st, body)
+		}
 	}
 
 	// Bad pins are refused before nginx starts.

@@ -98,22 +98,6 @@ func (r replica) serve(t *testing.T) (stop func()) {
 	return stop
 }
 
-// startReplicas runs n keygate processes on one PostgreSQL database (a
-// cluster the test starts), each with its own listener and admin socket.
-func startReplicas(t *testing.T, n int, upstream string) []replica {
-	t.Helper()
-	cluster := pgtest.Start(t)
-	dsn := cluster.NewDatabase(t)
-	dir := t.TempDir()
-	var out []replica
-	for i := range n {
-		r := pgReplicaConfig(t, dir, fmt.Sprintf("r%d", i), dsn, upstream)
-		r.serve(t)
-		out = append(out, r)
-	}
-	return out
-}
-
 // lbReplicas tunes startReplicasBehindLB.
 type lbReplicas struct {
 	// More is more top-level configuration for every replica, given the
