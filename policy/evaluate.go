@@ -147,24 +147,66 @@ func (r *rule) matchHost(host string) bool {
 // no policy was ever loaded.
 func (c *Compiled) Evaluate(r Request, s Subject, now time.Time) Decision {
 	if c == nil {
-		return Decision{Outcome: Deny, Reason: ReasonDenied, RuleIndex: -1, RuleName: "default", Action: ActionDeny}
+		return denyAll
 	}
-	pr := prepareWith(&r, methodBit(r.Method))
-	for _, i := range c.hosts.lookup(r.Host) {
+	// decision's body, written out: the rule's Decision head is copied
+	// once, straight into the result, instead of out of a callee's.
+	rl, anonymous := c.match(c.hosts.lookup(r.Host), &r, &s)
+	d := rl.head
+	d.Outcome, d.Reason = rl.verdict(anonymous, &s, now)
+	return d
+}
+
+// EvaluateAt is Evaluate with the request's host resolved beforehand
+// (ResolveHost): it skips the host look-up, a quarter of Evaluate's time
+// with a thousand rules. h is used only when it was resolved by c for
+// r.Host; any other h, nil included, is looked up as Evaluate does, so the
+// answer is always Evaluate's.
+func (c *Compiled) EvaluateAt(h *Host, r Request, s Subject, now time.Time) Decision {
+	if c == nil {
+		return denyAll
+	}
+	rl, anonymous := c.match(c.candidates(h, r.Host), &r, &s) // as in Evaluate
+	d := rl.head
+	d.Outcome, d.Reason = rl.verdict(anonymous, &s, now)
+	return d
+}
+
+// denyAll is the decision of a nil policy.
+var denyAll = Decision{Outcome: Deny, Reason: ReasonDenied, RuleIndex: -1, RuleName: "default", Action: ActionDeny}
+
+// decision is the decision of the first matching candidate rule (or the
+// default), for the readings of a path (strictest).
+func (c *Compiled) decision(cands []int32, r *Request, s *Subject, now time.Time) Decision {
+	rl, anonymous := c.match(cands, r, s)
+	d := rl.head
+	d.Outcome, d.Reason = rl.verdict(anonymous, s, now)
+	return d
+}
+
+// match walks the candidate rules of the request's host (ascending indices
+// into c.rules) and returns the first that matches, c.def when none does,
+// and whether it matched all but its users/groups for an anonymous
+// subject (needIdentity). It returns the rule, not the decision: the
+// callers build the decision once, in their own result, instead of
+// copying it out of a callee.
+func (c *Compiled) match(cands []int32, r *Request, s *Subject) (rl *rule, anonymous bool) {
+	pr := prepareWith(r, methodBit(r.Method))
+	for _, i := range cands {
 		// Most candidates fail on method or path; the filter says so
 		// from a small array without touching the rule.
 		if f := &c.filters[i]; f.methods&pr.method == 0 || f.paths&pr.pathBit == 0 {
 			continue
 		}
 		rl := &c.rules[i]
-		switch rl.check(&pr, &s) {
+		switch rl.check(&pr, s) {
 		case critNone:
-			return rl.decide(&s, now)
+			return rl, false
 		case critIdentity:
-			return rl.needIdentity()
+			return rl, true
 		}
 	}
-	return c.def.decide(&s, now)
+	return &c.def, false
 }
 
 // makeHead builds the part of a decision that names the rule, once at
@@ -189,30 +231,38 @@ func (r *rule) needIdentity() Decision {
 // decide applies the matched rule's action to the subject.
 func (r *rule) decide(s *Subject, now time.Time) Decision {
 	d := r.head
+	d.Outcome, d.Reason = r.verdict(false, s, now)
+	return d
+}
+
+// verdict is decide's outcome and reason alone (or needIdentity's, for a
+// rule that matched an anonymous subject but for its users/groups): two
+// words in registers, so that the hot path copies the rule's Decision head
+// once, into its own result, rather than once per call level.
+func (r *rule) verdict(anonymous bool, s *Subject, now time.Time) (Outcome, Reason) {
+	if anonymous {
+		return Challenge, ReasonSignIn
+	}
 	switch r.action {
 	case actBypass:
-		d.Outcome = Allow
+		return Allow, ReasonNone
 	case actOneFactor:
 		if s.Authenticated {
-			d.Outcome = Allow
-		} else {
-			d.Outcome, d.Reason = Challenge, ReasonSignIn
+			return Allow, ReasonNone
 		}
+		return Challenge, ReasonSignIn
 	case actTwoFactor:
-		switch {
-		case !s.Authenticated:
-			d.Outcome, d.Reason = Challenge, ReasonSignIn
-		default:
-			if why := r.secondFactor(s, now, nil); why == ReasonNone {
-				d.Outcome = Allow
-			} else {
-				d.Outcome, d.Reason = Challenge, why
-			}
+		if !s.Authenticated {
+			return Challenge, ReasonSignIn
 		}
-	default: // actDeny; an unknown action cannot survive Compile, but deny is the safe reading
-		d.Outcome, d.Reason = Deny, ReasonDenied
+		if why := r.secondFactor(s, now, nil); why != ReasonNone {
+			return Challenge, why
+		}
+		return Allow, ReasonNone
 	}
-	return d
+	// actDeny; an unknown action cannot survive Compile, but deny is the
+	// safe reading.
+	return Deny, ReasonDenied
 }
 
 // secondFactorDetail is what secondFactor found, for Explain to put into

@@ -110,6 +110,9 @@ func TestIndexAgreesWithScan(t *testing.T) {
 			if e := c.Explain(r, anon, testNow); !reflect.DeepEqual(d, e.Decision) {
 				t.Fatalf("round %d, %s%s: index says %+v, scan says %+v\n%s", round, r.Host, r.Path, d, e.Decision, e)
 			}
+			if a := c.EvaluateAt(c.ResolveHost(r.Host), r, anon, testNow); !reflect.DeepEqual(a, d) {
+				t.Fatalf("round %d, %s%s: resolved host says %+v, Evaluate %+v", round, r.Host, r.Path, a, d)
+			}
 		}
 	}
 }

@@ -302,3 +302,47 @@ func mergeSorted(lists [][]int32) []int32 {
 	slices.Sort(out)
 	return slices.Clip(slices.Compact(out))
 }
+
+// Host is a request host resolved once against one compiled policy: the
+// rules that may apply to it, as the host index gives them. The gate keeps
+// one per upstream and policy version, resolved together with the
+// upstream, so that a request does not hash its host a second time
+// (EvaluateAt, EvaluateReadingsAt).
+//
+// A Host belongs to the policy that resolved it and names one host. The
+// *At methods use it only when both agree (one pointer and one string
+// comparison) and otherwise look the host up as Evaluate does: a Host kept
+// across a policy swap, or handed a request for another host, makes the
+// decision slower, never different. Its fields are private, so no caller
+// can make one that lies.
+type Host struct {
+	c     *Compiled
+	name  string
+	rules []int32
+}
+
+// ResolveHost resolves a request host (the form Request.Host takes) against
+// c. It allocates the handle; resolve once, evaluate many times.
+func (c *Compiled) ResolveHost(host string) *Host {
+	h := &Host{c: c, name: host}
+	if c != nil {
+		h.rules = c.hosts.lookup(host)
+	}
+	return h
+}
+
+// Of reports whether h was resolved by c, i.e. whether the *At methods of c
+// will use it. A nil h is nobody's.
+func (h *Host) Of(c *Compiled) bool { return h != nil && h.c == c }
+
+// Name is the host h was resolved for.
+func (h *Host) Name() string { return h.name }
+
+// candidates returns the rules that may apply to host: h's when h was
+// resolved by c for this very host, else the host index's answer.
+func (c *Compiled) candidates(h *Host, host string) []int32 {
+	if h != nil && h.c == c && h.name == host {
+		return h.rules
+	}
+	return c.hosts.lookup(host)
+}

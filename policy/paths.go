@@ -599,7 +599,15 @@ func unhex(c byte) byte {
 // evaluation. It allocates nothing. No readings at all is a caller's
 // mistake and denies.
 func (c *Compiled) EvaluateReadings(r Request, readings []Reading, s Subject, now time.Time) Decision {
-	d, _, _, _ := c.strictest(r, readings, s, now)
+	d, _, _, _ := c.strictest(nil, r, readings, s, now)
+	return d
+}
+
+// EvaluateReadingsAt is EvaluateReadings with the request's host resolved
+// beforehand (ResolveHost; see EvaluateAt for when h is used): the gate's
+// call, which then hashes no host at all.
+func (c *Compiled) EvaluateReadingsAt(h *Host, r Request, readings []Reading, s Subject, now time.Time) Decision {
+	d, _, _, _ := c.strictest(h, r, readings, s, now)
 	return d
 }
 
@@ -607,7 +615,7 @@ func (c *Compiled) EvaluateReadings(r Request, readings []Reading, s Subject, no
 // evaluation of the reading (and method) that decided, with every reading
 // listed.
 func (c *Compiled) ExplainReadings(r Request, readings []Reading, s Subject, now time.Time) Explanation {
-	_, rd, method, ok := c.strictest(r, readings, s, now)
+	_, rd, method, ok := c.strictest(nil, r, readings, s, now)
 	if !ok {
 		e := c.Explain(r, s, now)
 		e.Decision = Decision{Outcome: Deny, Reason: ReasonDenied, RuleIndex: -1, RuleName: "default", Action: ActionDeny}
@@ -630,14 +638,19 @@ func (c *Compiled) ExplainReadings(r Request, readings []Reading, s Subject, now
 // The reading without it costs no allocation and is judged whenever the
 // path ends in "/"; the one with it is judged only when some rule that is
 // not a bypass has a pattern the added slash can newly match (c.slashAdd).
-func (c *Compiled) strictest(r Request, readings []Reading, s Subject, now time.Time) (best Decision, bestRd Reading, bestMethod string, ok bool) {
+//
+// The host is looked up once (or not at all, given h) for every reading:
+// the folded policy has the same rules in the same order, so the candidate
+// list serves both.
+func (c *Compiled) strictest(h *Host, r Request, readings []Reading, s Subject, now time.Time) (best Decision, bestRd Reading, bestMethod string, ok bool) {
 	if c == nil || len(readings) == 0 {
-		return Decision{Outcome: Deny, Reason: ReasonDenied, RuleIndex: -1, RuleName: "default", Action: ActionDeny}, Reading{}, r.Method, false
+		return denyAll, Reading{}, r.Method, false
 	}
+	cands := c.candidates(h, r.Host)
 	own := r.Method
 	judge := func(rd Reading, method string) {
 		r.Path, r.Method = rd.Path, method
-		d := c.forReading(rd).Evaluate(r, s, now)
+		d := c.forReading(rd).decision(cands, &r, &s, now)
 		if !ok || stricter(&d, &best) {
 			best, bestRd, bestMethod, ok = d, rd, method, true
 		}

@@ -75,7 +75,28 @@ func decide(q *question, rs []policy.Reading) (policy.Decision, error) {
 		// Werkzeug or Symfony, which upper-case what they receive.
 		return policy.Decision{}, errBadMethod
 	}
-	return q.pol.EvaluateReadings(q.request(), rs, q.subject, q.now), nil
+	var h *policy.Host
+	if q.up != nil {
+		h = q.up.policyHost(q.pol)
+	}
+	return q.pol.EvaluateReadingsAt(h, q.request(), rs, q.subject, q.now), nil
+}
+
+// policyHost is u's host resolved against pol (policy.Host), so that the
+// gate hashes a request's host once, to find the upstream, and not a
+// second time in the policy. It is kept per upstream and resolved again
+// after a policy swap, on the first request that sees the new policy: one
+// allocation per swap, none per request. A handle of another policy, or one
+// resolved for another host (q.host is always the upstream's own host,
+// where this is called), is never used by the policy: it looks the host up
+// itself instead (policy.EvaluateAt).
+func (u *upstream) policyHost(pol *policy.Compiled) *policy.Host {
+	if h := u.resolved.Load(); h.Of(pol) {
+		return h
+	}
+	h := pol.ResolveHost(u.host)
+	u.resolved.Store(h)
+	return h
 }
 
 // readings appends the readings of rawPath, as up's app reads paths, to

@@ -417,3 +417,53 @@ func TestDecidePlainDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// The upstream's resolved host follows live policy swaps: each decision is
+// the policy's own, whichever policy resolved the host last, and a warm
+// handle costs no allocation.
+func TestDecideFollowsPolicySwaps(t *testing.T) {
+	open, err := policy.Compile(policy.Policy{Default: policy.ActionDeny, Rules: []policy.Rule{
+		{Name: "open", Hosts: []string{"app.test"}, Action: policy.ActionBypass},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed, err := policy.Compile(policy.Policy{Default: policy.ActionBypass, Rules: []policy.Rule{
+		{Name: "other", Hosts: []string{"other.test"}, Action: policy.ActionBypass},
+		{Name: "closed", Hosts: []string{"app.test"}, Paths: []string{"/**"}, Action: policy.ActionDeny},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var holder policy.Holder
+	up := &upstream{host: "app.test"}
+	ask := func() policy.Decision {
+		t.Helper()
+		q := question{pol: holder.Load(), up: up, host: "app.test", path: "/page", method: http.MethodGet, now: time.Now()}
+		d, err := decide(&q, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	for i, want := range []struct {
+		pol  *policy.Compiled
+		rule string
+	}{{open, "open"}, {closed, "closed"}, {open, "open"}, {nil, "default"}, {closed, "closed"}} {
+		holder.Store(want.pol)
+		if d := ask(); d.RuleName != want.rule {
+			t.Fatalf("swap %d: decided by %q, want %q", i, d.RuleName, want.rule)
+		}
+		if want.pol != nil && !up.resolved.Load().Of(want.pol) {
+			t.Fatalf("swap %d: the upstream kept another policy's handle", i)
+		}
+	}
+	if n := testing.AllocsPerRun(50, func() { ask() }); n != 0 {
+		t.Errorf("%v allocations with a warm handle", n)
+	}
+	// A handle resolved for another host is not used for this one.
+	up.resolved.Store(closed.ResolveHost("other.test"))
+	if d := ask(); d.RuleName != "closed" {
+		t.Errorf("with another host's handle: decided by %q", d.RuleName)
+	}
+}

@@ -10,16 +10,23 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/keygate/keygate/policy"
 )
 
 // upstream is one protected app and the reverse proxy in front of it.
 type upstream struct {
+	host   string // the protected host, lower case: the key in the upstream set
 	target *url.URL
 	proxy  *httputil.ReverseProxy
 	m      *hostMetrics // nil without metrics
 	paths  pathOptions  // how the app reads paths (paths.go)
 	body   BodyLimits   // how its request bodies may arrive (body.go)
+	// resolved is host resolved against the policy last in force
+	// (policyHost, paths.go).
+	resolved atomic.Pointer[policy.Host]
 }
 
 func newTransport() *http.Transport { return NewTransport() }
@@ -66,7 +73,7 @@ func (b *bufferPool) Put(v []byte) {
 }
 
 func (s *Server) newUpstream(host string, target *url.URL, transport http.RoundTripper) *upstream {
-	u := &upstream{target: target, m: s.metrics.forHost(host)}
+	u := &upstream{host: host, target: target, m: s.metrics.forHost(host)}
 	u.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
