@@ -16,10 +16,10 @@ type Client = activity.Client
 // user agent), for events that happen on it.
 func clientOf(s *Session) Client { return Client{IP: s.IP, UserAgent: s.UserAgent} }
 
-// Person is u as the activity log and notices know a person: a name and
-// where notices go.
+// Person is u as the activity log and notices know a person: a name,
+// where notices go, and the language and time zone they are written in.
 func (u User) Person() activity.Person {
-	return activity.Person{Username: u.Username, Email: u.Email, EmailVerified: u.EmailVerified}
+	return activity.Person{Username: u.Username, Email: u.Email, EmailVerified: u.EmailVerified, Lang: u.Lang, TimeZone: u.TimeZone}
 }
 
 // Events hears what happens to accounts, from the one place where each

@@ -150,7 +150,7 @@ func TestNewDeviceNoticeAndNotMe(t *testing.T) {
 			t.Fatalf("notice %q to %s", m.Subject, m.To)
 		}
 	}
-	if !strings.Contains(mails[1].Text, "Chrome on Windows") || !strings.Contains(mails[2].Text, "203.0.113.50") {
+	if !strings.Contains(mails[1].Text, "Chrome на Windows") || !strings.Contains(mails[2].Text, "203.0.113.50") {
 		t.Fatalf("notices lack the browser or address:\n%s\n%s", mails[1].Text, mails[2].Text)
 	}
 	// dora's address is not confirmed: no notice (its link could lock her

@@ -331,7 +331,9 @@ func (m *MFA) Prove(ctx context.Context, id, kind, lang string, r factors.Respon
 	m.cancelRecoveryBySignIn(ctx, u.Username, kind, clientOf(sess))
 	next, err := m.prove(ctx, id, sessionProof(p))
 	if err == nil && p.Notify {
-		m.o.Notices.RecoveryUsed(ctx, u.Person(), lang, sess.IP, p.Remaining)
+		c := clientOf(sess)
+		c.Lang = lang
+		m.o.Activity.RecoveryUsed(ctx, u.Person(), c, p.Remaining)
 	}
 	return next, p, err
 }

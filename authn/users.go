@@ -31,6 +31,11 @@ type User struct {
 	PasswordHash string    `json:"-"`
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
+	// Lang and TimeZone are how notices are written to the person: the
+	// language chosen on the portal and the IANA zone the browser reported,
+	// both remembered at sign-in ("" = not known: English, UTC).
+	Lang     string `json:"lang,omitempty"`
+	TimeZone string `json:"time_zone,omitempty"`
 }
 
 // NewUser is what Users.Add needs to create a user.
@@ -57,6 +62,8 @@ type userRecord struct {
 	PasswordHash  string    `json:"password_hash,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
+	Lang          string    `json:"lang,omitempty"`
+	TimeZone      string    `json:"time_zone,omitempty"`
 }
 
 const userRecordVersion = 1
@@ -428,8 +435,38 @@ func (us *Users) SignIn(ctx context.Context, login, password string, c Client) (
 			}
 		}
 	}
+	// The notice about this sign-in goes out in the language and zone
+	// remembered before it: a sign-in with a stolen password must not
+	// choose how its own warning is written.
 	us.ev.SignedIn(ctx, u.Person(), policy.FactorPassword, c)
-	return u, nil
+	return us.remember(ctx, u, c), nil
+}
+
+// remember keeps the language and time zone of the sign-in on the user
+// record, for the notices that come later without a request (or from
+// someone else's). Best effort, and only when they changed: the sign-in
+// already succeeded, and most sign-ins change nothing.
+func (us *Users) remember(ctx context.Context, u User, c Client) User {
+	lang, tz := c.Lang, activity.TimeZone(c.TimeZone)
+	if !validLangTag(lang) {
+		lang = ""
+	}
+	if (lang == "" || lang == u.Lang) && (tz == "" || tz == u.TimeZone) {
+		return u
+	}
+	nu, err := us.update(ctx, u.Username, func(x *User) error {
+		if lang != "" {
+			x.Lang = lang
+		}
+		if tz != "" {
+			x.TimeZone = tz
+		}
+		return nil
+	}, false)
+	if err != nil {
+		return u
+	}
+	return nu
 }
 
 // locked completes a lock revealed to right credentials: an account lock
@@ -568,6 +605,7 @@ func encodeUser(u User) []byte {
 		V: userRecordVersion, Username: u.Username, Email: u.Email, DisplayName: u.DisplayName,
 		Groups: u.Groups, Disabled: u.Disabled, EmailVerified: u.EmailVerified,
 		PasswordHash: u.PasswordHash, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
+		Lang: u.Lang, TimeZone: u.TimeZone,
 	})
 	if err != nil {
 		// Only strings, bools and times: marshalling cannot fail.
@@ -587,7 +625,7 @@ func decodeUser(b []byte) (User, error) {
 	return User{
 		Username: r.Username, Email: r.Email, DisplayName: r.DisplayName, Groups: append([]string{}, r.Groups...),
 		Disabled: r.Disabled, EmailVerified: r.EmailVerified, PasswordHash: r.PasswordHash,
-		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Lang: r.Lang, TimeZone: r.TimeZone,
 	}, nil
 }
 
@@ -642,7 +680,27 @@ func normalizeProfile(u *User) error {
 		return fmt.Errorf("%w: at most %d groups", ErrInvalidUser, maxGroups)
 	}
 	u.Groups = groups
+	// Both come from a browser: what is not a language tag or a zone this
+	// machine knows is forgotten rather than refused (notices then use
+	// English and UTC).
+	if !validLangTag(u.Lang) {
+		u.Lang = ""
+	}
+	u.TimeZone = activity.TimeZone(u.TimeZone)
 	return nil
+}
+
+// validLangTag accepts a short language tag ("en", "ru", "pt-BR").
+func validLangTag(tag string) bool {
+	if len(tag) < 2 || len(tag) > 16 {
+		return false
+	}
+	for _, r := range tag {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // validGroup keeps group names safe in a comma-separated header and in

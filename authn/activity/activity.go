@@ -231,7 +231,7 @@ func (a *Log) SignedIn(ctx context.Context, u Person, factor string, c Client) {
 	}
 	a.record(ctx, u.Username, e)
 	if !known {
-		a.notify(ctx, u, NoticeNewSignIn, e)
+		a.notify(ctx, u, Notice{Kind: NoticeNewSignIn, Event: e}, false)
 	}
 }
 
@@ -311,39 +311,7 @@ func (a *Log) Changed(ctx context.Context, u Person, kind, factor, detail string
 	}
 	e := a.event(kind, factor, detail, c)
 	a.record(ctx, u.Username, e)
-	a.notify(ctx, u, NoticeSecurityChange, e)
-}
-
-// notify mails a notice with a fresh "This wasn't me" link. Only a
-// confirmed address gets one: the link locks the account, and an address
-// nobody confirmed may belong to someone else.
-func (a *Log) notify(ctx context.Context, u Person, notice string, e Event) {
-	if a.o.Notices == nil || a.o.Notices.send == nil || u.Email == "" || !u.EmailVerified {
-		return
-	}
-	token, err := a.issueNotMe(ctx, u.Username)
-	if err != nil {
-		a.o.Logger.Error("notice not sent: no link", "user", u.Username, "err", err)
-		return
-	}
-	if e.Lang == "" {
-		e.Lang = a.lastLang(ctx, u.Username)
-	}
-	a.o.Notices.Activity(ctx, u, notice, e, a.o.PortalURL+"/.keygate/not-me/"+token)
-}
-
-// lastLang is the language of the person's latest event that had one.
-func (a *Log) lastLang(ctx context.Context, username string) string {
-	events, err := a.List(ctx, username, 50)
-	if err != nil {
-		return ""
-	}
-	for _, e := range events {
-		if e.Lang != "" {
-			return e.Lang
-		}
-	}
-	return ""
+	a.notify(ctx, u, Notice{Kind: NoticeSecurityChange, Event: e}, false)
 }
 
 // issueNotMe stores a one-time "This wasn't me" token for username. The

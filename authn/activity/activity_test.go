@@ -132,17 +132,28 @@ func TestDecoyTouchesNoAccount(t *testing.T) {
 	}
 }
 
+// A recovery code's notice goes through the log: to a confirmed address
+// with the "This wasn't me" link, to an unconfirmed one without it, to
+// nobody without an address, in the language asked for.
 func TestRecoveryUsedNotice(t *testing.T) {
-	box, clk := &mailbox{}, newClock()
-	n := NewNotices(box, "", nil, clk.Now)
+	act, box, _ := newLog(t)
 	ctx := context.Background()
-	n.RecoveryUsed(ctx, Person{Username: "bob", Email: "bob@example.com"}, "ru", "198.51.100.7", 3)
-	n.RecoveryUsed(ctx, Person{Username: "ann"}, "en", "198.51.100.7", 3) // no address: nothing
-	var none *Notices
-	none.RecoveryUsed(ctx, Person{Username: "bob", Email: "bob@example.com"}, "en", "", 1)
+	act.RecoveryUsed(ctx, Person{Username: "bob", Email: "bob@example.com"}, Client{Lang: "ru", IP: "198.51.100.7"}, 3)
+	act.RecoveryUsed(ctx, Person{Username: "ann"}, Client{Lang: "en", IP: "198.51.100.7"}, 3) // no address: nothing
+	var none *Log
+	none.RecoveryUsed(ctx, Person{Username: "bob", Email: "bob@example.com"}, Client{}, 1)
 	mails := box.all()
 	if len(mails) != 1 || !strings.Contains(mails[0].Subject, "keygate") || !strings.Contains(mails[0].Text, "Осталось кодов восстановления: 3") ||
 		!strings.Contains(mails[0].Text, "198.51.100.7") || !strings.Contains(mails[0].HTML, "<p>") {
 		t.Fatalf("notice: %+v", mails)
+	}
+	if strings.Contains(mails[0].Text, "/.keygate/not-me/") {
+		t.Fatal("an unconfirmed address got a link that locks the account")
+	}
+	act.RecoveryUsed(ctx, Person{Username: "cat", Email: "cat@example.com", EmailVerified: true}, Client{Lang: "en"}, 0)
+	mails = box.all()
+	if len(mails) != 2 || !strings.Contains(mails[1].Text, "Recovery codes left: 0") ||
+		!regexp.MustCompile(`https://app\.example\.com/\.keygate/not-me/[0-9a-f]{64}`).MatchString(mails[1].Text) {
+		t.Fatalf("confirmed address: %+v", mails[1])
 	}
 }

@@ -59,6 +59,11 @@ func (s sender) compose(m Message, now time.Time) (*gomail.Msg, error) {
 	// Exchange spelling of the same wish).
 	msg.SetGenHeader(gomail.Header("Auto-Submitted"), "auto-generated")
 	msg.SetGenHeader(gomail.HeaderXAutoResponseSuppress, "All")
+	if validLang(m.Lang) {
+		// RFC 3282; a tag from the caller's own tables, checked anyway
+		// because it becomes a header.
+		msg.SetGenHeader(gomail.HeaderContentLang, m.Lang)
+	}
 	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
 	if m.HTML != "" {
 		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
@@ -80,6 +85,20 @@ func (e *deliveryError) Error() string { return ErrDelivery.Error() + ": " + e.s
 
 func (e *deliveryError) Unwrap() []error {
 	return append([]error{ErrDelivery}, e.causes...)
+}
+
+// validLang accepts a simple language tag ("en", "ru", "pt-BR"): letters,
+// digits and hyphens, at most 35 bytes (RFC 5646's practical limit).
+func validLang(tag string) bool {
+	if tag == "" || len(tag) > 35 {
+		return false
+	}
+	for _, r := range tag {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Interface guards.

@@ -19,6 +19,10 @@ import (
 // Message is one mail: a plain-text body and its HTML alternative.
 type Message struct {
 	To, Subject, Text, HTML string
+	// Lang is the language it is written in (a BCP 47 tag, "" = not
+	// said), sent as Content-Language so that mail clients and screen
+	// readers read it right.
+	Lang string
 }
 
 // Sender delivers a Message. SMTP and Outbox implement it; cmd/keygate
