@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,16 +29,32 @@ import (
 // directory itself only when no keygate runs. Either way the file is
 // encrypted (see badgerstore/backup.go) and read back and verified before it
 // takes its final name, so a file named --out is always a complete backup.
+//
+// A backend that writes no backup of its own (PostgreSQL: no store.Backuper)
+// is backed up and restored through the store contract: its records are
+// copied into a throwaway Badger store (encrypted with a random key that
+// never leaves memory) and that is backed up, or a backup is restored into
+// one and copied from there. So a backup file has one format whatever the
+// backend: a Badger backup can be restored onto PostgreSQL and back. A
+// database serves many processes, so no running keygate is needed for it.
 
 func newBackupCmd(g *globals) *cobra.Command {
 	var out, keyFile string
 	cmd := &cobra.Command{
 		Use:   "backup --out FILE [--key-file K]",
 		Short: "Write an encrypted, consistent backup (works while keygate is serving)",
-		Long: `Write an encrypted, consistent backup of the data directory to FILE.
+		Long: `Write an encrypted backup of the store to FILE.
 
-While keygate serves, the backup is taken by the running process through the
-admin socket; otherwise the data directory is opened directly. The backup is
+Badger: while keygate serves, the backup is taken by the running process
+through the admin socket; otherwise the data directory is opened directly.
+The backup is one consistent snapshot.
+
+PostgreSQL: the records are read from the database through the store, also
+while replicas serve; each record is as it was when it was read, not all
+at one instant (for that, back up when nothing writes, or use pg_dump: the
+values stay sealed in a dump).
+
+The backup is
 encrypted with the storage encryption key, or with the key in --key-file
 (64 hex characters or base64 of 32 bytes, e.g. from: openssl rand -hex 32).
 Keep that key apart from the backups: without it a backup cannot be restored.
@@ -65,9 +82,12 @@ func newRestoreCmd(g *globals) *cobra.Command {
 	var keyFile string
 	cmd := &cobra.Command{
 		Use:   "restore FILE [--key-file K]",
-		Short: "Restore a backup into an empty data directory",
-		Long: `Restore the backup FILE into storage.path of the configuration, which must
-be empty or missing; keygate must not be running on it. The restored data is
+		Short: "Restore a backup into an empty data directory or database",
+		Long: `Restore the backup FILE into the configured store, which must be empty:
+storage.path (empty or missing; keygate must not be running on it), or with
+storage.backend: postgres the configured database (empty: no records; its
+schema may exist). A backup of either backend restores onto either. The
+restored data is
 encrypted with the configured storage key, which may differ from the one of
 the installation that made the backup (this is how the storage key is
 changed). The backup is opened with --key-file, or else with the configured
@@ -82,7 +102,7 @@ storage key. Nothing is written unless the whole backup authenticates.`,
 			if err != nil {
 				return err
 			}
-			return runRestore(cfg, args[0], key, storageKey, cmd.OutOrStdout())
+			return runRestore(cmd.Context(), cfg, args[0], key, storageKey, cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().StringVar(&keyFile, "key-file", "", "file with the backup key (default: the storage encryption key)")
@@ -123,7 +143,7 @@ func runBackup(ctx context.Context, cfg *config.Config, key []byte, out string, 
 			_ = os.Remove(tmp.Name())
 		}
 	}()
-	how, err := writeBackup(ctx, cfg, key, tmp)
+	how, err := writeBackup(ctx, cfg, key, tmp, filepath.Dir(out))
 	if err != nil {
 		return err
 	}
@@ -155,8 +175,13 @@ func runBackup(ctx context.Context, cfg *config.Config, key []byte, out string, 
 }
 
 // writeBackup streams the backup into w from the running keygate or, when
-// none answers on the admin socket, from the data directory itself.
-func writeBackup(ctx context.Context, cfg *config.Config, key []byte, w io.Writer) (how string, err error) {
+// none answers on the admin socket, from the data directory itself. A
+// database backend is read directly. tmpDir is where a store that is not a
+// store.Backuper is staged (see above).
+func writeBackup(ctx context.Context, cfg *config.Config, key []byte, w io.Writer, tmpDir string) (how string, err error) {
+	if backendName(cfg) != config.BackendBadger {
+		return backupDatabase(ctx, cfg, key, w, tmpDir)
+	}
 	sock := cfg.AdminSocketPath()
 	if sock != "" {
 		if _, err := os.Stat(sock); err == nil && newSocketAdmin(sock).ping(ctx) == nil {
@@ -188,6 +213,76 @@ func writeBackup(ctx context.Context, cfg *config.Config, key []byte, w io.Write
 		return "", err
 	}
 	return "keygate was not running", nil
+}
+
+// backupDatabase backs up a shared backend (PostgreSQL), which this
+// process may open while replicas serve.
+func backupDatabase(ctx context.Context, cfg *config.Config, key []byte, w io.Writer, tmpDir string) (string, error) {
+	storageKey, err := configStorageKey(cfg)
+	if err != nil {
+		return "", err
+	}
+	kv, err := openBackend(ctx, cfg, storageKey, quietLogger())
+	if err != nil {
+		return "", fmt.Errorf("backup: %w", err)
+	}
+	defer kv.Close()
+	if b, ok := kv.(store.Backuper); ok {
+		if err := b.Backup(w, key); err != nil {
+			return "", fmt.Errorf("backup: %w", err)
+		}
+		return "read from the " + backendName(cfg) + " database", nil
+	}
+	n, err := backupThroughBadger(ctx, kv, key, w, tmpDir)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("read record by record from the %s database, %d records", backendName(cfg), n), nil
+}
+
+// backupThroughBadger copies kv into a throwaway Badger store and writes
+// that one's backup to w. The staging store is encrypted with a random key
+// held only in memory, so nothing readable is left on disk if the removal
+// fails.
+func backupThroughBadger(ctx context.Context, kv store.KV, key []byte, w io.Writer, tmpDir string) (int, error) {
+	stage, cleanup, err := stagingStore(tmpDir, func(opts badgerstore.Options) error { return nil })
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	defer cleanup()
+	// No check after the copy: replicas may write meanwhile.
+	report, err := store.Copy(ctx, stage, kv, store.CopyOptions{NoCheck: true})
+	if err != nil {
+		return 0, fmt.Errorf("backup: read the records: %w", err)
+	}
+	if err := stage.Backup(w, key); err != nil {
+		return 0, err
+	}
+	return report.Total().Copied, nil
+}
+
+// stagingStore creates a Badger store in a new directory under tmpDir
+// ("" = the system's), encrypted with a random key; prepare runs on the
+// empty directory before the store is opened (a restore writes it there).
+// cleanup closes the store and removes the directory.
+func stagingStore(tmpDir string, prepare func(badgerstore.Options) error) (*badgerstore.Store, func(), error) {
+	dir, err := os.MkdirTemp(tmpDir, ".keygate-staging-")
+	if err != nil {
+		return nil, nil, err
+	}
+	k := make([]byte, badgerstore.KeySize)
+	_, _ = rand.Read(k)
+	opts := badgerstore.Options{Path: filepath.Join(dir, "data"), EncryptionKey: k, Logger: quietLogger()}
+	if err := prepare(opts); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	s, err := badgerstore.Open(opts)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("staging store: %w", err)
+	}
+	return s, func() { _ = s.Close(); _ = os.RemoveAll(dir) }, nil
 }
 
 // backupRequest is the body of POST /backup on the admin socket. The key
@@ -232,17 +327,8 @@ func socketBackup(ctx context.Context, sock string, key []byte, w io.Writer) err
 	return nil
 }
 
-// runRestore restores file into storage.path and checks that the result
-// opens.
-func runRestore(cfg *config.Config, file string, key, storageKey []byte, stdout io.Writer) error {
-	f, err := os.Open(file)
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	defer f.Close()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	opts := badgerstore.Options{Path: cfg.Storage.Path, EncryptionKey: storageKey, Logger: quiet}
-	err = badgerstore.Restore(opts, bufio.NewReaderSize(f, 64<<10), key)
+// restoreError explains the errors of badgerstore.Restore.
+func restoreError(file string, err error) error {
 	switch {
 	case errors.Is(err, badgerstore.ErrBackupKey):
 		return fmt.Errorf("restore %s: %w: it was made with another key (give the right one with --key-file, or use the storage key of the installation that made it)", file, err)
@@ -250,6 +336,25 @@ func runRestore(cfg *config.Config, file string, key, storageKey []byte, stdout 
 		return fmt.Errorf("restore: %w; point storage.path of the configuration at a new directory", err)
 	case err != nil:
 		return fmt.Errorf("restore %s: %w", file, err)
+	}
+	return nil
+}
+
+// runRestore restores file into the configured store and checks the
+// result.
+func runRestore(ctx context.Context, cfg *config.Config, file string, key, storageKey []byte, stdout io.Writer) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	defer f.Close()
+	if backendName(cfg) != config.BackendBadger {
+		return restoreDatabase(ctx, cfg, file, bufio.NewReaderSize(f, 64<<10), key, storageKey, stdout)
+	}
+	quiet := quietLogger()
+	opts := badgerstore.Options{Path: cfg.Storage.Path, EncryptionKey: storageKey, Logger: quiet}
+	if err := restoreError(file, badgerstore.Restore(opts, bufio.NewReaderSize(f, 64<<10), key)); err != nil {
+		return err
 	}
 	kv, err := badgerstore.Open(opts)
 	if err != nil {
@@ -264,5 +369,40 @@ func runRestore(cfg *config.Config, file string, key, storageKey []byte, stdout 
 		return fmt.Errorf("restore: read back the restored data: %w", err)
 	}
 	fmt.Fprintf(stdout, "restored %s into %s (%d records); start keygate with this configuration\n", file, cfg.Storage.Path, n)
+	return nil
+}
+
+// restoreDatabase restores a backup onto a shared backend (PostgreSQL)
+// that must hold no records: the backup is restored into a throwaway
+// Badger store (so a wrong key or a damaged file is found before the
+// database is touched), then copied into the database and checked.
+func restoreDatabase(ctx context.Context, cfg *config.Config, file string, r io.Reader, key, storageKey []byte, stdout io.Writer) error {
+	if len(storageKey) == 0 {
+		return errors.New("restore: storage.backend: " + backendName(cfg) + " needs the storage key (storage.encryption_key_file): every value in the database is sealed with it")
+	}
+	stage, cleanup, err := stagingStore("", func(opts badgerstore.Options) error {
+		return restoreError(file, badgerstore.Restore(opts, r, key))
+	})
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	kv, err := openBackend(ctx, cfg, storageKey, quietLogger())
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	defer kv.Close()
+	report, err := store.Copy(ctx, kv, stage, store.CopyOptions{})
+	if errors.Is(err, store.ErrNotEmpty) {
+		return fmt.Errorf("restore: the %s database is not empty (%w); nothing was written. Restore into a new, empty database (or move the data with keygate migrate --force)", backendName(cfg), err)
+	}
+	if report != nil {
+		printCopyReport(stdout, report)
+	}
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", file, err)
+	}
+	fmt.Fprintf(stdout, "restored %s into the %s database (%d records, %d expired ones skipped); start keygate with this configuration\n",
+		file, backendName(cfg), report.Total().Copied, report.Total().Expired)
 	return nil
 }

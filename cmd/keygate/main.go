@@ -55,6 +55,7 @@ func newRootCmd() *cobra.Command {
 		newConfigCmd(g),
 		newBackupCmd(g),
 		newRestoreCmd(g),
+		newMigrateCmd(g),
 		newWebAuthnCmd(g),
 		newDevCmd(g),
 		&cobra.Command{
