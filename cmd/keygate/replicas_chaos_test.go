@@ -344,7 +344,7 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 	// Enough people that none reaches the cap of sessions per user (past
 	// it the oldest are ended on purpose, which is no loss).
 	signers := []string{"sam", "sue", "sid", "sol", "sky", "sal"}
-	enrolees := []string{"eve", "eli", "ema", "eon"}
+	enrolees := []string{"eve", "eli", "ema", "eon", "eda"}
 	for _, u := range append(append([]string{"load"}, signers...), enrolees...) {
 		if _, errOut, rc := run(t, password+"\n", "user", "add", u, "--email", u+"@example.com", "--password-stdin", "--config", a.cfg); rc != 0 {
 			t.Fatalf("user add %s: %s", u, errOut)
@@ -379,14 +379,16 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 	}
 
 	var (
-		mu        sync.Mutex
-		signIns   []ackedSignIn
-		refused   []string // sign-ins, enrolments and saves that failed, with why
-		enrolled  = map[string]string{}
-		versions  []int
-		probeFail []string
-		probes    int
-		killedAt  time.Time
+		mu       sync.Mutex
+		signIns  []ackedSignIn
+		refused  []string // sign-ins, enrolments and saves that failed, with why
+		enrolled = map[string]string{}
+		// enrolments acknowledged after the kill
+		enrolledAfter int
+		versions      []int
+		probeFail     []string
+		probes        int
+		killedAt      time.Time
 	)
 	note := func(format string, args ...any) {
 		mu.Lock()
@@ -431,8 +433,12 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 			}
 			mu.Lock()
 			enrolled[u] = name
+			if !killedAt.IsZero() {
+				enrolledAfter++
+			}
 			mu.Unlock()
-			time.Sleep(500 * time.Millisecond)
+			// Spread over the load: before, around and after the kill.
+			time.Sleep(1500 * time.Millisecond)
 		}
 	}()
 	// Admins save policy versions through the survivors' CLIs.
@@ -489,8 +495,8 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 	}
 
 	t.Logf("wrk through nginx, one of three replicas killed at %v of %v: %v", killAt, loadFor, wrkRes)
-	t.Logf("acknowledged during the load: %d sign-ins (%d after the kill), %d TOTP enrolments, policy versions %v; refused: %d",
-		len(signIns), countAfter(signIns, killedAt), len(enrolled), versions, len(refused))
+	t.Logf("acknowledged during the load: %d sign-ins (%d after the kill), %d TOTP enrolments (%d after), policy versions %v; refused: %d",
+		len(signIns), countAfter(signIns, killedAt), len(enrolled), enrolledAfter, versions, len(refused))
 	for _, r := range refused {
 		t.Logf("  refused: %s", r)
 	}
@@ -512,9 +518,9 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 	if len(probeFail) > 0 {
 		t.Errorf("the surviving replicas, asked directly, failed %d of %d requests: %v", len(probeFail), probes, probeFail)
 	}
-	if countAfter(signIns, killedAt) == 0 || len(versions) < 3 || len(enrolled) == 0 {
-		t.Fatalf("too little was done under load to judge (sign-ins after the kill %d, versions %d, enrolments %d)",
-			countAfter(signIns, killedAt), len(versions), len(enrolled))
+	if countAfter(signIns, killedAt) == 0 || len(versions) < 3 || len(enrolled) < 2 || enrolledAfter == 0 {
+		t.Fatalf("too little was done under load to judge (sign-ins after the kill %d, versions %d, enrolments %d, %d after the kill)",
+			countAfter(signIns, killedAt), len(versions), len(enrolled), enrolledAfter)
 	}
 
 	// Nothing acknowledged is lost, on the survivors.
@@ -753,32 +759,47 @@ func TestPostgresStoppedUnderLoad(t *testing.T) {
 	cluster.Resume(t)
 	resumed := time.Now()
 
-	// No operator action: sign-ins work again and readyz says 200.
-	signInBack, ok := within(15*time.Second, func() bool {
-		r := jsonLogin(lb.Base, "kim", password)
-		return r.err == nil && r.status == http.StatusOK
-	})
-	if !ok || signInBack > 5*time.Second {
-		t.Errorf("sign-in through nginx after the database's return: ok %v after %v, want within 5 s", ok, signInBack)
-	}
-	readyBack, ok := within(15*time.Second, func() bool {
-		for _, r := range rs {
-			if readyVersion(r.base) != wantReady {
-				return false
+	// No operator action: on each replica, a sign-in works again and
+	// readyz says 200 with the version in force, timed from the return.
+	// Whatever comes before that must still be a clear answer.
+	type back struct{ signIn, ready time.Duration }
+	backs := make([]back, len(rs))
+	for deadline := resumed.Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		done := true
+		for i, r := range rs {
+			if backs[i].signIn == 0 {
+				res := jsonLogin(r.base, "kim", password)
+				switch {
+				case res.err == nil && res.status == http.StatusOK:
+					backs[i].signIn = time.Since(resumed)
+				case res.status == http.StatusInternalServerError || stackTrace.MatchString(res.body):
+					t.Errorf("a sign-in on %s as the database returns: %d %.200q", r.base, res.status, res.body)
+				}
 			}
+			if backs[i].ready == 0 && readyVersion(r.base) == wantReady {
+				backs[i].ready = time.Since(resumed)
+			}
+			done = done && backs[i].signIn > 0 && backs[i].ready > 0
 		}
-		return true
-	})
-	if !ok || time.Since(resumed) > 10*time.Second {
-		t.Errorf("readyz after the database's return: %q / %q after %v, want %q on both", readyVersion(rs[0].base), readyVersion(rs[1].base), readyBack, wantReady)
+		if done {
+			break
+		}
+	}
+	var recovery []string
+	for i, b := range backs {
+		recovery = append(recovery, fmt.Sprintf("%s: sign-in %v, readyz %v", rs[i].base, b.signIn.Round(time.Millisecond), b.ready.Round(time.Millisecond)))
+		if b.signIn == 0 || b.signIn > 5*time.Second || b.ready == 0 || b.ready > 10*time.Second {
+			t.Errorf("%s after the database's return: sign-in back after %v, readyz %q after %v; want within 5 s and 10 s (0 = never within 15 s)",
+				rs[i].base, b.signIn, readyVersion(rs[i].base), b.ready)
+		}
 	}
 	<-wrkDone
 	if wrkErr != nil {
 		t.Fatal(wrkErr)
 	}
 	t.Logf("wrk through nginx, PostgreSQL stopped %v of %v: %v", outage, loadFor, wrkRes)
-	t.Logf("during the outage: %d sign-in attempts all 502 store_unavailable (slowest %v), %d known-session requests, %d readyz; after the return: sign-in %v, readyz 200 on both %v",
-		signInTries, slowest.Round(time.Millisecond), sessionTries, readyTries, signInBack.Round(time.Millisecond), time.Since(resumed).Round(time.Millisecond))
+	t.Logf("during the outage: %d sign-in attempts all 502 store_unavailable (slowest %v), %d known-session requests, %d readyz; back after the return: %s",
+		signInTries, slowest.Round(time.Millisecond), sessionTries, readyTries, strings.Join(recovery, "; "))
 	if wrkRes.Requests < 500 || wrkRes.Failed() != 0 {
 		t.Errorf("wrk through nginx with the database down: %d of %d requests failed, want 0 of at least 500", wrkRes.Failed(), wrkRes.Requests)
 	}
