@@ -54,6 +54,13 @@ var crossOriginTable = []string{
 	"POST /.keygate/unlock",
 	"POST /.keygate/unlock/send",
 	"POST /.keygate/not-me",
+	// Account recovery after losing every factor (recover.go).
+	"POST /.keygate/recover/send",
+	"POST /.keygate/recover/code",
+	"POST /.keygate/recover/cancel",
+	"POST /.keygate/api/recovery/send",
+	"POST /.keygate/api/recovery/verify",
+	"POST /.keygate/api/recovery/cancel",
 	// The admin area: one handler under /api/admin/ (web/admin, the
 	// same the admin socket serves), mounted for every method.
 	"POST /.keygate/api/admin/*rest",
@@ -73,6 +80,8 @@ var crossOriginSamples = []string{
 	"POST /.keygate/api/admin/users/bob/enroll-link",
 	"POST /.keygate/api/admin/users/bob/reset-factors",
 	"POST /.keygate/api/admin/users/bob/unlock",
+	"POST /.keygate/api/admin/users/bob/recovery/approve",
+	"POST /.keygate/api/admin/users/bob/recovery/cancel",
 	"PUT /.keygate/api/admin/users/bob/password",
 	"DELETE /.keygate/api/admin/users/bob",
 	"DELETE /.keygate/api/admin/users/bob/sessions",

@@ -335,6 +335,8 @@ func (h *harness) newMFA(mail delivery.Sender, texts sms.Sender) *authn.MFA {
 		Regulator:          h.reg,
 		Activity:           h.activity,
 		Now:                h.clock.Now,
+		Recoveries: authn.NewRecoveryRequests(h.kv, authn.RecoveryOptions{Mail: mail, PortalURL: h.origin, Now: h.clock.Now,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}),
 	})
 }
 

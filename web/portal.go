@@ -165,7 +165,7 @@ func (s *Server) cookie(r *http.Request, value string, maxAge int) *http.Cookie 
 }
 
 func (s *Server) page(c *gin.Context) pageData {
-	return pageData{T: s.tr.pick(c.GetHeader("Accept-Language"))}
+	return pageData{T: s.tr.pick(c.GetHeader("Accept-Language")), RecoveryOffered: s.mfa != nil && s.mfa.RecoveryEnabled()}
 }
 
 func (s *Server) loginPage(c *gin.Context) error {

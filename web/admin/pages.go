@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/activity"
 	svc "github.com/keygate/keygate/authn/admin"
 	"github.com/keygate/keygate/authn/policies"
@@ -19,6 +20,7 @@ func (h *Handler) apiRoutes() {
 	h.userRoutes()
 	h.policyRoutes()
 	h.keyRoutes()
+	h.recoveryRoutes()
 }
 
 func (h *Handler) pageRoutes() {
@@ -42,6 +44,10 @@ type View struct {
 	Methods []string // HTTP methods, for the explain box
 	// The user page.
 	User *svc.UserDetail
+	// Pending account recoveries: all of them (admin page), the user's
+	// (user page).
+	Recoveries []authn.Recovery
+	Recovery   *authn.Recovery
 }
 
 // RuleRow is a rule as the table shows it.
@@ -133,13 +139,17 @@ func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request, a svc.Actor)
 	if err != nil {
 		return err
 	}
+	recoveries, err := s.Recoveries(ctx, a)
+	if err != nil {
+		return err
+	}
 	def := cur.Policy.Default
 	if def == "" {
 		def = policy.ActionTwoFactor
 	}
 	h.o.Render.Page(w, r, "admin", "admin.title", nil, &View{
 		Admin: a.Name, MaxAge: s.MaxAge().String(), Current: cur, Rules: ruleRows(cur.Policy), Default: def,
-		History: hist, Users: users, Query: q, Audit: audit, Hosts: s.Hosts(), Factors: h.o.Kinds(),
+		History: hist, Users: users, Query: q, Audit: audit, Hosts: s.Hosts(), Factors: h.o.Kinds(), Recoveries: recoveries,
 		Methods: []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions},
 	})
 	return nil
@@ -150,7 +160,11 @@ func (h *Handler) userPage(w http.ResponseWriter, r *http.Request, a svc.Actor) 
 	if err != nil {
 		return err
 	}
+	rec, err := h.o.Service.Recovery(r.Context(), a, d.User.Username)
+	if err != nil {
+		return err
+	}
 	h.o.Render.Page(w, r, "admin_user", "admin.user.title", []any{d.User.Username},
-		&View{Admin: a.Name, MaxAge: h.o.Service.MaxAge().String(), User: &d})
+		&View{Admin: a.Name, MaxAge: h.o.Service.MaxAge().String(), User: &d, Recovery: rec})
 	return nil
 }
