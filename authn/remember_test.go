@@ -34,7 +34,8 @@ func TestSignInRemembersLanguageAndZone(t *testing.T) {
 		}
 	}
 	// Someone signing in from an English browser in New York: the warning
-	// is in alice's language and zone; from then on the new ones are kept.
+	// is in alice's language and zone; a browser's language does not
+	// replace hers, its zone does (people travel).
 	thief := Client{IP: "203.0.113.9", UserAgent: "Mozilla/5.0 (Windows NT 10.0) Chrome/124.0", Lang: "en", TimeZone: "America/New_York"}
 	if _, err := g.users.SignIn(ctx, "alice", goodPassword, thief); err != nil {
 		t.Fatal(err)
@@ -44,8 +45,17 @@ func TestSignInRemembersLanguageAndZone(t *testing.T) {
 	if !strings.Contains(last.Subject, "Новый вход") || !strings.Contains(last.Text, "(Europe/Moscow, UTC+03:00)") || !strings.Contains(last.Text, "203.0.113.9") {
 		t.Fatalf("the thief's sign-in notice: %s\n%s", last.Subject, last.Text)
 	}
-	if u, _ := g.users.Get(ctx, "alice"); u.Lang != "en" || u.TimeZone != "America/New_York" {
+	if u, _ := g.users.Get(ctx, "alice"); u.Lang != "ru" || u.TimeZone != "America/New_York" {
 		t.Fatalf("after the next sign-in: %q %q", u.Lang, u.TimeZone)
+	}
+	// A language chosen on the portal replaces it.
+	chose := thief
+	chose.LangChosen = true
+	if _, err := g.users.SignIn(ctx, "alice", goodPassword, chose); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := g.users.Get(ctx, "alice"); u.Lang != "en" {
+		t.Fatalf("after choosing English: %q", u.Lang)
 	}
 	// Update refuses nothing here either: a bad zone is simply not kept.
 	u, err := g.users.Update(ctx, "alice", func(x *User) error { x.TimeZone = "Nowhere/Land"; x.Lang = "<b>"; return nil })

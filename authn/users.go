@@ -444,11 +444,15 @@ func (us *Users) SignIn(ctx context.Context, login, password string, c Client) (
 
 // remember keeps the language and time zone of the sign-in on the user
 // record, for the notices that come later without a request (or from
-// someone else's). Best effort, and only when they changed: the sign-in
-// already succeeded, and most sign-ins change nothing.
+// someone else's): a language chosen on the portal, or the browser's when
+// none is kept yet; the zone the browser reported (people travel). Best
+// effort, and only when they changed: the sign-in already succeeded, and
+// most sign-ins change nothing.
 func (us *Users) remember(ctx context.Context, u User, c Client) User {
 	lang, tz := c.Lang, activity.TimeZone(c.TimeZone)
-	if !validLangTag(lang) {
+	if !validLangTag(lang) || (!c.LangChosen && u.Lang != "") {
+		// A browser's preference does not replace a language the person
+		// has: it may be a shared computer's, or a stranger's.
 		lang = ""
 	}
 	if (lang == "" || lang == u.Lang) && (tz == "" || tz == u.TimeZone) {

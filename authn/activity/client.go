@@ -29,6 +29,11 @@ type Client struct {
 	IP        string
 	UserAgent string
 	Lang      string
+	// LangChosen: the person picked Lang on the portal (its language
+	// switcher), rather than the browser saying what it prefers. A chosen
+	// language is remembered over an earlier one; a browser's only when
+	// none is remembered yet.
+	LangChosen bool
 	// TimeZone is the IANA zone the browser says it is in (sent with the
 	// sign-in form); it is a claim of the client, checked by TimeZone
 	// before anything keeps or uses it.
