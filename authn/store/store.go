@@ -98,3 +98,25 @@ type KV interface {
 	// afterwards every other method returns ErrClosed.
 	Close() error
 }
+
+// ConsumeSetter is an optional capability: a one-time value consumed and a
+// durable record updated in one atomic, durable write, where Consume and
+// then CompareAndSet would cost two commits and two syncs (a WebAuthn
+// finish: the ceremony and the sign counter). Callers check for it with a
+// type assertion and fall back to the two calls.
+type ConsumeSetter interface {
+	// ConsumeAndSet removes take, but only while its live version is still
+	// takeVer (the Item a Get returned), and writes value under key by
+	// CompareAndSet's rule (prev 0: only if key is absent or expired), as
+	// one transaction: both happen or neither.
+	//
+	// take gone, expired or written again since it was read is
+	// ErrNotFound: the value read is no longer there to consume; of any
+	// number of concurrent callers consuming one take, at most one
+	// succeeds. A mismatch of key's version is ErrConflict, with take left
+	// as it was, so the caller may re-read key and try again. take and key
+	// must differ. The write is durable whatever opt says (a removal
+	// always is); opt.TTL applies to key. It returns key's new version.
+	// The feed reports the removal of take and then the write of key.
+	ConsumeAndSet(ctx context.Context, take string, takeVer uint64, key string, value []byte, prev uint64, opt WriteOptions) (uint64, error)
+}

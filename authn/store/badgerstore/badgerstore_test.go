@@ -507,3 +507,8 @@ func TestFeedConformance(t *testing.T) {
 		return s
 	})
 }
+
+func TestConsumeAndSetConformance(t *testing.T) {
+	t.Parallel()
+	storetest.RunConsumeAndSet(t, func(t *testing.T) store.Backend { return mustOpen(t, t.TempDir(), testKey) })
+}

@@ -343,6 +343,47 @@ type change struct {
 // write runs fn in a transaction and, when fn reports a change, appends it
 // to the log as the transaction's last statement (see "The feed").
 func (s *Store) write(ctx context.Context, op string, durable bool, fn func(tx pgx.Tx) (*change, error)) error {
+	return s.writeAll(ctx, op, durable, func(tx pgx.Tx) ([]*change, error) {
+		ch, err := fn(tx)
+		if ch == nil {
+			return nil, err
+		}
+		return []*change{ch}, err
+	})
+}
+
+// logOne appends one change: the clock bump, the log row and the NOTIFY
+// (delivered at commit to every replica's listener) in one statement.
+const logOne = `WITH c AS (UPDATE kv_clock SET seq = seq + 1 RETURNING seq),
+	i AS (INSERT INTO kv_changes (seq, k, blind, deleted, version, expires_at, v)
+		SELECT c.seq, $1, $2, $3, $4, $5, $6 FROM c RETURNING seq)
+	SELECT i.seq FROM i, LATERAL (SELECT pg_notify($7, i.seq::text)) n`
+
+// logMany is logOne for n changes of one transaction: the clock moves by n
+// and the changes take its last n numbers, in the order given; one NOTIFY
+// names the highest.
+func logMany(n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `WITH c AS (UPDATE kv_clock SET seq = seq + %d RETURNING seq),
+	i AS (INSERT INTO kv_changes (seq, k, blind, deleted, version, expires_at, v)`, n)
+	for j := range n {
+		if j > 0 {
+			b.WriteString("\n\t\tUNION ALL")
+		}
+		a := 6 * j
+		fmt.Fprintf(&b, "\n\t\tSELECT c.seq - %d, $%d::bytea, $%d::boolean, $%d::boolean, $%d::bigint, $%d::timestamptz, $%d::bytea FROM c",
+			n-1-j, a+1, a+2, a+3, a+4, a+5, a+6)
+	}
+	fmt.Fprintf(&b, ` RETURNING seq),
+	m AS (SELECT max(seq) AS seq FROM i)
+	SELECT m.seq FROM m, LATERAL (SELECT pg_notify($%d, m.seq::text)) n`, 6*n+1)
+	return b.String()
+}
+
+// writeAll is write for a transaction that makes several changes (a
+// consumption and a write, ConsumeAndSet): they enter the log together,
+// in the order fn gives them, with consecutive numbers.
+func (s *Store) writeAll(ctx context.Context, op string, durable bool, fn func(tx pgx.Tx) ([]*change, error)) error {
 	// One round trip to begin (and to relax the commit of a write that
 	// need not survive a crash: challenges and counters may lose their
 	// last few on a crash, which the contract allows, and the commit then
@@ -356,33 +397,38 @@ func (s *Store) write(ctx context.Context, op string, durable bool, fn func(tx p
 		return wrap(op, err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	ch, err := fn(tx)
+	chs, err := fn(tx)
 	if err != nil {
 		return err
 	}
 	var seq int64
-	if ch != nil {
-		// The clock bump, the log row and the NOTIFY (delivered at commit
-		// to every replica's listener) in one statement, the last before
-		// COMMIT: the clock row stays locked only until the commit.
-		err = tx.QueryRow(ctx, `WITH c AS (UPDATE kv_clock SET seq = seq + 1 RETURNING seq),
-			i AS (INSERT INTO kv_changes (seq, k, blind, deleted, version, expires_at, v)
-				SELECT c.seq, $1, $2, $3, $4, $5, $6 FROM c RETURNING seq)
-			SELECT i.seq FROM i, LATERAL (SELECT pg_notify($7, i.seq::text)) n`,
-			ch.rk, ch.blind, ch.deleted, ch.version, ch.exp, ch.sealed, notifyChannel).Scan(&seq)
-		if err != nil {
-			return wrap(op, err)
+	switch n := len(chs); n {
+	case 0:
+	case 1:
+		// The last statement before COMMIT: the clock row stays locked
+		// only until the commit.
+		ch := chs[0]
+		err = tx.QueryRow(ctx, logOne, ch.rk, ch.blind, ch.deleted, ch.version, ch.exp, ch.sealed, notifyChannel).Scan(&seq)
+	default:
+		args := make([]any, 0, 6*n+1)
+		for _, ch := range chs {
+			args = append(args, ch.rk, ch.blind, ch.deleted, ch.version, ch.exp, ch.sealed)
 		}
+		err = tx.QueryRow(ctx, logMany(n), append(args, notifyChannel)...).Scan(&seq)
 	}
-	if s.beforeCommit != nil && ch != nil {
+	if err != nil {
+		return wrap(op, err)
+	}
+	if s.beforeCommit != nil && len(chs) > 0 {
 		s.beforeCommit(seq)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return wrap(op, err)
 	}
-	if ch != nil {
+	if n := int64(len(chs)); n > 0 {
 		s.advance(uint64(seq))
-		if seq%s.trimEvery == 0 {
+		// Trim when the numbers crossed a multiple of trimEvery.
+		if seq/s.trimEvery != (seq-n)/s.trimEvery {
 			if err := s.trim(context.WithoutCancel(ctx)); err != nil {
 				s.log.Warn("trimming the change log failed", "err", err)
 			}
@@ -407,11 +453,33 @@ func (s *Store) put(ctx context.Context, op, key string, value []byte, prev *uin
 		return 0, err
 	}
 	defer s.leave()
+	p := s.newPut(op, key, value, prev, opt)
+	err := s.write(ctx, op, opt.Durable, func(tx pgx.Tx) (*change, error) { return p.run(ctx, tx) })
+	if err != nil {
+		return 0, err
+	}
+	return uint64(p.ver), nil
+}
+
+// putStmt is one write of a sealed value, unconditional (prev nil) or by
+// CompareAndSet's rule, ready to run in a transaction: Set,
+// CompareAndSet and ConsumeAndSet share it.
+type putStmt struct {
+	op, key string // for errors
+	rk      []byte
+	blind   bool
+	sealed  []byte
+	q       string
+	args    []any
+	ver     int64 // the new version, once run
+}
+
+func (s *Store) newPut(op, key string, value []byte, prev *uint64, opt store.WriteOptions) *putStmt {
 	rk, blind := s.seal.rowKey(key)
-	sealed := s.seal.seal(rk, blind, key, value)
+	p := &putStmt{op: op, key: key, rk: rk, blind: blind, sealed: s.seal.seal(rk, blind, key, value)}
 	ttl := ttlMicros(opt.TTL)
 	var q string
-	args := []any{rk, blind, sealed, ttl}
+	args := []any{rk, blind, p.sealed, ttl}
 	switch {
 	case prev == nil:
 		q = `INSERT INTO kv (k, blind, v, version, expires_at) VALUES ($1, $2, $3, nextval('kv_version'), ` + ttlExpr(4) + `)
@@ -429,22 +497,22 @@ func (s *Store) put(ctx context.Context, op, key string, value []byte, prev *uin
 			RETURNING version, expires_at`
 		args = append(args, int64(*prev))
 	}
-	var ver int64
-	err := s.write(ctx, op, opt.Durable, func(tx pgx.Tx) (*change, error) {
-		var exp *time.Time
-		err := tx.QueryRow(ctx, q, args...).Scan(&ver, &exp)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, fmt.Errorf("pgstore: %s %q: %w", op, clip(key), store.ErrConflict)
-		}
-		if err != nil {
-			return nil, wrap(op, err)
-		}
-		return &change{rk: rk, blind: blind, version: ver, exp: exp, sealed: sealed}, nil
-	})
-	if err != nil {
-		return 0, err
+	p.q, p.args = q, args
+	return p
+}
+
+// run writes in tx and returns the change; no row written (a lost compare)
+// is store.ErrConflict.
+func (p *putStmt) run(ctx context.Context, tx pgx.Tx) (*change, error) {
+	var exp *time.Time
+	err := tx.QueryRow(ctx, p.q, p.args...).Scan(&p.ver, &exp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("pgstore: %s %q: %w", p.op, clip(p.key), store.ErrConflict)
 	}
-	return uint64(ver), nil
+	if err != nil {
+		return nil, wrap(p.op, err)
+	}
+	return &change{rk: p.rk, blind: p.blind, version: p.ver, exp: exp, sealed: p.sealed}, nil
 }
 
 // clip shortens a key for an error message; blinded keys (addresses,
@@ -546,6 +614,46 @@ func (s *Store) Consume(ctx context.Context, key string) ([]byte, error) {
 	}
 	return value, nil
 }
+
+// ConsumeAndSet removes take (while its live version is takeVer) and
+// writes key by CompareAndSet's rule in one transaction, one commit and one
+// WAL flush (see store.ConsumeSetter). The DELETE goes first: of concurrent
+// consumers of one take, the first holds its row lock and the others find
+// it gone when it commits; a lost compare on key rolls the DELETE back.
+func (s *Store) ConsumeAndSet(ctx context.Context, take string, takeVer uint64, key string, value []byte, prev uint64, opt store.WriteOptions) (uint64, error) {
+	const op = "consume-and-set"
+	if take == key {
+		return 0, errors.New("pgstore: consume-and-set: the consumed key and the written key are one key; they must differ")
+	}
+	if err := s.enter(ctx); err != nil {
+		return 0, err
+	}
+	defer s.leave()
+	trk, tblind := s.seal.rowKey(take)
+	p := s.newPut(op, key, value, &prev, opt)
+	err := s.writeAll(ctx, op, true, func(tx pgx.Tx) ([]*change, error) {
+		tag, err := tx.Exec(ctx, `DELETE FROM kv WHERE k = $1 AND version = $2 AND `+live, trk, int64(takeVer))
+		if err != nil {
+			return nil, wrap(op, err)
+		}
+		if tag.RowsAffected() != 1 {
+			// Gone, expired, or written again since it was read.
+			return nil, fmt.Errorf("pgstore: %s: %w", op, store.ErrNotFound)
+		}
+		set, err := p.run(ctx, tx)
+		if err != nil {
+			return nil, err
+		}
+		return []*change{s.removal(trk, tblind, take), set}, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return uint64(p.ver), nil
+}
+
+// Interface guards
+var _ store.ConsumeSetter = (*Store)(nil)
 
 // succ is the smallest byte string greater than every string with prefix
 // p, or nil when there is none (p empty or all 0xff).

@@ -42,6 +42,11 @@ func TestFeedConformance(t *testing.T) {
 	})
 }
 
+func TestConsumeAndSetConformance(t *testing.T) {
+	c := pgtest.Start(t)
+	storetest.RunConsumeAndSet(t, func(t *testing.T) store.Backend { return open(t, c.NewDatabase(t), 0) })
+}
+
 // Five replicas starting at once on an empty database: each migration runs
 // once, every Open succeeds, and they share one store.
 func TestConcurrentOpen(t *testing.T) {
