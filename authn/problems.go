@@ -14,6 +14,13 @@ import (
 // problem). Most specific first: the first row an error matches wins.
 var Problems = problem.Table{
 	{Err: ErrInvalidCredentials, Class: problem.Unauthenticated, Code: "invalid_credentials", Key: "err.invalid_credentials"},
+	// The password flows (password.go).
+	{Err: ErrWrongPassword, Class: problem.Unauthenticated, Code: "wrong_password", Key: "err.wrong_password"},
+	{Err: ErrResetExpired, Class: problem.Invalid, Code: "reset_expired", Key: "err.reset_expired"},
+	{Err: ErrResetDead, Class: problem.Unauthenticated, Code: "reset_code_locked", Key: "err.reset_dead"},
+	{Err: ErrResetCodeFirst, Class: problem.Forbidden, Code: "reset_code_required", Key: "err.reset_code_first"},
+	{Err: ErrResetFactorFirst, Class: problem.Forbidden, Code: "reset_factor_required", Key: "err.reset_factor_first"},
+	{Err: ErrResetNoFactor, Class: problem.Conflict, Code: "reset_no_factor", Key: "err.reset_no_factor"},
 	{Err: ErrEnrollCodeClosed, Class: problem.Forbidden, Code: "enroll_code_closed", Key: "err.enroll_code_closed"},
 	{Err: ErrTicketInvalid, Class: problem.Invalid, Code: "unlock_expired", Key: "err.unlock_expired"},
 	{Err: ErrWrongCode, Class: problem.Unauthenticated, Code: "wrong_code", Key: "err.wrong_code"},

@@ -168,6 +168,10 @@ const (
 	PurposeVerifyAddress Purpose = "verify_address"
 	PurposeEnroll        Purpose = "enroll"
 	PurposeUnlock        Purpose = "unlock"
+	// PurposeResetPassword: "Forgot your password?" — the code proves the
+	// mailbox at the start of a password reset (authn/password.go); a
+	// second factor is asked for as well when the account has one.
+	PurposeResetPassword Purpose = "reset_password"
 	// PurposeAccountRecovery: the person lost every second factor and
 	// proves the mailbox to start (or, after the waiting period, finish)
 	// an account recovery (authn/recovery.go).
@@ -200,6 +204,15 @@ type Enrollment struct {
 	Codes []string
 	// ExpiresAt: when it can no longer be confirmed.
 	ExpiresAt time.Time
+}
+
+// CodeLifetime is an optional capability of a factor that sends codes:
+// how long a code it sends works. A flow that must answer alike whether a
+// code went out or not (a password reset for an unknown name) ends its own
+// window no later than the code would, so an expired code never tells the
+// two apart.
+type CodeLifetime interface {
+	CodeTTL() time.Duration
 }
 
 // Refusals every factor uses where the person's answer is at fault; authn

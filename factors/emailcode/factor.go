@@ -3,6 +3,7 @@ package emailcode
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/keygate/keygate/factors"
 	"github.com/keygate/keygate/factors/sentcode"
@@ -90,6 +91,9 @@ func (f *Factor) PendingFor(ctx context.Context, s factors.Subject, p factors.Pu
 	return f.eng.Pending(ctx, s.Username, p)
 }
 
+// CodeTTL is how long a code works (factors.CodeLifetime).
+func (f *Factor) CodeTTL() time.Duration { return f.eng.Options().TTL }
+
 // notSignIn refuses sign-in codes through AddressCodes: sent to any
 // address given, they would make that address a second factor.
 func notSignIn(p factors.Purpose) error {
@@ -104,4 +108,5 @@ var (
 	_ factors.Factor       = (*Factor)(nil)
 	_ factors.Resender     = (*Factor)(nil)
 	_ factors.AddressCodes = (*Factor)(nil)
+	_ factors.CodeLifetime = (*Factor)(nil)
 )

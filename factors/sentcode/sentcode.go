@@ -625,7 +625,8 @@ func (e *Engine) checkUserPurpose(user string, p factors.Purpose) error {
 // ValidPurpose reports whether p is one of the purposes of package factors.
 func ValidPurpose(p factors.Purpose) bool {
 	switch p {
-	case factors.PurposeSignIn, factors.PurposeVerifyAddress, factors.PurposeEnroll, factors.PurposeUnlock, factors.PurposeAccountRecovery:
+	case factors.PurposeSignIn, factors.PurposeVerifyAddress, factors.PurposeEnroll, factors.PurposeUnlock, factors.PurposeAccountRecovery,
+		factors.PurposeResetPassword:
 		return true
 	}
 	return false
