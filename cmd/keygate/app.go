@@ -236,6 +236,11 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 	a.users = authn.NewUsers(a.kv, authn.UserOptions{Hasher: hasher, Policy: authn.PasswordPolicy{MinLength: p.MinLength},
 		Regulator: a.reg, Events: events})
 	o.Regulator, o.Activity = a.reg, a.activity
+	// Self-service recovery needs a mailbox to prove and to tell.
+	if o.Notices != nil {
+		o.Recoveries = authn.NewRecoveryRequests(a.kv, authn.RecoveryOptions{Wait: cfg.Recovery.WaitingPeriod.D(),
+			Mail: countingSender{next: a.mail, m: a.obs.metrics}, PortalURL: a.portalBase(), Logger: a.log})
+	}
 	a.mfa = authn.NewMFA(a.users, a.sessions, o)
 	return nil
 }

@@ -41,6 +41,8 @@ type Config struct {
 	// Regulation limits failed attempts; Activity keeps the per-user log.
 	Regulation Regulation `yaml:"regulation"`
 	Activity   Activity   `yaml:"activity"`
+	// Recovery is the self-service recovery after losing every factor.
+	Recovery Recovery `yaml:"recovery"`
 }
 
 // Server is the HTTP listener and what it trusts.
@@ -354,6 +356,7 @@ func Default() Config {
 		Regulation: Regulation{MaxFailures: 5, IPMaxFailures: 20, Window: policy.Duration(10 * time.Minute),
 			Lockout: policy.Duration(5 * time.Minute), MaxLockout: policy.Duration(time.Hour)},
 		Activity: Activity{RetentionDays: 90},
+		Recovery: Recovery{WaitingPeriod: policy.Duration(72 * time.Hour)},
 	}
 }
 

@@ -59,6 +59,7 @@ func (c *Config) Validate() error {
 	c.validateLog(&ps)
 	c.validatePolicy(&ps)
 	c.validateRegulation(&ps)
+	c.validateRecovery(&ps)
 	return ps.err()
 }
 
