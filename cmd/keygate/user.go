@@ -297,6 +297,7 @@ func newUserCmd(g *globals) *cobra.Command {
 		},
 	}
 
+	cmd.AddCommand(newRecoveryCmd(g))
 	cmd.AddCommand(unlock, link, factorsCmd, reset, add, list, show, passwd,
 		setDisabled("disable NAME", "Disable a user (ends their sessions)", true, "disabled; their sessions ended"),
 		setDisabled("enable NAME", "Enable a disabled user", false, "enabled"),
