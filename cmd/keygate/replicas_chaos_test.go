@@ -154,6 +154,44 @@ func runWrk(bin, dir, target string, ck *http.Cookie, d time.Duration, conns int
 	return r, nil
 }
 
+// wrkLoad is a wrk run in the background: 16 connections, as much as this
+// 2-core machine bears beside the replicas, nginx and PostgreSQL.
+type wrkLoad struct {
+	done chan struct{}
+	res  wrkResult
+	err  error
+}
+
+func startWrk(t *testing.T, bin, target string, ck *http.Cookie, d time.Duration) *wrkLoad {
+	w := &wrkLoad{done: make(chan struct{})}
+	dir := t.TempDir()
+	go func() {
+		defer close(w.done)
+		w.res, w.err = runWrk(bin, dir, target, ck, d, 16)
+	}()
+	return w
+}
+
+// running says whether wrk is still at it.
+func (w *wrkLoad) running() bool {
+	select {
+	case <-w.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// wait waits for wrk's end and returns what it saw.
+func (w *wrkLoad) wait(t *testing.T) wrkResult {
+	t.Helper()
+	<-w.done
+	if w.err != nil {
+		t.Fatal(w.err)
+	}
+	return w.res
+}
+
 // reply is one HTTP exchange made off the test's goroutine: the helpers of
 // e2e_test.go fail the test on a transport error, which only the test's
 // own goroutine may do.
@@ -314,6 +352,44 @@ type ackedSignIn struct {
 	at     time.Time
 }
 
+// chaosPassword is every chaos-test person's password.
+const chaosPassword = "violet-harbour-lantern-9"
+
+// chaosRig is n replicas on a PostgreSQL cluster of the test's own, behind
+// the documented nginx, in front of an app answering "app:PATH", with
+// users added (password chaosPassword) through the first replica's CLI.
+type chaosRig struct {
+	cluster *pgtest.Cluster
+	rs      []replica
+	stops   []func() // SIGKILL (os.Process.Kill) and wait, see replica.serve
+	lb      *nginxLB
+}
+
+func startChaosRig(t *testing.T, n int, users []string) *chaosRig {
+	t.Helper()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "app:%s", r.URL.Path)
+	}))
+	t.Cleanup(up.Close)
+	rig := &chaosRig{cluster: pgtest.Start(t)}
+	dsn := rig.cluster.NewDatabase(t)
+	dir := t.TempDir()
+	var backends []string
+	for i := range n {
+		r := pgReplicaConfig(t, dir, fmt.Sprintf("r%d", i), dsn, up.URL)
+		rig.stops = append(rig.stops, r.serve(t))
+		rig.rs = append(rig.rs, r)
+		backends = append(backends, backendAddr(r))
+	}
+	rig.lb = runNginxLB(t, backends, lbOptions{})
+	for _, u := range users {
+		if _, errOut, rc := run(t, chaosPassword+"\n", "user", "add", u, "--email", u+"@example.com", "--password-stdin", "--config", rig.rs[0].cfg); rc != 0 {
+			t.Fatalf("user add %s: %s", u, errOut)
+		}
+	}
+	return rig
+}
+
 // kill -9 of one replica of three while wrk loads signed-in requests
 // through nginx and people sign in, enrol authenticator apps and admins
 // save policy versions: nothing that was acknowledged is lost, the other
@@ -322,35 +398,16 @@ type ackedSignIn struct {
 // (state at start, then the feed).
 func TestReplicaKilledUnderLoad(t *testing.T) {
 	wrk := wrkBin(t)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "app:%s", r.URL.Path)
-	}))
-	defer up.Close()
-	cluster := pgtest.Start(t)
-	dsn := cluster.NewDatabase(t)
-	dir := t.TempDir()
-	var rs []replica
-	var stops []func()
-	for i := range 3 {
-		r := pgReplicaConfig(t, dir, fmt.Sprintf("r%d", i), dsn, up.URL)
-		stops = append(stops, r.serve(t))
-		rs = append(rs, r)
-	}
-	a, b, victim := rs[0], rs[1], rs[2]
-	lb := runNginxLB(t, []string{backendAddr(a), backendAddr(b), backendAddr(victim)}, lbOptions{})
-	bin := keygateBin(t)
-
-	const password = "violet-harbour-lantern-9"
 	// Enough people that none reaches the cap of sessions per user (past
 	// it the oldest are ended on purpose, which is no loss).
 	signers := []string{"sam", "sue", "sid", "sol", "sky", "sal"}
 	enrolees := []string{"eve", "eli", "ema", "eon", "eda"}
-	for _, u := range append(append([]string{"load"}, signers...), enrolees...) {
-		if _, errOut, rc := run(t, password+"\n", "user", "add", u, "--email", u+"@example.com", "--password-stdin", "--config", a.cfg); rc != 0 {
-			t.Fatalf("user add %s: %s", u, errOut)
-		}
-	}
-	loadCk := signIn(t, lb.Base, "load", password)
+	rig := startChaosRig(t, 3, append(append([]string{"load"}, signers...), enrolees...))
+	rs, stops, lb := rig.rs, rig.stops, rig.lb
+	a, b, victim := rs[0], rs[1], rs[2]
+	bin := keygateBin(t)
+
+	loadCk := signIn(t, lb.Base, "load", chaosPassword)
 	for _, r := range rs {
 		if st, body := getWithCookie(t, r.base+"/x", loadCk); st != http.StatusOK || body != "app:/x" {
 			t.Fatalf("the load's session on %s before the load: %d %q", r.base, st, body)
@@ -361,22 +418,9 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 		loadFor = 10 * time.Second
 		killAt  = 4 * time.Second
 	)
-	wrkDone := make(chan struct{})
-	var wrkRes wrkResult
-	var wrkErr error
-	go func() {
-		defer close(wrkDone)
-		wrkRes, wrkErr = runWrk(wrk, t.TempDir(), lb.Base+"/x", loadCk, loadFor, 16)
-	}()
+	load := startWrk(t, wrk, lb.Base+"/x", loadCk, loadFor)
 	loadStart := time.Now()
-	running := func() bool {
-		select {
-		case <-wrkDone:
-			return false
-		default:
-			return true
-		}
-	}
+	running := load.running
 
 	var (
 		mu       sync.Mutex
@@ -407,7 +451,7 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 				continue
 			}
-			r := jsonLogin(lb.Base, u, password)
+			r := jsonLogin(lb.Base, u, chaosPassword)
 			if r.err != nil || r.status != http.StatusOK || r.cookie == nil {
 				note("sign-in %s: %d %v %.80q", u, r.status, r.err, r.body)
 				continue
@@ -427,8 +471,8 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 				return
 			}
 			name := fmt.Sprintf("phone-%d", i)
-			if err := enrolTOTPThrough(bin, lb.Base, a.cfg, u, password, name); err != nil {
-				note("enrolment %s: %v", u, err)
+			if err := enrolTOTPThrough(bin, lb.Base, a.cfg, u, chaosPassword, name); err != nil {
+				note("enrolment %s: %.120q", u, err.Error())
 				continue
 			}
 			mu.Lock()
@@ -442,10 +486,10 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 		}
 	}()
 	// Admins save policy versions through the survivors' CLIs.
+	pdir := t.TempDir()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		pdir := t.TempDir()
 		for i := 0; running(); i++ {
 			f, err := policyVersionFile(pdir, i)
 			if err != nil {
@@ -488,11 +532,8 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 	mu.Lock()
 	killedAt = time.Now()
 	mu.Unlock()
-	<-wrkDone
-	wg.Wait()
-	if wrkErr != nil {
-		t.Fatal(wrkErr)
-	}
+	wg.Wait() // they all end with wrk
+	wrkRes := load.wait(t)
 
 	t.Logf("wrk through nginx, one of three replicas killed at %v of %v: %v", killAt, loadFor, wrkRes)
 	t.Logf("acknowledged during the load: %d sign-ins (%d after the kill), %d TOTP enrolments (%d after), policy versions %v; refused: %d",
@@ -582,7 +623,7 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 	if !ok || feedTook > time.Second {
 		t.Errorf("a version saved on A after the restart: on the restarted replica %v after %v (%q)", ok, feedTook, readyVersion(victim.base))
 	}
-	fresh := signIn(t, b.base, "sam", password)
+	fresh := signIn(t, b.base, "sam", chaosPassword)
 	if st, body := getWithCookie(t, victim.base+"/x", fresh); st != http.StatusOK || body != "app:/x" {
 		t.Errorf("a session made on B after the restart, on the restarted replica: %d %q", st, body)
 	}
@@ -639,28 +680,9 @@ var stackTrace = regexp.MustCompile(`goroutine \d+|panic:|runtime error|\.go:\d+
 // recovers by itself and nothing made before the stop is lost.
 func TestPostgresStoppedUnderLoad(t *testing.T) {
 	wrk := wrkBin(t)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "app:%s", r.URL.Path)
-	}))
-	defer up.Close()
-	cluster := pgtest.Start(t)
-	dsn := cluster.NewDatabase(t)
-	dir := t.TempDir()
-	var rs []replica
-	for i := range 2 {
-		r := pgReplicaConfig(t, dir, fmt.Sprintf("r%d", i), dsn, up.URL)
-		r.serve(t)
-		rs = append(rs, r)
-	}
-	lb := runNginxLB(t, []string{backendAddr(rs[0]), backendAddr(rs[1])}, lbOptions{})
-
-	const password = "violet-harbour-lantern-9"
 	users := []string{"load", "pat", "kim"}
-	for _, u := range users {
-		if _, errOut, rc := run(t, password+"\n", "user", "add", u, "--email", u+"@example.com", "--password-stdin", "--config", rs[0].cfg); rc != 0 {
-			t.Fatalf("user add %s: %s", u, errOut)
-		}
-	}
+	rig := startChaosRig(t, 2, users)
+	cluster, rs, lb := rig.cluster, rig.rs, rig.lb
 	f, err := policyVersionFile(t.TempDir(), 1)
 	if err != nil {
 		t.Fatal(err)
@@ -671,7 +693,7 @@ func TestPostgresStoppedUnderLoad(t *testing.T) {
 	const wantReady = "ready policy_version=2"
 	var before []*http.Cookie
 	for _, u := range users {
-		before = append(before, signIn(t, lb.Base, u, password))
+		before = append(before, signIn(t, lb.Base, u, chaosPassword))
 	}
 	// Each replica meets each session once while the database is up (a
 	// cookie from another replica is read from the store the first time).
@@ -691,13 +713,7 @@ func TestPostgresStoppedUnderLoad(t *testing.T) {
 		stopAt  = 3 * time.Second
 		outage  = 10 * time.Second
 	)
-	wrkDone := make(chan struct{})
-	var wrkRes wrkResult
-	var wrkErr error
-	go func() {
-		defer close(wrkDone)
-		wrkRes, wrkErr = runWrk(wrk, t.TempDir(), lb.Base+"/x", before[0], loadFor, 16)
-	}()
+	load := startWrk(t, wrk, lb.Base+"/x", before[0], loadFor)
 	time.Sleep(stopAt)
 	cluster.Stop(t)
 	stopped := time.Now()
@@ -705,8 +721,8 @@ func TestPostgresStoppedUnderLoad(t *testing.T) {
 	// During the outage, over and over: sign-ins through nginx (JSON and
 	// the form) and on each replica, known sessions and readyz on each.
 	type attempt struct{ what, target, ctype, body string }
-	form := url.Values{"username": {"pat"}, "password": {password}}.Encode()
-	lj, _ := json.Marshal(map[string]string{"username": "pat", "password": password})
+	form := url.Values{"username": {"pat"}, "password": {chaosPassword}}.Encode()
+	lj, _ := json.Marshal(map[string]string{"username": "pat", "password": chaosPassword})
 	var attempts []attempt
 	for _, base := range []string{lb.Base, rs[0].base, rs[1].base} {
 		attempts = append(attempts,
@@ -768,7 +784,7 @@ func TestPostgresStoppedUnderLoad(t *testing.T) {
 		done := true
 		for i, r := range rs {
 			if backs[i].signIn == 0 {
-				res := jsonLogin(r.base, "kim", password)
+				res := jsonLogin(r.base, "kim", chaosPassword)
 				switch {
 				case res.err == nil && res.status == http.StatusOK:
 					backs[i].signIn = time.Since(resumed)
@@ -793,10 +809,7 @@ func TestPostgresStoppedUnderLoad(t *testing.T) {
 				rs[i].base, b.signIn, readyVersion(rs[i].base), b.ready)
 		}
 	}
-	<-wrkDone
-	if wrkErr != nil {
-		t.Fatal(wrkErr)
-	}
+	wrkRes := load.wait(t)
 	t.Logf("wrk through nginx, PostgreSQL stopped %v of %v: %v", outage, loadFor, wrkRes)
 	t.Logf("during the outage: %d sign-in attempts all 502 store_unavailable (slowest %v), %d known-session requests, %d readyz; back after the return: %s",
 		signInTries, slowest.Round(time.Millisecond), sessionTries, readyTries, strings.Join(recovery, "; "))
@@ -820,7 +833,7 @@ func TestPostgresStoppedUnderLoad(t *testing.T) {
 	}
 	// pat's ~200 refused attempts during the outage were the database's
 	// failure, not wrong passwords: they count towards no lock.
-	after := signIn(t, lb.Base, "pat", password)
+	after := signIn(t, lb.Base, "pat", chaosPassword)
 	for _, r := range rs {
 		for i, ck := range append(before, after) {
 			if st, body := getWithCookie(t, r.base+"/z", ck); st != http.StatusOK || body != "app:/z" {
