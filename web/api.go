@@ -32,6 +32,9 @@ type loginRequest struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
 	Redirect string `json:"rd"`
+	// TimeZone is the browser's IANA zone ("Europe/Berlin"), for the
+	// mails about the account; optional.
+	TimeZone string `json:"tz"`
 }
 
 func (s *Server) apiLogin(c *gin.Context) error {
@@ -39,7 +42,7 @@ func (s *Server) apiLogin(c *gin.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	_, st, err := s.signIn(c, req.Username, req.Password, req.Redirect)
+	_, st, err := s.signIn(c, req.Username, req.Password, req.Redirect, req.TimeZone)
 	if err != nil {
 		return err
 	}

@@ -232,7 +232,7 @@ func (s *Server) failHTTP(w http.ResponseWriter, r *http.Request, err error) {
 	} else if e.Cause != nil {
 		s.log.Debug("request refused", append(logAttrsFor(r), "code", e.Code, "err", e.Cause)...)
 	}
-	t := s.tr.pick(r.Header.Get("Accept-Language"))
+	t := s.tr.forRequest(r) // the chosen language, also on the gate's pages
 	msg := message(t, e)
 	if wantsJSON(r) {
 		body := make(map[string]any, 2+len(e.Extra))

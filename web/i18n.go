@@ -22,6 +22,9 @@ var catalogFS embed.FS
 type catalog struct {
 	tag  language.Tag
 	msgs map[string]string
+	// peers are every catalogue, this one included, in the translator's
+	// order: the language switcher lists them (lang.go).
+	peers []*catalog
 }
 
 // T returns the message for key; a missing key shows the key itself so that a
@@ -79,6 +82,9 @@ func loadTranslator() (*translator, error) {
 		return nil, fmt.Errorf("the English catalog i18n/en.json is missing")
 	}
 	tr.matcher = language.NewMatcher(tags)
+	for _, c := range tr.cats {
+		c.peers = tr.cats
+	}
 	return tr, nil
 }
 

@@ -31,12 +31,16 @@ type step struct {
 // signIn checks the password and starts a fresh session. Unknown users,
 // disabled users, wrong passwords and locked accounts get one and the same
 // answer; only right credentials learn that a lock holds (authn decides).
-func (s *Server) signIn(c *gin.Context, login, password, rd string) (*authn.Session, step, error) {
+//
+// tz is the IANA time zone the browser reported (the form's hidden field,
+// the API's "tz"), kept for the mails about this account; a value that is
+// not a zone is dropped.
+func (s *Server) signIn(c *gin.Context, login, password, rd, tz string) (*authn.Session, step, error) {
 	if strings.TrimSpace(login) == "" || password == "" {
 		return nil, step{}, errMissingCreds
 	}
 	r := c.Request
-	u, err := s.users.SignIn(r.Context(), login, password, s.client(c))
+	u, err := s.users.SignIn(r.Context(), login, password, s.signInClient(c, tz))
 	s.metrics.SignIn(policy.FactorPassword, err)
 	var locked *authn.LockedError
 	switch {
@@ -185,7 +189,7 @@ func (s *Server) loginPage(c *gin.Context) error {
 
 func (s *Server) loginSubmit(c *gin.Context) error {
 	login, password, rd := c.PostForm("username"), c.PostForm("password"), c.PostForm("rd")
-	_, st, err := s.signIn(c, login, password, rd)
+	_, st, err := s.signIn(c, login, password, rd, c.PostForm("tz"))
 	if err != nil {
 		e := s.problem(err)
 		switch {

@@ -270,7 +270,7 @@ func (s *Server) routes(trusted []string) (*gin.Engine, error) {
 	e.RedirectFixedPath = false
 	e.Use(s.recover, s.strictTransport)
 
-	k := e.Group("/.keygate", s.accessPortal, s.portalGuard, s.pickSession)
+	k := e.Group("/.keygate", s.accessPortal, s.portalLanguage, s.portalGuard, s.pickSession)
 	k.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
 	k.GET("/readyz", s.readyz)
 	static, err := fs.Sub(staticFS, "static")
@@ -298,6 +298,7 @@ func (s *Server) routes(trusted []string) (*gin.Engine, error) {
 		s.factorRoutes(k, api)
 	}
 	s.accountRoutes(k, api)
+	s.langRoutes(k)
 	s.recoveryRoutes(k, api)
 	s.adminRoutes(k, api)
 	e.NoRoute(s.gate)
