@@ -5,18 +5,23 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/authn/store"
+	"github.com/keygate/keygate/authn/store/pgstore/pgtest"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 )
@@ -250,4 +255,92 @@ func TestBackupWhileServingAndRestore(t *testing.T) {
 	}
 	d4 := startDemo(t, data4)
 	signIn(t, d4.base, "bob", "violet-harbour-lantern-9")
+}
+
+// Backup and restore on PostgreSQL: a backup taken while keygate serves on
+// one database restores onto an empty one, where the person and the
+// session are back; a non-empty database and a wrong key are refused with
+// nothing written; the same file restores onto Badger too (one format).
+func TestBackupRestoreOnPostgres(t *testing.T) {
+	cluster := pgtest.Start(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "app:%s", r.URL.Path)
+	}))
+	defer up.Close()
+	root := t.TempDir()
+	// One directory per database: pgReplicaConfig writes the DSN file
+	// there (the storage key is the same in each).
+	cfgFor := func(name string) (replica, string) {
+		dsn := cluster.NewDatabase(t)
+		if err := os.MkdirAll(filepath.Join(root, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		return pgReplicaConfig(t, filepath.Join(root, name), "r", dsn, up.URL), dsn
+	}
+	a, _ := cfgFor("a")
+	stop := a.serve(t)
+	const pw = "violet-harbour-lantern-9"
+	if _, errOut, rc := run(t, pw+"\n", "user", "add", "dora", "--email", "dora.secret@example.com", "--password-stdin", "--config", a.cfg); rc != 0 {
+		t.Fatalf("user add: %s", errOut)
+	}
+	ck := signIn(t, a.base, "dora", pw)
+	backup := filepath.Join(root, "pg.kgb")
+	out, errOut, rc := run(t, "", "backup", "--out", backup, "--config", a.cfg)
+	if rc != 0 || !strings.Contains(out, "read record by record from the postgres database") {
+		t.Fatalf("backup while serving on postgres: rc=%d %q %q", rc, out, errOut)
+	}
+	stop()
+	raw, err := os.ReadFile(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, known := range []string{"dora.secret@example.com", "argon2id", ck.Value} {
+		if bytes.Contains(raw, []byte(known)) {
+			t.Fatalf("the backup shows %q in plain text", known)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, ".keygate-staging-*")); len(left) > 0 {
+		t.Fatalf("staging left behind: %v", left)
+	}
+
+	// A wrong key: refused before the database is touched (the restore
+	// with the right key afterwards needs an empty database).
+	b, bDSN := cfgFor("b")
+	otherKey := filepath.Join(root, "other.key")
+	writeKeyFile(t, otherKey)
+	if _, errOut, rc := run(t, "", "restore", backup, "--key-file", otherKey, "--config", b.cfg); rc == 0 || !strings.Contains(errOut, "another key") {
+		t.Fatalf("restore with a wrong key: rc=%d %q", rc, errOut)
+	}
+	out, errOut, rc = run(t, "", "restore", backup, "--config", b.cfg)
+	if rc != 0 || !strings.Contains(out, "restored") || !strings.Contains(out, "session/") {
+		t.Fatalf("restore onto an empty database: rc=%d %q %q", rc, out, errOut)
+	}
+	t.Logf("restore:\n%s", out)
+	var before map[string]int
+	inPostgres(t, bDSN, func(kv store.KV) { before = prefixCounts(t, kv) })
+	if _, errOut, rc := run(t, "", "restore", backup, "--config", b.cfg); rc == 0 || !strings.Contains(errOut, "not empty") {
+		t.Fatalf("restore onto a database with records: rc=%d %q", rc, errOut)
+	}
+	inPostgres(t, bDSN, func(kv store.KV) {
+		if after := prefixCounts(t, kv); !reflect.DeepEqual(after, before) {
+			t.Fatalf("a refused restore changed the database: %v, was %v", after, before)
+		}
+	})
+	stopB := b.serve(t)
+	if st, body := getWithCookie(t, b.base+"/x", ck); st != http.StatusOK || body != "app:/x" {
+		t.Errorf("the session on the restored database: %d %q", st, body)
+	}
+	if st := signInStatus(t, b.base, "dora", pw); st != http.StatusOK {
+		t.Errorf("sign-in on the restored database: %d", st)
+	}
+	stopB()
+
+	// The same file onto Badger.
+	bg, _ := badgerReplicaConfig(t, filepath.Join(root, "a"), "bg", up.URL)
+	if out, errOut, rc := run(t, "", "restore", backup, "--config", bg.cfg); rc != 0 {
+		t.Fatalf("restore a PostgreSQL backup onto Badger: rc=%d %q %q", rc, out, errOut)
+	}
+	if out, _, rc := run(t, "", "user", "list", "--config", bg.cfg); rc != 0 || !strings.Contains(out, "dora") {
+		t.Fatalf("users on Badger: rc=%d %q", rc, out)
+	}
 }
