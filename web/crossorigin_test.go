@@ -61,6 +61,19 @@ var crossOriginTable = []string{
 	"POST /.keygate/api/recovery/send",
 	"POST /.keygate/api/recovery/verify",
 	"POST /.keygate/api/recovery/cancel",
+	// The password: change and "Forgot your password?" (password.go).
+	"POST /.keygate/password",
+	"POST /.keygate/api/password",
+	"POST /.keygate/password/reset",
+	"POST /.keygate/password/reset/code",
+	"POST /.keygate/password/reset/factor/:kind",
+	"POST /.keygate/password/reset/finish",
+	"POST /.keygate/password/reset/restart",
+	"POST /.keygate/api/password/reset/begin",
+	"POST /.keygate/api/password/reset/verify",
+	"POST /.keygate/api/password/reset/factor/:kind/begin",
+	"POST /.keygate/api/password/reset/factor/:kind/verify",
+	"POST /.keygate/api/password/reset/finish",
 	// The admin area: one handler under /api/admin/ (web/admin, the
 	// same the admin socket serves), mounted for every method.
 	"POST /.keygate/api/admin/*rest",

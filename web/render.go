@@ -32,7 +32,7 @@ func loadPages() (pages, error) {
 		return nil, fmt.Errorf("parse layout: %w", err)
 	}
 	p := pages{}
-	for _, name := range []string{"login", "home", "logout", "message", "chooser", "code", "webauthn", "settings", "totp_enroll", "enroll_code", "recovery_codes", "enroll", "resume", "admin", "admin_user", "activity", "sessions", "locked", "notme", "recover"} {
+	for _, name := range []string{"login", "home", "logout", "message", "chooser", "code", "webauthn", "settings", "totp_enroll", "enroll_code", "recovery_codes", "enroll", "resume", "admin", "admin_user", "activity", "sessions", "locked", "notme", "recover", "password", "password_reset"} {
 		set, err := base.Clone()
 		if err != nil {
 			return nil, fmt.Errorf("clone layout: %w", err)
@@ -96,6 +96,9 @@ type pageData struct {
 
 	// Account pages (account.go): activity, sessions, unlock, "this wasn't me".
 	Account *accountView
+
+	// Password pages (password.go): change and reset.
+	Password *passwordView
 
 	// The account recovery pages (recover.go); RecoveryOffered: the
 	// sign-in page and the chooser link to them.

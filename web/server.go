@@ -298,6 +298,7 @@ func (s *Server) routes(trusted []string) (*gin.Engine, error) {
 		s.factorRoutes(k, api)
 	}
 	s.accountRoutes(k, api)
+	s.passwordRoutes(k, api)
 	s.langRoutes(k)
 	s.recoveryRoutes(k, api)
 	s.adminRoutes(k, api)
