@@ -270,3 +270,19 @@ func TestCopyBetweenBadgerAndPostgres(t *testing.T) {
 		t.Errorf("totals back: %+v", tot)
 	}
 }
+
+// NoCheck (a backup of a store in use): the copy is made, the check and
+// its counts are not.
+func TestCopyNoCheck(t *testing.T) {
+	src := openBadger(t, filepath.Join(t.TempDir(), "src"))
+	seedStore(t, src)
+	dst := openBadger(t, filepath.Join(t.TempDir(), "dst"))
+	r, err := store.Copy(context.Background(), dst, src, store.CopyOptions{NoCheck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot := r.Total(); tot.Copied != len(seed) || tot.Target != 0 {
+		t.Fatalf("totals %+v", tot)
+	}
+	sameContents(t, dst, src)
+}
