@@ -1,8 +1,10 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-rod/rod/lib/proto"
 	"github.com/keygate/keygate/authn/mail/mailpittest"
 )
 
@@ -295,4 +298,75 @@ func (h *harness) checkNotice(t *testing.T, mp *mailpittest.Server, m mailpittes
 	if resp, _ := h.do(c, http.MethodGet, settings, ""); (resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther) || !strings.HasPrefix(resp.Header.Get("Location"), "/.keygate/login") {
 		t.Errorf("%s: the security page link answers %d %s", m.Subject, resp.StatusCode, resp.Header.Get("Location"))
 	}
+}
+
+// In Chromium: a browser set to English switches to Russian on the
+// sign-in page with the switcher, and every later page is Russian; the
+// sign-in sends the browser's time zone, and the account keeps both for
+// its mails. Each page is checked with axe and kept as a screenshot.
+func TestBrowserLanguageSwitch(t *testing.T) {
+	b := browser.Get(t)
+	h := newHarness(t, harnessOptions{policyYAML: browserPolicy})
+	p := b.NewPage(t, "about:blank")
+	setBrowserLanguage(t, p, "en-US,en")
+	if err := (proto.EmulationSetTimezoneOverride{TimezoneID: "Asia/Yekaterinburg"}).Call(p.Rod()); err != nil {
+		t.Fatal(err)
+	}
+	clearCookies(t, p)
+	lang := func() string {
+		var l string
+		p.EvalInto(t, &l, `() => document.documentElement.lang`)
+		return l
+	}
+	p.Navigate(t, h.origin+"/.keygate/login?rd="+url.QueryEscape(h.origin+"/admin/x"))
+	if lang() != "en" {
+		t.Fatalf("sign-in page in %q", lang())
+	}
+	keepScreenshot(t, p, "login-en")
+	axeCheck(t, p)
+
+	p.Click(t, `nav.langs a[hreflang="ru"]`)
+	u := p.WaitURL(t, func(u string) bool { return strings.Contains(u, "/.keygate/login?rd=") })
+	if lang() != "ru" || !strings.Contains(p.Text(t, "h1"), "Войдите") {
+		t.Fatalf("after the switch: %s in %q, %q", u, lang(), p.Text(t, "h1"))
+	}
+	var tz string
+	p.EvalInto(t, &tz, `() => document.getElementById("tz").value`)
+	if tz != "Asia/Yekaterinburg" {
+		t.Fatalf("the form would send the zone %q", tz)
+	}
+	keepScreenshot(t, p, "login-ru")
+	axeCheck(t, p)
+
+	browserSignIn(t, p, "bob", "violet-harbour-lantern-9")
+	waitExact(t, p, "/.keygate/second-factor")
+	if lang() != "ru" {
+		t.Fatalf("second-factor page in %q", lang())
+	}
+	keepScreenshot(t, p, "second-factor-ru")
+	axeCheck(t, p)
+	for _, page := range []string{"settings", "sessions", "activity", ""} {
+		p.Navigate(t, h.origin+"/.keygate/"+page)
+		if lang() != "ru" {
+			t.Fatalf("/.keygate/%s in %q", page, lang())
+		}
+		keepScreenshot(t, p, "page-"+page+"-ru")
+		axeCheck(t, p)
+	}
+	u2, err := h.users.Get(context.Background(), "bob")
+	if err != nil || u2.Lang != "ru" || u2.TimeZone != "Asia/Yekaterinburg" {
+		t.Fatalf("the account keeps %q %q (%v)", u2.Lang, u2.TimeZone, err)
+	}
+
+	// And back to English from the security page, which stays.
+	p.Navigate(t, h.origin+"/.keygate/settings")
+	p.Click(t, `nav.langs a[hreflang="en"]`)
+	p.WaitURL(t, func(u string) bool { return strings.HasSuffix(u, "/.keygate/settings") })
+	for deadline := time.Now().Add(5 * time.Second); lang() != "en" && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if lang() != "en" {
+		t.Fatalf("after switching back: %q", lang())
+	}
+	keepScreenshot(t, p, "settings-en")
 }
