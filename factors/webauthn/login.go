@@ -78,18 +78,20 @@ func (f *Factor) FinishLogin(ctx context.Context, username, ceremonyID string, r
 	if err := checkUser(username); err != nil {
 		return Assertion{}, err
 	}
-	cer, err := f.takeCeremony(ctx, ceremonyID, opLogin, username)
+	h, err := f.holdCeremony(ctx, ceremonyID, opLogin, username)
 	if err != nil {
 		return Assertion{}, err
 	}
-	a, err := f.finishLogin(ctx, username, cer, response)
+	a, err := f.finishLogin(ctx, username, h, response)
 	if err != nil {
+		f.endCeremony(ctx, h)
 		f.logRefusal(opLogin, username, err)
 	}
 	return a, err
 }
 
-func (f *Factor) finishLogin(ctx context.Context, username string, cer *ceremonyRecord, response []byte) (Assertion, error) {
+func (f *Factor) finishLogin(ctx context.Context, username string, h *heldCeremony, response []byte) (Assertion, error) {
+	cer := h.rec
 	parsed, err := f.parseAssertion(cer, response)
 	if err != nil {
 		return Assertion{}, err
@@ -125,7 +127,7 @@ func (f *Factor) finishLogin(ctx context.Context, username string, cer *ceremony
 	if err != nil {
 		return Assertion{}, libraryError(err)
 	}
-	return f.accept(ctx, username, rec, ver, lc, parsed)
+	return f.accept(ctx, username, rec, ver, h, lc, parsed)
 }
 
 // FinishPasskey verifies the response to a BeginPasskey ceremony and
@@ -133,19 +135,21 @@ func (f *Factor) finishLogin(ctx context.Context, username string, cer *ceremony
 // authenticator returned. Errors as FinishLogin; a handle or credential we
 // do not know is VerifyError{Reason: "unknown_credential"}.
 func (f *Factor) FinishPasskey(ctx context.Context, ceremonyID string, response []byte) (username string, a Assertion, err error) {
-	cer, err := f.takeCeremony(ctx, ceremonyID, opPasskey, "")
+	h, err := f.holdCeremony(ctx, ceremonyID, opPasskey, "")
 	if err != nil {
 		return "", Assertion{}, err
 	}
-	username, a, err = f.finishPasskey(ctx, cer, response)
+	username, a, err = f.finishPasskey(ctx, h, response)
 	if err != nil {
+		f.endCeremony(ctx, h)
 		f.logRefusal(opPasskey, username, err)
 		return "", Assertion{}, err
 	}
 	return username, a, nil
 }
 
-func (f *Factor) finishPasskey(ctx context.Context, cer *ceremonyRecord, response []byte) (string, Assertion, error) {
+func (f *Factor) finishPasskey(ctx context.Context, h *heldCeremony, response []byte) (string, Assertion, error) {
+	cer := h.rec
 	parsed, err := f.parseAssertion(cer, response)
 	if err != nil {
 		return "", Assertion{}, err
@@ -178,7 +182,7 @@ func (f *Factor) finishPasskey(ctx context.Context, cer *ceremonyRecord, respons
 	if err != nil {
 		return username, Assertion{}, libraryError(err)
 	}
-	a, err := f.accept(ctx, username, rec, ver, lc, parsed)
+	a, err := f.accept(ctx, username, rec, ver, h, lc, parsed)
 	return username, a, err
 }
 
@@ -197,18 +201,19 @@ func (f *Factor) parseAssertion(cer *ceremonyRecord, response []byte) (*protocol
 }
 
 // accept records a verified assertion: the new counter, the backup state
-// and the time of use, in one compare-and-swap on the user's record. The
+// and the time of use, in one compare-and-swap on the user's record, which
+// also consumes the ceremony when it is still held (one durable write). The
 // counter rule is applied again to the record as re-read on every attempt,
 // so of two concurrent assertions carrying the same counter only one is
 // accepted. A counter that does not advance (go-webauthn's CloneWarning,
 // which it reports on a login it lets succeed) refuses the sign-in and is
 // recorded instead.
-func (f *Factor) accept(ctx context.Context, username string, rec *userRecord, ver uint64, lc *gwa.Credential, parsed *protocol.ParsedCredentialAssertionData) (Assertion, error) {
+func (f *Factor) accept(ctx context.Context, username string, rec *userRecord, ver uint64, h *heldCeremony, lc *gwa.Credential, parsed *protocol.ParsedCredentialAssertionData) (Assertion, error) {
 	ad := &parsed.Response.AuthenticatorData
 	now := f.now()
 	clone := lc.Authenticator.CloneWarning
 	var cred credRecord
-	_, err := f.updateUser(ctx, username, rec, ver, func(r *userRecord) error {
+	_, err := f.updateUserEnding(ctx, username, rec, ver, h, func(r *userRecord) error {
 		i := r.index(lc.ID)
 		if i < 0 {
 			return &VerifyError{Reason: ReasonUnknownCredential, Err: errors.New("credential removed during sign-in")}

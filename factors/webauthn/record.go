@@ -261,6 +261,27 @@ func (f *Factor) saveUser(ctx context.Context, user string, r *userRecord, prev 
 	return f.kv.CompareAndSet(ctx, userKey(user), b, prev, durable())
 }
 
+// saveUserEnding is saveUser that also consumes h when it is still held,
+// with store.ConsumeSetter: both or neither, one commit and one sync.
+func (f *Factor) saveUserEnding(ctx context.Context, user string, r *userRecord, prev uint64, h *heldCeremony) (uint64, error) {
+	if h == nil || h.ver == 0 {
+		return f.saveUser(ctx, user, r, prev)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return 0, fmt.Errorf("webauthn: encode user %q: %w", user, err)
+	}
+	v, err := f.cs.ConsumeAndSet(ctx, h.key, h.ver, userKey(user), b, prev, durable())
+	switch {
+	case err == nil:
+		h.ver = 0
+	case isNotFound(err):
+		h.ver = 0 // another finish took it
+		return 0, ErrCeremony
+	}
+	return v, err
+}
+
 // ensureUser returns the user's record, creating it with a fresh random
 // handle on first use. The handle index is written first: a crash between
 // the two leaves an index entry pointing at a user without that handle,
@@ -317,6 +338,14 @@ func (f *Factor) userByHandle(ctx context.Context, handle []byte) (string, *user
 // record as the caller just read it, saving the first read (sign-ins are
 // the hot path); fn may change it.
 func (f *Factor) updateUser(ctx context.Context, user string, have *userRecord, ver uint64, fn func(*userRecord) error) (*userRecord, error) {
+	return f.updateUserEnding(ctx, user, have, ver, nil, fn)
+}
+
+// updateUserEnding is updateUser that also consumes a held ceremony (h not
+// nil) with the write that succeeds, in one durable write (saveUserEnding).
+// A ceremony finished meanwhile by another finish is ErrCeremony, and then
+// nothing is written.
+func (f *Factor) updateUserEnding(ctx context.Context, user string, have *userRecord, ver uint64, h *heldCeremony, fn func(*userRecord) error) (*userRecord, error) {
 	for range maxCASRetries {
 		r := have
 		if have = nil; r == nil {
@@ -328,7 +357,7 @@ func (f *Factor) updateUser(ctx context.Context, user string, have *userRecord, 
 		if err := fn(r); err != nil {
 			return nil, err
 		}
-		if _, err := f.saveUser(ctx, user, r, ver); err == nil {
+		if _, err := f.saveUserEnding(ctx, user, r, ver, h); err == nil {
 			return r, nil
 		} else if !isConflict(err) {
 			return nil, fmt.Errorf("webauthn: save user %q: %w", user, err)

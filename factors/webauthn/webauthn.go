@@ -200,7 +200,10 @@ func (e *VerifyError) Unwrap() error { return e.Err }
 
 // Factor is the WebAuthn factor. It is safe for concurrent use.
 type Factor struct {
-	kv      KV
+	kv KV
+	// cs is kv's store.ConsumeSetter, nil when it has none: a sign-in
+	// then consumes its ceremony and writes the counter in two writes.
+	cs      store.ConsumeSetter
 	wa      *gwa.WebAuthn
 	rpID    string
 	origins []string
@@ -270,8 +273,10 @@ func New(kv KV, opt Options) (*Factor, error) {
 	if err != nil {
 		return nil, err
 	}
+	cs, _ := kv.(store.ConsumeSetter)
 	return &Factor{
 		kv:      kv,
+		cs:      cs,
 		wa:      wa,
 		rpID:    opt.RPID,
 		origins: origins,

@@ -56,6 +56,19 @@ func binDir() string {
 // when t's cleanup runs.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
+	return start(t, false)
+}
+
+// StartDurable is Start with fsync on, as a production server runs: for
+// benchmarks whose figure includes a commit's flush to disk (Start's
+// cluster skips it).
+func StartDurable(t testing.TB) *Cluster {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, durable bool) *Cluster {
+	t.Helper()
 	bin := binDir()
 	for _, tool := range []string{"initdb", "pg_ctl", "postgres"} {
 		if _, err := os.Stat(filepath.Join(bin, tool)); err != nil {
@@ -126,14 +139,16 @@ func Start(t testing.TB) *Cluster {
 	// fsync off: a test cluster is thrown away, and fsyncs would make the
 	// suite slow on a busy machine. Durability is PostgreSQL's, not ours
 	// to test; synchronous_commit still behaves as configured.
-	c.opts = strings.Join([]string{
+	flush := []string{"-c fsync=off", "-c full_page_writes=off"}
+	if durable {
+		flush = []string{"-c fsync=on", "-c full_page_writes=on"}
+	}
+	c.opts = strings.Join(append([]string{
 		"-c listen_addresses=''",
 		"-k " + c.sockDir,
-		"-c fsync=off",
-		"-c full_page_writes=off",
 		"-c max_connections=200",
 		"-c shared_buffers=16MB",
-	}, " ")
+	}, flush...), " ")
 	c.logFile = filepath.Join(c.dataDir, "server.log")
 	t.Cleanup(func() { c.Stop(t) })
 	c.Resume(t)
