@@ -359,11 +359,9 @@ func orDash(s string) string {
 	return s
 }
 
-// RecoveryUsed is the notice of a used recovery code without the log (no
-// "This wasn't me" link, no browser).
-//
-// Deprecated: use Log.RecoveryUsed, which authn.MFA calls; this stays only
-// until every caller has moved.
+// RecoveryUsed is the notice of a used recovery code without the log: no
+// "This wasn't me" link, no browser. Prefer Log.RecoveryUsed (authn.MFA
+// calls it); this one stays until the password reset flow has moved.
 func (n *Notices) RecoveryUsed(ctx context.Context, u Person, lang, ip string, left int) {
 	nt := Notice{Kind: NoticeRecoveryUsed, Event: Event{At: n.now().Round(0).UTC(), Kind: EventSecondFactor, Factor: "recovery", IP: ip, Lang: lang},
 		Vars: map[string]string{"left": fmt.Sprint(left)}}
