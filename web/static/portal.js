@@ -103,7 +103,12 @@ const resend = document.getElementById("resend");
 if (resend && resend.dataset.resendIn) {
   const hint = document.getElementById("resend-hint");
   let left = parseInt(resend.dataset.resendIn, 10);
-  const template = hint ? hint.textContent.replace(String(left), "%d") : "";
+  // The sentence and the unit's plural forms come from the catalogue, so
+  // the countdown stays grammatical ("2 секунды", "1 секунду").
+  const sentence = hint ? hint.dataset.sentence : "";
+  const units = hint ? JSON.parse(hint.dataset.units || "{}") : {};
+  const rules = new Intl.PluralRules(document.documentElement.lang || "en");
+  const say = (n) => sentence.replace("%s", (units[rules.select(n)] || units.other || "%d").replace("%d", String(n)));
   const tick = setInterval(() => {
     left -= 1;
     if (left <= 0) {
@@ -112,7 +117,7 @@ if (resend && resend.dataset.resendIn) {
       if (hint) hint.hidden = true;
       return;
     }
-    if (hint) hint.textContent = template.replace("%d", String(left));
+    if (hint && sentence) hint.textContent = say(left);
   }, 1000);
 }
 
@@ -120,3 +125,25 @@ if (resend && resend.dataset.resendIn) {
 // is through (the page only exists right after that).
 const resumeForm = document.getElementById("resume-form");
 if (resumeForm) resumeForm.submit();
+
+// The password reset's second factor with a security key (password.go):
+// the same ceremony as a sign-in's, under the reset's own routes.
+const resetKey = document.getElementById("reset-webauthn");
+if (resetKey) {
+  const start = document.getElementById("reset-webauthn-start");
+  const errBox = document.getElementById("reset-webauthn-error");
+  const base = "/.keygate/api/password/reset/factor/webauthn/";
+  start.addEventListener("click", async () => {
+    errBox.hidden = true;
+    start.disabled = true;
+    try {
+      const begin = await post(base + "begin");
+      const credential = await authenticate(begin.publicKey);
+      await post(base + "verify", { ceremony: begin.ceremony, credential });
+      window.location.assign("/.keygate/password/reset");
+    } catch (err) {
+      show(errBox, message(resetKey, err));
+      start.disabled = false;
+    }
+  });
+}
