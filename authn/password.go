@@ -639,7 +639,7 @@ func (p *Passwords) ProveResetFactor(ctx context.Context, token, kind, lang stri
 		return Reset{}, err
 	}
 	if proof.Notify {
-		m.o.Notices.RecoveryUsed(ctx, u.Person(), lang, c.IP, proof.Remaining)
+		m.o.Activity.RecoveryUsed(ctx, u.Person(), c, proof.Remaining)
 	}
 	rec.Step, rec.Factor = ResetStepPassword, kind
 	next, err := p.advance(ctx, token, rec)
