@@ -86,7 +86,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener, ready func(addr string
 		return err
 	}
 	a.web = h
-	a.tuneRuntime()
+	defer a.tuneRuntime()() // stops the memory governor when serving ends
 	if host, _, _ := net.SplitHostPort(ln.Addr().String()); !isLoopback(host) && a.certs == nil {
 		a.log.Warn("serving plain HTTP on a non-loopback address: put a TLS-terminating proxy in front and list it in server.trusted_proxies", "listen", ln.Addr().String())
 	}

@@ -79,9 +79,10 @@ type Server struct {
 	// higher target trades a few MiB for fewer collections. The GOGC
 	// environment variable, when set, wins.
 	GOGC int `yaml:"gogc"`
-	// MemoryLimit is the Go runtime's soft memory limit (0 = none): the
-	// collector works harder as the heap nears it. GOMEMLIMIT, when set,
-	// wins.
+	// MemoryLimit is the Go runtime's soft memory limit: the collector
+	// works harder as the heap nears it. 0 = governed by keygate (between
+	// a 128 MiB target and the hashing bound; cmd/keygate/runtime.go).
+	// GOMEMLIMIT, when set, wins.
 	MemoryLimit ByteSize `yaml:"memory_limit"`
 	// BodyTimeout: a request body to an upstream must arrive within this
 	// (upstreams[].body_timeout overrides it per app); slower ones are cut
