@@ -2,7 +2,6 @@ package webauthn
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"slices"
 	"sync"
@@ -122,7 +121,8 @@ func TestFinishIsOneDurableWrite(t *testing.T) {
 // and the counter is written.
 func TestFinishWithoutConsumeSetter(t *testing.T) {
 	origin := "https://app.example.test"
-	f, err := New(plainKV{openStore(t)}, Options{RPID: "localhost", Origins: []string{origin}})
+	kv := openStore(t)
+	f, err := New(plainKV{kv}, Options{RPID: "localhost", Origins: []string{origin}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestFinishWithoutConsumeSetter(t *testing.T) {
 	}
 	k := newSoftKey(t, origin)
 	softEnrol(t, f, "alice", k, "")
-	testOneWinner(t, f, k)
+	testOneWinner(t, &env{kv: kv, f: f, origin: origin}, k)
 	opts, id, _ := f.BeginLogin(ctx, "alice")
 	other, _, _ := f.BeginLogin(ctx, "alice")
 	k.counter++
@@ -153,17 +153,17 @@ func TestConcurrentFinishOneWrite(t *testing.T) {
 	}
 	k := newSoftKey(t, e.origin)
 	softEnrol(t, e.f, "alice", k, "")
-	testOneWinner(t, e.f, k)
+	testOneWinner(t, e, k)
 }
 
-func testOneWinner(t *testing.T, f *Factor, k *softKey) {
+func testOneWinner(t *testing.T, e *env, k *softKey) {
 	t.Helper()
-	opts, id, _ := f.BeginLogin(ctx, "alice")
+	opts, id, _ := e.f.BeginLogin(ctx, "alice")
 	resp := k.get(opts)
 	errs := make([]error, 12)
 	var wg sync.WaitGroup
 	for i := range errs {
-		wg.Go(func() { _, errs[i] = f.FinishLogin(ctx, "alice", id, resp) })
+		wg.Go(func() { _, errs[i] = e.f.FinishLogin(ctx, "alice", id, resp) })
 	}
 	wg.Wait()
 	won := 0
@@ -178,15 +178,7 @@ func testOneWinner(t *testing.T, f *Factor, k *softKey) {
 	if won != 1 {
 		t.Fatalf("%d finishes of one ceremony accepted: %v", won, errs)
 	}
-	it, err := f.kv.Get(ctx, userKey("alice"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r userRecord
-	if err := json.Unmarshal(it.Value, &r); err != nil {
-		t.Fatal(err)
-	}
-	if c := r.Creds[0]; c.SignCount != k.counter || c.CloneWarnings != 0 {
-		t.Errorf("counter %d (want %d), clone warnings %d (want 0)", c.SignCount, k.counter, c.CloneWarnings)
+	if r, _ := e.record(t, "alice"); r.Creds[0].SignCount != k.counter || r.Creds[0].CloneWarnings != 0 {
+		t.Errorf("counter %d (want %d), clone warnings %d (want 0)", r.Creds[0].SignCount, k.counter, r.Creds[0].CloneWarnings)
 	}
 }
