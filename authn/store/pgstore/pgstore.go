@@ -343,47 +343,6 @@ type change struct {
 // write runs fn in a transaction and, when fn reports a change, appends it
 // to the log as the transaction's last statement (see "The feed").
 func (s *Store) write(ctx context.Context, op string, durable bool, fn func(tx pgx.Tx) (*change, error)) error {
-	return s.writeAll(ctx, op, durable, func(tx pgx.Tx) ([]*change, error) {
-		ch, err := fn(tx)
-		if ch == nil {
-			return nil, err
-		}
-		return []*change{ch}, err
-	})
-}
-
-// logOne appends one change: the clock bump, the log row and the NOTIFY
-// (delivered at commit to every replica's listener) in one statement.
-const logOne = `WITH c AS (UPDATE kv_clock SET seq = seq + 1 RETURNING seq),
-	i AS (INSERT INTO kv_changes (seq, k, blind, deleted, version, expires_at, v)
-		SELECT c.seq, $1, $2, $3, $4, $5, $6 FROM c RETURNING seq)
-	SELECT i.seq FROM i, LATERAL (SELECT pg_notify($7, i.seq::text)) n`
-
-// logMany is logOne for n changes of one transaction: the clock moves by n
-// and the changes take its last n numbers, in the order given; one NOTIFY
-// names the highest.
-func logMany(n int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `WITH c AS (UPDATE kv_clock SET seq = seq + %d RETURNING seq),
-	i AS (INSERT INTO kv_changes (seq, k, blind, deleted, version, expires_at, v)`, n)
-	for j := range n {
-		if j > 0 {
-			b.WriteString("\n\t\tUNION ALL")
-		}
-		a := 6 * j
-		fmt.Fprintf(&b, "\n\t\tSELECT c.seq - %d, $%d::bytea, $%d::boolean, $%d::boolean, $%d::bigint, $%d::timestamptz, $%d::bytea FROM c",
-			n-1-j, a+1, a+2, a+3, a+4, a+5, a+6)
-	}
-	fmt.Fprintf(&b, ` RETURNING seq),
-	m AS (SELECT max(seq) AS seq FROM i)
-	SELECT m.seq FROM m, LATERAL (SELECT pg_notify($%d, m.seq::text)) n`, 6*n+1)
-	return b.String()
-}
-
-// writeAll is write for a transaction that makes several changes (a
-// consumption and a write, ConsumeAndSet): they enter the log together,
-// in the order fn gives them, with consecutive numbers.
-func (s *Store) writeAll(ctx context.Context, op string, durable bool, fn func(tx pgx.Tx) ([]*change, error)) error {
 	// One round trip to begin (and to relax the commit of a write that
 	// need not survive a crash: challenges and counters may lose their
 	// last few on a crash, which the contract allows, and the commit then
@@ -397,44 +356,49 @@ func (s *Store) writeAll(ctx context.Context, op string, durable bool, fn func(t
 		return wrap(op, err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	chs, err := fn(tx)
+	ch, err := fn(tx)
 	if err != nil {
 		return err
 	}
 	var seq int64
-	switch n := len(chs); n {
-	case 0:
-	case 1:
-		// The last statement before COMMIT: the clock row stays locked
-		// only until the commit.
-		ch := chs[0]
-		err = tx.QueryRow(ctx, logOne, ch.rk, ch.blind, ch.deleted, ch.version, ch.exp, ch.sealed, notifyChannel).Scan(&seq)
-	default:
-		args := make([]any, 0, 6*n+1)
-		for _, ch := range chs {
-			args = append(args, ch.rk, ch.blind, ch.deleted, ch.version, ch.exp, ch.sealed)
+	if ch != nil {
+		// The clock bump, the log row and the NOTIFY (delivered at commit
+		// to every replica's listener) in one statement, the last before
+		// COMMIT: the clock row stays locked only until the commit.
+		err = tx.QueryRow(ctx, `WITH c AS (UPDATE kv_clock SET seq = seq + 1 RETURNING seq),
+			i AS (INSERT INTO kv_changes (seq, k, blind, deleted, version, expires_at, v)
+				SELECT c.seq, $1, $2, $3, $4, $5, $6 FROM c RETURNING seq)
+			SELECT i.seq FROM i, LATERAL (SELECT pg_notify($7, i.seq::text)) n`,
+			ch.rk, ch.blind, ch.deleted, ch.version, ch.exp, ch.sealed, notifyChannel).Scan(&seq)
+		if err != nil {
+			return wrap(op, err)
 		}
-		err = tx.QueryRow(ctx, logMany(n), append(args, notifyChannel)...).Scan(&seq)
 	}
-	if err != nil {
-		return wrap(op, err)
-	}
-	if s.beforeCommit != nil && len(chs) > 0 {
+	if s.beforeCommit != nil && ch != nil {
 		s.beforeCommit(seq)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return wrap(op, err)
 	}
-	if n := int64(len(chs)); n > 0 {
-		s.advance(uint64(seq))
-		// Trim when the numbers crossed a multiple of trimEvery.
-		if seq/s.trimEvery != (seq-n)/s.trimEvery {
-			if err := s.trim(context.WithoutCancel(ctx)); err != nil {
-				s.log.Warn("trimming the change log failed", "err", err)
-			}
-		}
+	if ch != nil {
+		s.committed(ctx, seq, 1)
 	}
 	return nil
+}
+
+// committed moves the head to seq, the last number of the n changes a
+// transaction just committed, and trims the log when the numbers crossed
+// a multiple of trimEvery.
+func (s *Store) committed(ctx context.Context, seq, n int64) {
+	if n == 0 {
+		return
+	}
+	s.advance(uint64(seq))
+	if seq/s.trimEvery != (seq-n)/s.trimEvery {
+		if err := s.trim(context.WithoutCancel(ctx)); err != nil {
+			s.log.Warn("trimming the change log failed", "err", err)
+		}
+	}
 }
 
 // Set writes the value unconditionally.
@@ -453,33 +417,11 @@ func (s *Store) put(ctx context.Context, op, key string, value []byte, prev *uin
 		return 0, err
 	}
 	defer s.leave()
-	p := s.newPut(op, key, value, prev, opt)
-	err := s.write(ctx, op, opt.Durable, func(tx pgx.Tx) (*change, error) { return p.run(ctx, tx) })
-	if err != nil {
-		return 0, err
-	}
-	return uint64(p.ver), nil
-}
-
-// putStmt is one write of a sealed value, unconditional (prev nil) or by
-// CompareAndSet's rule, ready to run in a transaction: Set,
-// CompareAndSet and ConsumeAndSet share it.
-type putStmt struct {
-	op, key string // for errors
-	rk      []byte
-	blind   bool
-	sealed  []byte
-	q       string
-	args    []any
-	ver     int64 // the new version, once run
-}
-
-func (s *Store) newPut(op, key string, value []byte, prev *uint64, opt store.WriteOptions) *putStmt {
 	rk, blind := s.seal.rowKey(key)
-	p := &putStmt{op: op, key: key, rk: rk, blind: blind, sealed: s.seal.seal(rk, blind, key, value)}
+	sealed := s.seal.seal(rk, blind, key, value)
 	ttl := ttlMicros(opt.TTL)
 	var q string
-	args := []any{rk, blind, p.sealed, ttl}
+	args := []any{rk, blind, sealed, ttl}
 	switch {
 	case prev == nil:
 		q = `INSERT INTO kv (k, blind, v, version, expires_at) VALUES ($1, $2, $3, nextval('kv_version'), ` + ttlExpr(4) + `)
@@ -497,22 +439,22 @@ func (s *Store) newPut(op, key string, value []byte, prev *uint64, opt store.Wri
 			RETURNING version, expires_at`
 		args = append(args, int64(*prev))
 	}
-	p.q, p.args = q, args
-	return p
-}
-
-// run writes in tx and returns the change; no row written (a lost compare)
-// is store.ErrConflict.
-func (p *putStmt) run(ctx context.Context, tx pgx.Tx) (*change, error) {
-	var exp *time.Time
-	err := tx.QueryRow(ctx, p.q, p.args...).Scan(&p.ver, &exp)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("pgstore: %s %q: %w", p.op, clip(p.key), store.ErrConflict)
-	}
+	var ver int64
+	err := s.write(ctx, op, opt.Durable, func(tx pgx.Tx) (*change, error) {
+		var exp *time.Time
+		err := tx.QueryRow(ctx, q, args...).Scan(&ver, &exp)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("pgstore: %s %q: %w", op, clip(key), store.ErrConflict)
+		}
+		if err != nil {
+			return nil, wrap(op, err)
+		}
+		return &change{rk: rk, blind: blind, version: ver, exp: exp, sealed: sealed}, nil
+	})
 	if err != nil {
-		return nil, wrap(p.op, err)
+		return 0, err
 	}
-	return &change{rk: p.rk, blind: p.blind, version: p.ver, exp: exp, sealed: p.sealed}, nil
+	return uint64(ver), nil
 }
 
 // clip shortens a key for an error message; blinded keys (addresses,
@@ -617,9 +559,14 @@ func (s *Store) Consume(ctx context.Context, key string) ([]byte, error) {
 
 // ConsumeAndSet removes take (while its live version is takeVer) and
 // writes key by CompareAndSet's rule in one transaction, one commit and one
-// WAL flush (see store.ConsumeSetter). The DELETE goes first: of concurrent
-// consumers of one take, the first holds its row lock and the others find
-// it gone when it commits; a lost compare on key rolls the DELETE back.
+// WAL flush (see store.ConsumeSetter). It is the WebAuthn finish's write,
+// so it costs two round trips, not the five of write's way: the removal,
+// the write, the clock bump and both log rows are one statement
+// (consumeAndSetSQL), sent with BEGIN, then COMMIT. The write and the clock
+// bump happen only if the removal did; when the write loses its compare
+// the transaction is rolled back, which restores take. Of concurrent
+// consumers of one take the first DELETE holds its row lock and the others
+// find it gone when it commits (READ COMMITTED re-checks the row).
 func (s *Store) ConsumeAndSet(ctx context.Context, take string, takeVer uint64, key string, value []byte, prev uint64, opt store.WriteOptions) (uint64, error) {
 	const op = "consume-and-set"
 	if take == key {
@@ -630,26 +577,86 @@ func (s *Store) ConsumeAndSet(ctx context.Context, take string, takeVer uint64, 
 	}
 	defer s.leave()
 	trk, tblind := s.seal.rowKey(take)
-	p := s.newPut(op, key, value, &prev, opt)
-	err := s.writeAll(ctx, op, true, func(tx pgx.Tx) ([]*change, error) {
-		tag, err := tx.Exec(ctx, `DELETE FROM kv WHERE k = $1 AND version = $2 AND `+live, trk, int64(takeVer))
-		if err != nil {
-			return nil, wrap(op, err)
-		}
-		if tag.RowsAffected() != 1 {
-			// Gone, expired, or written again since it was read.
-			return nil, fmt.Errorf("pgstore: %s: %w", op, store.ErrNotFound)
-		}
-		set, err := p.run(ctx, tx)
-		if err != nil {
-			return nil, err
-		}
-		return []*change{s.removal(trk, tblind, take), set}, nil
-	})
+	rk, blind := s.seal.rowKey(key)
+	sealed := s.seal.seal(rk, blind, key, value)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
+		return 0, wrap(op, err)
+	}
+	// A connection given back inside a transaction (an error or a done
+	// ctx below) is closed by the pool, never reused.
+	defer conn.Release()
+	var (
+		taken    bool
+		ver, seq *int64
+		notified int
+	)
+	// BEGIN and the statement in one round trip (a pipeline), COMMIT in
+	// the second.
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(consumeAndSetSQL(prev == 0),
+		trk, int64(takeVer), rk, blind, sealed, ttlMicros(opt.TTL), int64(prev),
+		tblind, s.seal.seal(trk, tblind, take, nil), notifyChannel).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&taken, &ver, &seq, &notified)
+	})
+	err = conn.SendBatch(ctx, b).Close()
+	switch {
+	case err != nil:
+		err = wrap(op, err)
+	case !taken:
+		// Gone, expired, or written again since it was read.
+		err = fmt.Errorf("pgstore: %s: %w", op, store.ErrNotFound)
+	case ver == nil || seq == nil:
+		err = fmt.Errorf("pgstore: %s %q: %w", op, clip(key), store.ErrConflict)
+	}
+	if err != nil {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
 		return 0, err
 	}
-	return uint64(p.ver), nil
+	if s.beforeCommit != nil {
+		s.beforeCommit(*seq)
+	}
+	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+		return 0, wrap(op, err)
+	}
+	s.committed(ctx, *seq, 2)
+	return uint64(*ver), nil
+}
+
+// consumeAndSetSQL is ConsumeAndSet's statement. Parameters: $1 take's row
+// key, $2 its version; $3 key's row key, $4 blind, $5 the sealed value, $6
+// the TTL in microseconds, $7 prev (0: create if absent); $8 take's blind
+// flag, $9 its removal's sealed log value, $10 the NOTIFY channel. It
+// returns whether take was removed, key's new version and the last log
+// number (NULL both when the write lost its compare), and the NOTIFYs
+// sent (selected so that the CTE runs: one that is not data-modifying
+// runs only when referenced). The clock moves by
+// two and the log gets the removal, then the write, in that order, as
+// writeAll would number them.
+func consumeAndSetSQL(create bool) string {
+	write := `UPDATE kv SET v = $5, version = nextval('kv_version'), expires_at = ` + ttlExpr(6) + `
+			WHERE k = $3 AND blind = $4 AND version = $7 AND ` + live + ` AND EXISTS (SELECT 1 FROM d)
+			RETURNING version, expires_at`
+	if create {
+		// An expired row counts as absent: it is overwritten. ($7 is 0.)
+		write = `INSERT INTO kv (k, blind, v, version, expires_at)
+			SELECT $3::bytea, $4::boolean, $5::bytea, nextval('kv_version'), ` + ttlExpr(6) + `
+			WHERE EXISTS (SELECT 1 FROM d) AND $7::bigint = 0
+			ON CONFLICT (k) DO UPDATE SET v = excluded.v, version = excluded.version, expires_at = excluded.expires_at
+			WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= now()
+			RETURNING version, expires_at`
+	}
+	return `WITH d AS (DELETE FROM kv WHERE k = $1 AND version = $2 AND ` + live + ` RETURNING 1),
+		w AS (` + write + `),
+		c AS (UPDATE kv_clock SET seq = seq + 2 WHERE EXISTS (SELECT 1 FROM w) RETURNING seq),
+		i AS (INSERT INTO kv_changes (seq, k, blind, deleted, version, expires_at, v)
+			SELECT c.seq - 1, $1::bytea, $8::boolean, true, 0::bigint, NULL::timestamptz, $9::bytea FROM c
+			UNION ALL
+			SELECT c.seq, $3::bytea, $4::boolean, false, w.version, w.expires_at, $5::bytea FROM c, w
+			RETURNING seq),
+		n AS (SELECT pg_notify($10, m.seq::text) FROM (SELECT max(seq) AS seq FROM i) m WHERE m.seq IS NOT NULL)
+		SELECT EXISTS (SELECT 1 FROM d), (SELECT version FROM w), (SELECT max(seq) FROM i), (SELECT count(*) FROM n)`
 }
 
 // Interface guards

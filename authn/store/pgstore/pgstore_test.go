@@ -329,6 +329,57 @@ func TestWaitAcrossReplicas(t *testing.T) {
 	}
 }
 
+// ConsumeAndSet's one statement notifies too: another replica's Wait wakes
+// and its feed has the removal, then the write.
+func TestConsumeAndSetWakesOtherReplicas(t *testing.T) {
+	c := pgtest.Start(t)
+	dsn := c.NewDatabase(t)
+	a, b := open(t, dsn, 0), open(t, dsn, 0)
+	ctx := t.Context()
+	tv, err := a.Set(ctx, "webauthn/ceremony/x", []byte("challenge"), store.WriteOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rv, err := a.Set(ctx, "webauthn/user/alice", []byte("count=1"), store.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := b.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan uint64, 1)
+	go func() {
+		h, err := b.Wait(ctx, head)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- h
+	}()
+	time.Sleep(20 * time.Millisecond) // let it block
+	start := time.Now()
+	ver, err := a.ConsumeAndSet(ctx, "webauthn/ceremony/x", tv, "webauthn/user/alice", []byte("count=2"), rv, store.WriteOptions{Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case h := <-got:
+		if d := time.Since(start); h <= head || d > time.Second {
+			t.Fatalf("Wait returned head %d (from %d) after %v", h, head, d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait did not wake after a ConsumeAndSet on another replica")
+	}
+	chs, _, err := b.Changes(ctx, "webauthn/", head, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chs) != 2 || chs[0].Key != "webauthn/ceremony/x" || !chs[0].Deleted ||
+		chs[1].Key != "webauthn/user/alice" || string(chs[1].Value) != "count=2" || chs[1].Version != ver || chs[1].Seq != chs[0].Seq+1 {
+		t.Fatalf("changes seen by the other replica: %+v", chs)
+	}
+}
+
 // A follower behind the retention gets ErrGap, never a silent skip; one
 // within it reads on.
 func TestFeedGap(t *testing.T) {
