@@ -294,6 +294,25 @@ func (m *MFA) ConfirmEnroll(ctx context.Context, id, kind, enrollID, lang string
 	return cred, next, err
 }
 
+// ResumeEnroll shows the pending enrolment enrollID of kind again, for the
+// same authority that could start it: after a mistyped confirming code the
+// person keeps the app they scanned and the page keeps its QR code.
+func (m *MFA) ResumeEnroll(ctx context.Context, id, kind, enrollID, lang string) (factors.Enrollment, error) {
+	f, _, err := m.enroller(kind)
+	if err != nil {
+		return factors.Enrollment{}, err
+	}
+	r, ok := f.(factors.EnrollResumer)
+	if !ok {
+		return factors.Enrollment{}, fmt.Errorf("%s: %w", kind, factors.ErrExpired)
+	}
+	sess, u, _, err := m.authorize(ctx, id, ChangeAdd, "")
+	if err != nil {
+		return factors.Enrollment{}, err
+	}
+	return r.ResumeEnroll(ctx, subject(u, lang, clientOf(sess)), enrollID)
+}
+
 // RenameCredential renames one of the session user's credentials; it needs
 // a fresh proof as strong as the credential (a name is what the person
 // trusts when choosing which key to keep).

@@ -215,6 +215,13 @@ type CodeLifetime interface {
 	CodeTTL() time.Duration
 }
 
+// EnrollResumer shows a pending enrolment again (an app's secret and QR
+// code after a mistyped confirming code) from what the factor keeps, never
+// from what the browser sends back.
+type EnrollResumer interface {
+	ResumeEnroll(ctx context.Context, s Subject, id string) (Enrollment, error)
+}
+
 // Refusals every factor uses where the person's answer is at fault; authn
 // counts them (except cooldowns and send failures) against the account.
 var (

@@ -35,7 +35,7 @@ var Problems = problem.Table{
 func (e *CooldownError) Problem(now time.Time) problem.Problem {
 	secs := waitSeconds(e.Until, now)
 	return problem.Problem{Class: problem.TooMany, Code: "cooldown", Key: "err.cooldown",
-		Args: []any{secs}, Extra: map[string]any{"retry_after": secs}}
+		Args: []any{time.Duration(secs) * time.Second}, Extra: map[string]any{"retry_after": secs}}
 }
 
 // Problem says the cap is reached and, for scripts, when the next code may

@@ -215,7 +215,7 @@ func (s *Server) adminGuard(c *gin.Context) {
 		maxAge := a.Service.MaxAge()
 		if wantsJSON(r) {
 			e := errf(http.StatusUnauthorized, "second_factor_required", "err.admin_step_up", nil)
-			e.Args = []any{int(maxAge.Minutes())}
+			e.Args = []any{maxAge}
 			e.Extra = map[string]any{
 				"factors": d.Acceptable, "max_age": policy.Duration(maxAge).String(),
 				"login_url": portalPrefix + "second-factor?rd=" + url.QueryEscape(adminPagePath),

@@ -163,10 +163,10 @@ func TestErrorAnswerValues(t *testing.T) {
 	s := rendererServer(t, now)
 
 	e := s.problem(fmt.Errorf("send: %w", &factors.CooldownError{Until: now.Add(41500 * time.Millisecond)}))
-	if e.Extra["retry_after"] != 42 || len(e.Args) != 1 || e.Args[0] != 42 {
+	if e.Extra["retry_after"] != 42 || len(e.Args) != 1 || e.Args[0] != 42*time.Second {
 		t.Errorf("cooldown: %+v", e)
 	}
-	if got := message(s.tr.pick("en"), e); !strings.Contains(got, "42") {
+	if got := message(s.tr.pick("en"), e); !strings.Contains(got, "in 42 seconds.") {
 		t.Errorf("cooldown message %q", got)
 	}
 	// Looked at early on another clock, answered on the renderer's.

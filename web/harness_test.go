@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,6 +110,7 @@ type harnessOptions struct {
 	admin          adminHook     // the admin area (admin_test.go); nil = off
 	portalBody     time.Duration // the portal's body deadline; 0 = the default
 	sms            sms.Sender    // registers the SMS factor with this gateway; nil = no SMS
+	noWebAuthn     bool          // a keygate whose configuration has no webauthn section
 }
 
 // testClock is the one clock every part of the harness reads, so a test
@@ -146,6 +148,8 @@ type harness struct {
 	web      *Server
 	srv      *httptest.Server
 	up       *recorder
+
+	noWebAuthn bool
 }
 
 const defaultTestPolicy = `
@@ -185,7 +189,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	// Real time, truncated to a TOTP step boundary plus 1 s, so a test
 	// knows which step a code belongs to.
 	start := time.Now().UTC().Truncate(30 * time.Second).Add(time.Second)
-	h := &harness{t: t, dir: o.dir, up: newRecorder(t), clock: &testClock{t: start}}
+	h := &harness{t: t, dir: o.dir, up: newRecorder(t), clock: &testClock{t: start}, noWebAuthn: o.noWebAuthn}
 	if h.dir == "" {
 		h.dir = t.TempDir()
 	}
@@ -320,6 +324,9 @@ func (h *harness) newMFA(mail delivery.Sender, texts sms.Sender) *authn.MFA {
 			t.Fatal(err)
 		}
 		set = factors.Set{wf, tf, ef, sf, rf}
+	}
+	if h.noWebAuthn {
+		set = slices.DeleteFunc(set, func(f factors.Factor) bool { return f.Kind() == fwa.Kind })
 	}
 	notices := activity.NewNotices(mail, "keygate", nil, h.clock.Now)
 	h.activity = activity.NewLog(h.kv, activity.Options{Notices: notices, PortalURL: h.origin, Now: h.clock.Now})

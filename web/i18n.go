@@ -38,7 +38,13 @@ func (c *catalog) T(key string) string {
 }
 
 // Tf formats a message with arguments (the catalog holds the %s verbs).
-func (c *catalog) Tf(key string, args ...any) string { return fmt.Sprintf(c.T(key), args...) }
+// A time.Duration argument is written for people (see Duration).
+// A message may leave out arguments it has no verb for (the chooser gives
+// every factor's line its detail; the app's line has no place for one).
+func (c *catalog) Tf(key string, args ...any) string {
+	m := c.T(key)
+	return fmt.Sprintf(m, c.human(m, args)...)
+}
 
 // Lang is the BCP 47 tag used in <html lang>.
 func (c *catalog) Lang() string { return c.tag.String() }

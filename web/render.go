@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/authn"
@@ -66,14 +67,16 @@ type pageData struct {
 	Passkeys   bool // offer "sign in with a passkey"
 
 	// Second factor pages.
-	Kind         string
-	Methods      []authn.Method
-	Lost         bool
-	Remember     bool // offer "remember this device"
-	RememberDays int
-	Sends        bool          // the factor sends its codes (email, SMS)
-	Pending      *factors.Sent // the code waiting to be typed, if any
-	ResendIn     int           // seconds until a new code may be sent
+	Kind        string
+	Methods     []authn.Method
+	Lost        bool
+	Remember    bool          // offer "remember this device"
+	RememberFor time.Duration // how long a remembered device is trusted
+	Sends       bool          // the factor sends its codes (email, SMS)
+	Pending     *factors.Sent // the code waiting to be typed, if any
+	ResendIn    int           // seconds until a new code may be sent (the script counts down)
+	ResendWait  time.Duration // the same, for the sentence
+	ValidFor    time.Duration // how long the code sent stays valid
 
 	// Security page.
 	AddressEnrol    []addressEnrol // factors enrolled from a typed address (a phone number)
@@ -83,6 +86,8 @@ type pageData struct {
 	User            *authn.User
 	EmailEnrollment bool
 	EnrollID        string
+	EnrollName      string          // the name typed for a new credential, kept when a code is refused
+	Enrollable      map[string]bool // kinds this keygate can enrol (a key only when WebAuthn is configured)
 	Secret          string
 	OTPURL          string
 	QR              template.URL
@@ -173,4 +178,13 @@ func portalHeaders(h http.Header) {
 // logAttrsFor keeps logs free of query strings, which can carry codes.
 func logAttrsFor(r *http.Request) []any {
 	return []any{slog.String("method", r.Method), slog.String("host", r.Host), slog.String("path", r.URL.Path)}
+}
+
+// setError shows a refusal on the page, its arguments filled in (a
+// cooldown's wait, a lock's end): a message is never shown with its verbs.
+func (d *pageData) setError(e *Error) {
+	if e == nil {
+		return
+	}
+	d.Error = message(d.T, e)
 }

@@ -189,14 +189,9 @@ func (s *Server) renderFactor(c *gin.Context, sess *authn.Session, kind, rd stri
 	d.Kind = kind
 	d.Redirect = ci.target
 	d.Remember = ci.trusted
-	d.RememberDays = int(s.rememberDevice / (24 * time.Hour))
+	d.RememberFor = s.rememberDevice
 	d.Title = d.T.T("factor." + kind + ".title")
-	if pageErr != nil {
-		d.Error = d.T.T(pageErr.Key)
-		if len(pageErr.Args) > 0 {
-			d.Error = d.T.Tf(pageErr.Key, pageErr.Args...)
-		}
-	}
+	d.setError(pageErr)
 	f := s.mfa.Factors().Get(kind)
 	if _, sends := f.(factors.Resender); sends {
 		d.Sends = true
@@ -206,9 +201,13 @@ func (s *Server) renderFactor(c *gin.Context, sess *authn.Session, kind, rd stri
 		}
 		if ok {
 			d.Pending = &p
-			if wait := time.Until(p.ResendAt); wait > 0 {
+			now := s.now()
+			if wait := p.ResendAt.Sub(now); wait > 0 {
 				d.ResendIn = int(wait.Seconds() + 0.999)
+				d.ResendWait = time.Duration(d.ResendIn) * time.Second
 			}
+			// Said in whole minutes: "valid for 10 minutes", not 9 min 58 s.
+			d.ValidFor = max(p.ExpiresAt.Sub(now), 0).Round(time.Minute)
 		}
 	}
 	// One page per shape: a code to type, or a browser ceremony.

@@ -39,9 +39,7 @@ func (s *Server) renderSettings(c *gin.Context, sess *authn.Session, pageErr *Er
 	ctx := c.Request.Context()
 	d := s.page(c)
 	d.Title = d.T.T("settings.title")
-	if pageErr != nil {
-		d.Error = d.T.T(pageErr.Key)
-	}
+	d.setError(pageErr)
 	if msg := c.Query("done"); msg != "" {
 		d.Notice = d.T.T("settings.done." + msg)
 	}
@@ -63,7 +61,11 @@ func (s *Server) renderSettings(c *gin.Context, sess *authn.Session, pageErr *Er
 	}
 	d.Session = sess
 	d.State = st
+	d.Enrollable = map[string]bool{}
 	for _, f := range s.mfa.Factors() {
+		if _, ok := f.(factors.Enroller); ok {
+			d.Enrollable[f.Kind()] = true
+		}
 		if a, ok := f.(factors.AddressEnroller); ok {
 			d.AddressEnrol = append(d.AddressEnrol, addressEnrol{Kind: f.Kind(), Input: a.AddressInput()})
 		}
@@ -138,13 +140,8 @@ func (s *Server) renderEnrollCode(c *gin.Context, kind, id, to string, pageErr *
 	d := s.page(c)
 	d.Kind = kind
 	d.Title = d.T.T("factor." + kind + ".enroll_title")
-	if pageErr != nil {
-		d.Error = d.T.T(pageErr.Key)
-		if len(pageErr.Args) > 0 {
-			d.Error = d.T.Tf(pageErr.Key, pageErr.Args...)
-		}
-	}
-	d.EnrollID = id
+	d.setError(pageErr)
+	d.EnrollID, d.EnrollName = id, c.PostForm("name")
 	d.Pending = &factors.Sent{To: to}
 	s.render(c, status, "enroll_code", d)
 }
@@ -182,10 +179,9 @@ func (s *Server) enrollConfirm(c *gin.Context) error {
 func (s *Server) renderTOTPEnroll(c *gin.Context, id, secret, otpURL string, png []byte, pageErr *Error, status int) {
 	d := s.page(c)
 	d.Title = d.T.T("totp.enroll.title")
-	if pageErr != nil {
-		d.Error = d.T.T(pageErr.Key)
-	}
+	d.setError(pageErr)
 	d.EnrollID, d.Secret, d.OTPURL = id, secret, otpURL
+	d.EnrollName = c.PostForm("name")
 	if len(png) > 0 {
 		// A data: URL the page's own CSP allows (img-src data:); the
 		// secret never goes to a third-party QR service.
@@ -205,9 +201,14 @@ func (s *Server) totpEnrollFinish(c *gin.Context) error {
 	if err != nil {
 		e := s.problem(err)
 		if keepsEnrolment(err) {
-			// The pending app is still there: let the person try again
-			// without scanning a new QR code.
-			s.renderTOTPEnroll(c, c.PostForm("id"), c.PostForm("secret"), "", nil, e, e.Status)
+			// The pending app is still there: show it again (secret and
+			// QR code from the server's sealed copy) with the name typed,
+			// so the person tries another code without scanning anew.
+			en, rerr := s.mfa.ResumeEnroll(c.Request.Context(), cookieID(c.Request), factors.KindTOTP, c.PostForm("id"), s.lang(c))
+			if rerr != nil {
+				return s.settingsFail(c, sess, rerr)
+			}
+			s.renderTOTPEnroll(c, en.ID, en.Secret, en.URI, en.QRPNG, e, e.Status)
 			return nil
 		}
 		return s.settingsFail(c, sess, err)

@@ -11,9 +11,10 @@ import (
 // The authenticator app on the factors.Factor contract: a code the person
 // keeps (nothing is sent), enrolled with a secret shown once as a QR code.
 var (
-	_ factors.Factor   = (*Factor)(nil)
-	_ factors.Enroller = (*Factor)(nil)
-	_ factors.Manager  = (*Factor)(nil)
+	_ factors.Factor        = (*Factor)(nil)
+	_ factors.Enroller      = (*Factor)(nil)
+	_ factors.EnrollResumer = (*Factor)(nil)
+	_ factors.Manager       = (*Factor)(nil)
 )
 
 // Strength: an app's shared secret, copied once.
@@ -50,15 +51,19 @@ func (f *Factor) Prove(ctx context.Context, s factors.Subject, r factors.Respons
 
 // Enroll makes a secret labelled with the person's address (or name).
 func (f *Factor) Enroll(ctx context.Context, s factors.Subject, _ factors.EnrollRequest) (factors.Enrollment, error) {
-	account := s.Email
-	if account == "" {
-		account = s.Username
-	}
-	e, err := f.BeginEnroll(ctx, s.Username, account)
+	e, err := f.BeginEnroll(ctx, s.Username, accountOf(s))
 	if err != nil {
 		return factors.Enrollment{}, err
 	}
 	return factors.Enrollment{ID: e.ID, Secret: e.Secret, URI: e.URL, QRPNG: e.QRPNG, ExpiresAt: e.ExpiresAt}, nil
+}
+
+// accountOf labels the key in the app: the person's address, or name.
+func accountOf(s factors.Subject) string {
+	if s.Email != "" {
+		return s.Email
+	}
+	return s.Username
 }
 
 // ConfirmEnroll saves the app once r.Code is one of its current codes.

@@ -3,6 +3,7 @@ package admin
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/keygate/keygate/authn"
 	"github.com/keygate/keygate/authn/activity"
@@ -31,7 +32,7 @@ func (h *Handler) pageRoutes() {
 // View is what the admin templates receive (the layout's .Admin).
 type View struct {
 	Admin   string // who is looking
-	MaxAge  string
+	MaxAge  time.Duration
 	Current policies.Version
 	Rules   []RuleRow
 	Default string
@@ -148,7 +149,7 @@ func (h *Handler) adminPage(w http.ResponseWriter, r *http.Request, a svc.Actor)
 		def = policy.ActionTwoFactor
 	}
 	h.o.Render.Page(w, r, "admin", "admin.title", nil, &View{
-		Admin: a.Name, MaxAge: s.MaxAge().String(), Current: cur, Rules: ruleRows(cur.Policy), Default: def,
+		Admin: a.Name, MaxAge: s.MaxAge(), Current: cur, Rules: ruleRows(cur.Policy), Default: def,
 		History: hist, Users: users, Query: q, Audit: audit, Hosts: s.Hosts(), Factors: h.o.Kinds(), Recoveries: recoveries,
 		Methods: []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions},
 	})
@@ -165,6 +166,6 @@ func (h *Handler) userPage(w http.ResponseWriter, r *http.Request, a svc.Actor) 
 		return err
 	}
 	h.o.Render.Page(w, r, "admin_user", "admin.user.title", []any{d.User.Username},
-		&View{Admin: a.Name, MaxAge: h.o.Service.MaxAge().String(), User: &d, Recovery: rec})
+		&View{Admin: a.Name, MaxAge: h.o.Service.MaxAge(), User: &d, Recovery: rec})
 	return nil
 }
