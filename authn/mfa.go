@@ -110,8 +110,6 @@ type MFAOptions struct {
 	// RequireSecondFactor reports whether the policy demands a second
 	// factor anywhere, so the last one may not be removed.
 	RequireSecondFactor func() bool
-	// Notices mails the person about security events (nil = none).
-	Notices *activity.Notices
 	// Regulator limits tries of every second factor per account and
 	// address (nil = unlimited, apart from each factor's own limits).
 	Regulator *Regulator

@@ -81,7 +81,7 @@ func newPwEnv(t *testing.T) *pwEnv {
 	}
 	e.devices = NewDevices(kv, e.clock.Now)
 	e.mfa = NewMFA(e.users, e.sessions, MFAOptions{Factors: factors.Set{tf, ef, rf}, Devices: e.devices,
-		Links: NewEnrollLinks(kv, e.clock.Now), EmailEnrollment: true, Notices: notices, Regulator: reg, Activity: log, Now: e.clock.Now})
+		Links: NewEnrollLinks(kv, e.clock.Now), EmailEnrollment: true, Regulator: reg, Activity: log, Now: e.clock.Now})
 	e.pw = NewPasswords(e.mfa, PasswordOptions{Logger: quietLogger()})
 	for _, nu := range []NewUser{
 		{Username: pwUser, Email: "alice@example.com", Password: pwPassword, EmailVerified: true},

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html"
 	"log/slog"
 	"slices"
 	"strings"
@@ -119,15 +118,12 @@ type RecoveryOptions struct {
 	Wait time.Duration
 	// Window: how long a ready request stays usable (DefaultRecoveryWindow).
 	Window time.Duration
-	// Mail sends the notice with the cancel link (nil = no notice: only
-	// tests and set-ups without mail, where recovery is then pointless).
-	Mail mail.Sender
-	// PortalURL is the origin the cancel link starts with.
+	// PortalURL is the origin the cancel link starts with. The notice
+	// that carries it goes through MFAOptions.Activity (Log.Notify), like
+	// every notice: a set-up without mail sends none.
 	PortalURL string
-	// Product names the service in the notice ("keygate").
-	Product string
-	Now     func() time.Time
-	Logger  *slog.Logger
+	Now       func() time.Time
+	Logger    *slog.Logger
 }
 
 // RecoveryRequests keeps pending account recoveries in the store: one per
@@ -144,9 +140,6 @@ func NewRecoveryRequests(kv KV, o RecoveryOptions) *RecoveryRequests {
 	}
 	if o.Window <= 0 {
 		o.Window = DefaultRecoveryWindow
-	}
-	if o.Product == "" {
-		o.Product = "keygate"
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -532,7 +525,12 @@ func (m *MFA) ProveRecovery(ctx context.Context, id, code string, c Client) (Rec
 		return RecoveryStep{}, err
 	}
 	m.o.Activity.Note(ctx, u.Username, activity.EventRecoveryRequested, rec.ReadyAt.Format(time.RFC3339), c)
-	rs.notifyRequested(ctx, u, rec, token, c.Lang)
+	// The notice is the shared table's (activity.NoticeRecoveryRequested):
+	// the person's language and zone, where it came from, and the cancel
+	// link instead of "This wasn't me". Only a confirmed address hears of
+	// it, and recoveryCheck demanded one.
+	m.o.Activity.Notify(ctx, u.Person(), c, activity.Notice{Kind: activity.NoticeRecoveryRequested,
+		Link: rs.cancelURL(token), Times: map[string]time.Time{"ready": rec.ReadyAt}})
 	return RecoveryStep{Started: true, Recovery: rec}, nil
 }
 
@@ -701,50 +699,7 @@ func (m *MFA) completeRecovery(ctx context.Context, sess *Session, u User, kept 
 	return nil
 }
 
-// recoveryText is the notice of a new request: [subject, body]. The body's
-// verbs: product, when asked, from where (address, browser), when it can
-// be completed, the cancel link.
-var recoveryText = map[string][2]string{
-	"en": {"Account recovery requested for your %s account",
-		"Someone who knows your password and can read this mailbox asked to recover your %s account, saying every second factor (security key, phone, app) was lost.\n\n" +
-			"Asked: %s, from %s (%s).\n" +
-			"Unless it is cancelled, from %s whoever asked can sign in with the password and a code sent here, and replace every second factor of the account.\n\n" +
-			"If this was you, there is nothing to do: wait, then sign in again.\n" +
-			"If it was not you, cancel it now with the link below (signing in with one of your second factors cancels it too), then change your password and tell your administrator:\n%s"},
-	"ru": {"Запрошено восстановление учётной записи %s",
-		"Кто-то, кто знает ваш пароль и читает этот почтовый ящик, запросил восстановление вашей учётной записи %s, сообщив, что все вторые факторы (ключ безопасности, телефон, приложение) утеряны.\n\n" +
-			"Запрос: %s, с адреса %s (%s).\n" +
-			"Если запрос не отменить, начиная с %s запросивший сможет войти с паролем и кодом, отправленным на этот адрес, и заменить все вторые факторы учётной записи.\n\n" +
-			"Если это были вы, ничего делать не нужно: дождитесь этого времени и войдите снова.\n" +
-			"Если это были не вы, сейчас же отмените запрос по ссылке ниже (вход с одним из ваших вторых факторов тоже его отменит), затем смените пароль и сообщите администратору:\n%s"},
-}
-
-// notifyRequested mails the person about a new request, with the cancel
-// link. A delivery failure is logged: the request stands (the admin page
-// shows it), and every later sign-in with a factor still cancels it.
-func (r *RecoveryRequests) notifyRequested(ctx context.Context, u User, rec Recovery, token, lang string) {
-	if r.o.Mail == nil || u.Email == "" || !u.EmailVerified {
-		return
-	}
-	t, ok := recoveryText[lang]
-	if !ok {
-		t = recoveryText["en"]
-	}
-	link := r.o.PortalURL + "/.keygate/recover/cancel/" + token
-	const layout = "2006-01-02 15:04 UTC"
-	body := fmt.Sprintf(t[1], r.o.Product, rec.RequestedAt.UTC().Format(layout), orDash(rec.IP), orDash(rec.Browser),
-		rec.ReadyAt.UTC().Format(layout), link)
-	htmlBody := "<p>" + strings.ReplaceAll(strings.ReplaceAll(html.EscapeString(body), "\n\n", "</p><p>"), "\n", "<br>") + "</p>"
-	htmlBody = strings.Replace(htmlBody, html.EscapeString(link), `<a href="`+html.EscapeString(link)+`">`+html.EscapeString(link)+`</a>`, 1)
-	msg := mail.Message{To: u.Email, Subject: fmt.Sprintf(t[0], r.o.Product), Text: body + "\n", HTML: htmlBody}
-	if err := r.o.Mail.Send(context.WithoutCancel(ctx), msg); err != nil {
-		r.o.Logger.Warn("account recovery notice not delivered", "user", u.Username, "err", err)
-	}
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "—"
-	}
-	return s
+// cancelURL is the absolute link that cancels the request of token.
+func (r *RecoveryRequests) cancelURL(token string) string {
+	return strings.TrimSuffix(r.o.PortalURL, "/") + "/.keygate/recover/cancel/" + token
 }

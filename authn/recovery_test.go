@@ -77,9 +77,9 @@ func newRecEnv(t *testing.T) *recEnv {
 	if e.sessions, err = NewSessions(ctx, kv, SessionOptions{IdleTimeout: 30 * time.Minute, Lifetime: 12 * time.Hour, Now: e.clock.Now}); err != nil {
 		t.Fatal(err)
 	}
-	e.rs = NewRecoveryRequests(kv, RecoveryOptions{Mail: e.outbox, PortalURL: "https://login.example.com", Now: e.clock.Now, Logger: quietLogger()})
+	e.rs = NewRecoveryRequests(kv, RecoveryOptions{PortalURL: "https://login.example.com", Now: e.clock.Now, Logger: quietLogger()})
 	e.mfa = NewMFA(e.users, e.sessions, MFAOptions{Factors: factors.Set{tf, ef, rf}, Devices: NewDevices(kv, e.clock.Now),
-		Links: NewEnrollLinks(kv, e.clock.Now), EmailEnrollment: true, Notices: notices, Regulator: reg, Activity: e.log,
+		Links: NewEnrollLinks(kv, e.clock.Now), EmailEnrollment: true, Regulator: reg, Activity: e.log,
 		Recoveries: e.rs, Now: e.clock.Now})
 	for _, nu := range []NewUser{
 		{Username: recUser, Email: "alice@example.com", Password: recPassword, EmailVerified: true},

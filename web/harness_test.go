@@ -338,11 +338,10 @@ func (h *harness) newMFA(mail delivery.Sender, texts sms.Sender) *authn.MFA {
 		Links:              authn.NewEnrollLinks(h.kv, h.clock.Now),
 		EmailEnrollment:    true,
 		PasskeyIsTwoFactor: true,
-		Notices:            notices,
 		Regulator:          h.reg,
 		Activity:           h.activity,
 		Now:                h.clock.Now,
-		Recoveries: authn.NewRecoveryRequests(h.kv, authn.RecoveryOptions{Mail: mail, PortalURL: h.origin, Now: h.clock.Now,
+		Recoveries: authn.NewRecoveryRequests(h.kv, authn.RecoveryOptions{PortalURL: h.origin, Now: h.clock.Now,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}),
 	})
 }

@@ -359,17 +359,6 @@ func orDash(s string) string {
 	return s
 }
 
-// RecoveryUsed is the notice of a used recovery code without the log: no
-// "This wasn't me" link, no browser. Prefer Log.RecoveryUsed (authn.MFA
-// calls it); this one stays until the password reset flow has moved.
-func (n *Notices) RecoveryUsed(ctx context.Context, u Person, lang, ip string, left int) {
-	nt := Notice{Kind: NoticeRecoveryUsed, Event: Event{At: n.now().Round(0).UTC(), Kind: EventSecondFactor, Factor: "recovery", IP: ip, Lang: lang},
-		Vars: map[string]string{"left": fmt.Sprint(left)}}
-	if err := n.deliver(ctx, u, nt); err != nil {
-		n.log.Warn("security notice not delivered", "notice", nt.Kind, "user", u.Username, "err", err)
-	}
-}
-
 // Notify mails u the notice n about something c did just now, with a fresh
 // "This wasn't me" link when n.Link is empty. It records nothing (the
 // caller records the event, if it is one). Only a confirmed address gets a

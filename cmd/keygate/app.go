@@ -155,6 +155,9 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 	// and web drive them through factors.Factor.
 	var set factors.Set
 	var webauthnFactor, emailFactor, smsFactor factors.Factor
+	// notices mail people about their account (through the activity log),
+	// when email is on.
+	var notices *activity.Notices
 	if w := cfg.WebAuthn; w.RPID != "" {
 		f, err := fwa.New(a.kv, fwa.Options{RPID: w.RPID, RPName: w.RPName, Origins: w.Origins, Logger: a.log,
 			Trust: fwa.TrustOptions{MDSBlobFile: w.MDSBlobFile, MDSRootFile: w.MDSRootFile, RootCertFiles: w.RootCertFiles}})
@@ -191,7 +194,7 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 		if err != nil {
 			return err
 		}
-		o.Notices = activity.NewNotices(sender, "keygate", a.log, time.Now)
+		notices = activity.NewNotices(sender, "keygate", a.log, time.Now)
 		e := cfg.Email.Code
 		f, err := emailcode.New(a.kv, sender, emailcode.Options{Length: e.Length, TTL: e.TTL.D(), MaxTries: e.MaxTries,
 			Cooldown: e.Cooldown.D(), HourlyCap: e.HourlyCap, Secrets: mailSecrets})
@@ -223,7 +226,7 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 	// mails the notices) and the lockout metrics. Users and the regulator
 	// get it, and each other, when they are built.
 	a.activity = activity.NewLog(a.kv, activity.Options{Retention: time.Duration(cfg.Activity.RetentionDays) * 24 * time.Hour,
-		Notices: o.Notices, PortalURL: a.portalBase(), Logger: a.log})
+		Notices: notices, PortalURL: a.portalBase(), Logger: a.log})
 	events := authn.Tee(a.activity, lockoutMetrics{m: a.obs.metrics})
 	r := cfg.Regulation
 	a.reg = authn.NewRegulator(a.kv, authn.RegulationOptions{MaxFailures: r.MaxFailures, IPMaxFailures: r.IPMaxFailures,
@@ -237,9 +240,9 @@ func (a *app) wireFactors(ctx context.Context, storageKey []byte) error {
 		Regulator: a.reg, Events: events})
 	o.Regulator, o.Activity = a.reg, a.activity
 	// Self-service recovery needs a mailbox to prove and to tell.
-	if o.Notices != nil {
+	if notices != nil {
 		o.Recoveries = authn.NewRecoveryRequests(a.kv, authn.RecoveryOptions{Wait: cfg.Recovery.WaitingPeriod.D(),
-			Mail: countingSender{next: a.mail, m: a.obs.metrics}, PortalURL: a.portalBase(), Logger: a.log})
+			PortalURL: a.portalBase(), Logger: a.log})
 	}
 	a.mfa = authn.NewMFA(a.users, a.sessions, o)
 	return nil
