@@ -357,6 +357,13 @@ func (s *Sessions) Lookup(id string) (*Session, bool) {
 // policy and the session alike, a reading being a noticeable share of the
 // lookup on virtual machines.
 func (s *Sessions) LookupAt(id string, at time.Time) (*Session, bool) {
+	return s.LookupAtFrom(id, at, "")
+}
+
+// LookupAtFrom is LookupAt for a request from client (its address, or ""
+// for none): a cookie this replica has not seen is looked up in the store
+// within client's own budget as well as the global one (see fetch).
+func (s *Sessions) LookupAtFrom(id string, at time.Time, client string) (*Session, bool) {
 	if len(id) != idLen {
 		return nil, false
 	}
@@ -367,7 +374,7 @@ func (s *Sessions) LookupAt(id string, at time.Time) (*Session, bool) {
 	sh.mu.RUnlock()
 	if e == nil {
 		// Off the path of known cookies; a no-op unless following.
-		e = s.fetch(key, at)
+		e = s.fetch(key, at, client)
 	}
 	if e == nil || e.dead.Load() {
 		return nil, false

@@ -27,11 +27,12 @@ import (
 // memory is therefore looked up once in the store (fetch), but only while
 // following (a single replica holds every session already, so a miss needs
 // no store read), and bounded: unknown keys are remembered for a few
-// seconds (a bounded negative cache) and the reads are a token bucket.
-// Lookup gets only the cookie, not the client, so the bucket is global,
-// not per client: a flood of random cookies can use it up, which delays a
-// fresh cross-replica session by at most the feed's delay (the feed
-// delivers it anyway), and never turns into unbounded store load.
+// seconds (a bounded negative cache) and the reads are token buckets: one
+// per client (LookupAtFrom names it; the gateway passes the client's
+// address), so a flood of random cookies from one address uses up only its
+// own, and a global one, so many addresses together never turn into
+// unbounded store load. Running out only delays a fresh cross-replica
+// session by at most the feed's delay: the feed delivers it anyway.
 
 // Bounds of the store fallback for unknown cookies.
 const (
@@ -39,6 +40,9 @@ const (
 	missCap       = 8192                   // unknown keys remembered at most
 	fetchRate     = 100                    // store reads per second, sustained
 	fetchBurst    = 200                    // store reads at once
+	clientRate    = 5                      // store reads per second and client, sustained
+	clientBurst   = 20                     // store reads at once per client
+	clientCap     = 4096                   // clients whose bucket is remembered
 	fetchTimeout  = 500 * time.Millisecond // one read's budget on the request path
 	tombTTL       = time.Minute            // how long a local removal is remembered
 	followPage    = 512                    // changes per Changes call
@@ -56,6 +60,8 @@ type remote struct {
 	next   int
 	tokens float64
 	refill int64 // unix ns of the last refill
+	// clients: the per-client buckets of unknown-cookie reads.
+	clients map[string]*bucket
 	// tombs: keys removed here whose removal the follower has not seen
 	// yet (unix ns of the removal). Guarded by Sessions.mu, not remote.mu.
 	tombs  map[skey]int64
@@ -66,7 +72,43 @@ type remote struct {
 }
 
 func newRemote(feed store.Feed) *remote {
-	return &remote{miss: make(map[skey]int64), tokens: fetchBurst, tombs: make(map[skey]int64), feed: feed}
+	return &remote{miss: make(map[skey]int64), tokens: fetchBurst, tombs: make(map[skey]int64), feed: feed,
+		clients: make(map[string]*bucket)}
+}
+
+// bucket is one client's token bucket.
+type bucket struct {
+	tokens float64
+	refill int64
+}
+
+// clientTake takes a token from client's bucket (r.mu held). When the
+// table is full, buckets that have refilled completely are forgotten
+// (their clients lose nothing); if none has, the client is refused: a
+// table full of busy buckets is itself a flood.
+func (r *remote) clientTake(client string, now int64) bool {
+	b := r.clients[client]
+	if b == nil {
+		if len(r.clients) >= clientCap {
+			for k, o := range r.clients {
+				if o.tokens+float64(now-o.refill)*clientRate/float64(time.Second) >= clientBurst {
+					delete(r.clients, k)
+				}
+			}
+			if len(r.clients) >= clientCap {
+				return false
+			}
+		}
+		b = &bucket{tokens: clientBurst, refill: now}
+		r.clients[client] = b
+	}
+	b.tokens = min(clientBurst, b.tokens+float64(now-b.refill)*clientRate/float64(time.Second))
+	b.refill = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // Follow keeps this replica's sessions current with the changes other
@@ -261,7 +303,7 @@ func (s *Sessions) adopt(ctx context.Context, key skey, sess *Session, version u
 // fetch looks a key unknown to memory up in the store, within the bounds
 // described at the top of this file. It runs on the request path, so it
 // has its own short deadline.
-func (s *Sessions) fetch(key skey, at time.Time) *entry {
+func (s *Sessions) fetch(key skey, at time.Time, client string) *entry {
 	r := s.following.Load()
 	if r == nil {
 		return nil
@@ -269,6 +311,10 @@ func (s *Sessions) fetch(key skey, at time.Time) *entry {
 	now := at.UnixNano()
 	r.mu.Lock()
 	if until, ok := r.miss[key]; ok && now < until {
+		r.mu.Unlock()
+		return nil
+	}
+	if client != "" && !r.clientTake(client, now) {
 		r.mu.Unlock()
 		return nil
 	}
@@ -314,7 +360,7 @@ func (s *Sessions) known(key skey) *entry {
 	e := sh.m[key]
 	sh.mu.RUnlock()
 	if e == nil {
-		e = s.fetch(key, s.now())
+		e = s.fetch(key, s.now(), "")
 	}
 	return e
 }

@@ -154,6 +154,7 @@ func TestSessionsFollow(t *testing.T) {
 			t.Run("RotateAndAddProof", func(t *testing.T) { testFollowRotate(t, open) })
 			t.Run("GapRecovers", func(t *testing.T) { testFollowGap(t, open) })
 			t.Run("UnknownCookiesBounded", func(t *testing.T) { testFollowUnknown(t, open) })
+			t.Run("UnknownCookiesPerClient", func(t *testing.T) { testFollowUnknownPerClient(t, open) })
 			t.Run("SignOutEverywhereWaitsForFeed", func(t *testing.T) { testFollowRevokeUserLag(t, open) })
 		})
 	}
@@ -491,4 +492,53 @@ func testFollowRevokeUserLag(t *testing.T, open replicaStores) {
 	if _, err := ka.Get(t.Context(), storeKey(keyOf(s.ID))); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the record is still in the store: %v", err)
 	}
+}
+
+// A flood of random cookies from one address uses up that address's own
+// budget of store reads, not everyone's: meanwhile a person who signed in
+// on replica A a moment ago is still found on B (before B's feed brings the
+// session) when their request comes from another address.
+func testFollowUnknownPerClient(t *testing.T, open replicaStores) {
+	ka, kb := open(t, 0)
+	gb := &getCounter{Backend: kb}
+	a, b := newReplica(t, ka), newReplica(t, gb)
+	gate := &gatedFeed{Feed: kb, gate: make(chan struct{})}
+	follow(t, b, gate) // B's feed is held back: only the store read can find A's session
+
+	randomID := func() string {
+		var x [idBytes]byte
+		_, _ = rand.Read(x[:])
+		return base64.RawURLEncoding.EncodeToString(x[:])
+	}
+	const flooder, person = "203.0.113.66", "198.51.100.7"
+	start := time.Now()
+	for range 5000 {
+		if _, ok := b.LookupAtFrom(randomID(), time.Now(), flooder); ok {
+			t.Fatal("a random cookie was accepted")
+		}
+	}
+	elapsed := time.Since(start)
+	n := gb.gets.Load()
+	limit := int64(clientBurst + clientRate*elapsed.Seconds() + 1)
+	t.Logf("5000 random cookies from one address in %v: %d store reads (bound %d)", elapsed, n, limit)
+	if n > limit {
+		t.Errorf("one address caused %d store reads, bound %d", n, limit)
+	}
+	if n == 0 {
+		t.Error("no store read at all: the fallback is off")
+	}
+	// The flooder stays refused without a store read.
+	before := gb.gets.Load()
+	b.LookupAtFrom(randomID(), time.Now(), flooder)
+	if gb.gets.Load() != before {
+		t.Error("the flooder's budget was not spent")
+	}
+	s, err := a.Create(t.Context(), followUser(), pw(), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := b.LookupAtFrom(s.ID, time.Now(), person); !ok {
+		t.Fatal("a fresh session from A was refused on B while another address flooded")
+	}
+	close(gate.gate)
 }

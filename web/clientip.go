@@ -147,3 +147,27 @@ func hostOnly(h string) string {
 	}
 	return h
 }
+
+// lookupClient names the client whose budget an unseen session cookie is
+// read from the store within (authn.Sessions.LookupAtFrom): the peer, or,
+// behind a trusted proxy, the address that proxy appended last to
+// X-Forwarded-For (the one it saw; earlier entries are the client's to
+// write). It only slices strings: it runs on the path of every cookie.
+func (s *Server) lookupClient(r *http.Request) string {
+	peer, peerStr := peerOf(r)
+	if len(s.trusted) == 0 || !peer.IsValid() || !s.trusted.contains(peer) {
+		return peerStr
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	if len(xff) == 0 {
+		return peerStr
+	}
+	last := xff[len(xff)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	if last = strings.TrimSpace(last); last != "" {
+		return last
+	}
+	return peerStr
+}

@@ -225,13 +225,16 @@ func (s *Server) sessionAt(r *http.Request, now time.Time) *authn.Session {
 // sign-in ends them all (signIn revokes every ID sent).
 func (s *Server) liveSession(r *http.Request, now time.Time) (*authn.Session, string) {
 	var found *authn.Session
-	foundID := ""
+	foundID, client := "", ""
 	sc := scanSessionCookies(r)
 	for id, ok := sc.next(); ok; id, ok = sc.next() {
 		if id == "" || id == foundID {
 			continue
 		}
-		sess, live := s.sessions.LookupAt(id, now)
+		if client == "" {
+			client = s.lookupClient(r)
+		}
+		sess, live := s.sessions.LookupAtFrom(id, now, client)
 		switch {
 		case !live:
 		case found == nil:

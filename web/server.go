@@ -43,6 +43,10 @@ type SessionStore interface {
 	Create(ctx context.Context, u authn.User, p policy.Proof, m authn.Meta) (*authn.Session, error)
 	Lookup(id string) (*authn.Session, bool)
 	LookupAt(id string, now time.Time) (*authn.Session, bool)
+	// LookupAtFrom is LookupAt for a request from client: a cookie the
+	// replica has not seen is read from the store within that client's
+	// budget (a flood of random cookies from one address stays its own).
+	LookupAtFrom(id string, now time.Time, client string) (*authn.Session, bool)
 	Revoke(ctx context.Context, id string) error
 	RevokeUser(ctx context.Context, username string) (int, error)
 }
