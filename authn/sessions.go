@@ -61,6 +61,10 @@ type Session struct {
 	// ExpiresAt is the end of the absolute lifetime; no activity and no
 	// privilege change extends it.
 	ExpiresAt time.Time `json:"expires_at"`
+	// AlwaysAsk is the person's "always ask me for a second factor"
+	// (User.AlwaysAsk), copied at sign-in and whenever it changes
+	// (SyncUser), so that the gate applies it without reading the user.
+	AlwaysAsk bool `json:"always_ask,omitempty"`
 }
 
 // SessionOptions configure Sessions. Zero values take the defaults.
@@ -202,6 +206,7 @@ type sessionRecord struct {
 	CreatedAt   time.Time     `json:"created_at"`
 	LastSeen    time.Time     `json:"last_seen"`
 	ExpiresAt   time.Time     `json:"expires_at"`
+	AlwaysAsk   bool          `json:"always_ask,omitempty"`
 }
 
 type proofRecord struct {
@@ -312,6 +317,7 @@ func (s *Sessions) Create(ctx context.Context, u User, p policy.Proof, m Meta) (
 		CreatedAt:   now,
 		LastSeen:    now,
 		ExpiresAt:   now.Add(s.lifetime),
+		AlwaysAsk:   u.AlwaysAsk,
 	}
 	ver, err := s.kv.CompareAndSet(ctx, storeKey(key), encodeSession(sess), 0, store.WriteOptions{TTL: s.lifetime, Durable: true})
 	if err != nil {
@@ -594,7 +600,7 @@ func (s *Sessions) revokeWhere(ctx context.Context, username string, match func(
 	return n, nil
 }
 
-// SyncUser copies u's email, display name and groups into u's live
+// SyncUser copies u's email, display name, groups and "always ask" into u's live
 // sessions, so that an admin's change (a group removed, say) reaches the
 // identity headers at once instead of at the next sign-in; a disabled u has
 // its sessions revoked. It returns how many sessions it updated or ended.
@@ -625,6 +631,7 @@ func (s *Sessions) SyncUser(ctx context.Context, u User) (int, error) {
 		seen := e.lastSeen.Load()
 		ns := *e.sess.Load()
 		ns.Email, ns.DisplayName, ns.Groups = u.Email, u.DisplayName, append([]string{}, u.Groups...)
+		ns.AlwaysAsk = u.AlwaysAsk
 		ns.LastSeen = time.Unix(0, seen).UTC()
 		ver, err := s.kv.CompareAndSet(ctx, storeKey(e.key), encodeSession(&ns), e.version.Load(), store.WriteOptions{TTL: ttl, Durable: true})
 		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
@@ -976,7 +983,7 @@ func encodeSession(s *Session) []byte {
 	r := sessionRecord{
 		V: sessionV, Username: s.Username, Email: s.Email, DisplayName: s.DisplayName,
 		Groups: s.Groups, Proofs: make([]proofRecord, len(s.Proofs)), IP: s.IP, UserAgent: s.UserAgent,
-		CreatedAt: s.CreatedAt, LastSeen: s.LastSeen, ExpiresAt: s.ExpiresAt,
+		CreatedAt: s.CreatedAt, LastSeen: s.LastSeen, ExpiresAt: s.ExpiresAt, AlwaysAsk: s.AlwaysAsk,
 	}
 	for i, p := range s.Proofs {
 		r.Proofs[i] = proofRecord{Kind: p.Kind, At: p.At, Ref: p.Ref, AAGUID: p.AAGUID, Attested: p.Attested,
@@ -1001,7 +1008,7 @@ func decodeSession(b []byte) (*Session, error) {
 	s := &Session{
 		Username: r.Username, Email: r.Email, DisplayName: r.DisplayName, Groups: append([]string{}, r.Groups...),
 		Proofs: make([]policy.Proof, len(r.Proofs)), IP: r.IP, UserAgent: r.UserAgent,
-		CreatedAt: r.CreatedAt, LastSeen: r.LastSeen, ExpiresAt: r.ExpiresAt,
+		CreatedAt: r.CreatedAt, LastSeen: r.LastSeen, ExpiresAt: r.ExpiresAt, AlwaysAsk: r.AlwaysAsk,
 	}
 	for i, p := range r.Proofs {
 		s.Proofs[i] = policy.Proof{Kind: p.Kind, At: p.At, Ref: p.Ref, AAGUID: p.AAGUID, Attested: p.Attested,

@@ -36,6 +36,10 @@ type User struct {
 	// both remembered at sign-in ("" = not known: English, UTC).
 	Lang     string `json:"lang,omitempty"`
 	TimeZone string `json:"time_zone,omitempty"`
+	// AlwaysAsk: the person asked for a second factor even where a rule
+	// is content with the password (always_ask.go). Sessions carry a copy,
+	// so that the gate reads it from memory.
+	AlwaysAsk bool `json:"always_ask,omitempty"`
 }
 
 // NewUser is what Users.Add needs to create a user.
@@ -64,6 +68,7 @@ type userRecord struct {
 	UpdatedAt     time.Time `json:"updated_at"`
 	Lang          string    `json:"lang,omitempty"`
 	TimeZone      string    `json:"time_zone,omitempty"`
+	AlwaysAsk     bool      `json:"always_ask,omitempty"`
 }
 
 const userRecordVersion = 1
@@ -609,7 +614,7 @@ func encodeUser(u User) []byte {
 		V: userRecordVersion, Username: u.Username, Email: u.Email, DisplayName: u.DisplayName,
 		Groups: u.Groups, Disabled: u.Disabled, EmailVerified: u.EmailVerified,
 		PasswordHash: u.PasswordHash, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
-		Lang: u.Lang, TimeZone: u.TimeZone,
+		Lang: u.Lang, TimeZone: u.TimeZone, AlwaysAsk: u.AlwaysAsk,
 	})
 	if err != nil {
 		// Only strings, bools and times: marshalling cannot fail.
@@ -630,6 +635,7 @@ func decodeUser(b []byte) (User, error) {
 		Username: r.Username, Email: r.Email, DisplayName: r.DisplayName, Groups: append([]string{}, r.Groups...),
 		Disabled: r.Disabled, EmailVerified: r.EmailVerified, PasswordHash: r.PasswordHash,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Lang: r.Lang, TimeZone: r.TimeZone,
+		AlwaysAsk: r.AlwaysAsk,
 	}, nil
 }
 

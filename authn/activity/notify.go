@@ -154,6 +154,9 @@ var changeText = map[string]map[string][2]string{
 	EventRecoveryCancelled: {"en": {"the account recovery was cancelled", "the account recovery was cancelled"}, "ru": {"восстановление учётной записи отменено", "восстановление учётной записи отменено"}},
 	EventRecoveryApproved:  {"en": {"an administrator approved the account recovery: it can be completed now", "an administrator approved the account recovery: it can be completed now"}, "ru": {"администратор одобрил восстановление учётной записи: его можно завершить сейчас", "администратор одобрил восстановление учётной записи: его можно завершить сейчас"}},
 	EventRecoveryCompleted: {"en": {"the account was recovered: every earlier second factor was removed and a new one added", "the account was recovered: every earlier second factor was removed and a new one added (%s)"}, "ru": {"учётная запись восстановлена: все прежние вторые факторы удалены, добавлен новый", "учётная запись восстановлена: все прежние вторые факторы удалены, добавлен новый (%s)"}},
+	// "Always ask me for a second factor" turned off (authn/always_ask.go):
+	// the account is weaker, so the person hears of it.
+	"always_ask_off": {"en": {"“Always ask me for a second factor” was turned off: where a password is enough, no second factor is asked for any more", "“Always ask me for a second factor” was turned off: where a password is enough, no second factor is asked for any more"}, "ru": {"отключено «Всегда запрашивать второй фактор»: там, где достаточно пароля, второй фактор больше не запрашивается", "отключено «Всегда запрашивать второй фактор»: там, где достаточно пароля, второй фактор больше не запрашивается"}},
 }
 
 // factorName names a factor or sign-in method in a notice.
