@@ -41,7 +41,7 @@ func (a *app) serveBackup(w http.ResponseWriter, r *http.Request) {
 	}
 	b, ok := a.kv.(store.Backuper)
 	if !ok {
-		fail(http.StatusNotImplemented, "not_supported", fmt.Errorf("keygate backup is for the badger backend; back up a %s store with its own tools (pg_dump; values stay sealed with the storage key)", backendName(a.cfg)))
+		fail(http.StatusNotImplemented, "not_supported", fmt.Errorf("a %s store is not backed up through a replica's socket: `keygate backup` reads the database itself (or use pg_dump for a point-in-time copy; values stay sealed with the storage key)", backendName(a.cfg)))
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
