@@ -154,6 +154,12 @@ type Postgres struct {
 	DSN Secret `yaml:"dsn" keygate:"env-only"`
 	// MaxConns caps each replica's pool (0: max(4, CPUs)).
 	MaxConns int `yaml:"max_conns"`
+	// AllowUnverifiedTLS accepts a database on another machine reached
+	// without TLS or without checking its certificate (sslmode below
+	// verify-ca): sealed values are safe either way, but whoever sits on
+	// the path sees which sessions exist and could feed a replica
+	// revocations, so it takes saying so.
+	AllowUnverifiedTLS bool `yaml:"allow_unverified_tls"`
 }
 
 // Upstream maps one protected host to the app behind it.

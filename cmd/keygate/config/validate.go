@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/keygate/keygate/policy"
 )
 
@@ -174,6 +175,9 @@ func (c *Config) validateStorage(ps *Problems) {
 		checkSecret(ps, pg.DSN, "storage.postgres.dsn", pg.DSNFile)
 		if pg.DSN == "" && pg.DSNFile == "" {
 			ps.add("storage.postgres.dsn_file", "required with storage.backend: postgres (or %s)", envName("storage.postgres.dsn"))
+		}
+		if src, dsn, err := c.PostgresDSN(); err == nil && dsn != "" {
+			checkPostgresDSN(ps, src, dsn, pg.AllowUnverifiedTLS)
 		}
 		if c.Storage.EncryptionKey == "" && c.Storage.EncryptionKeyFile == "" {
 			ps.add("storage.encryption_key_file", "required with storage.backend: postgres: every value is sealed with it, so a database dump reveals no secret (every replica needs the same key)")
@@ -586,4 +590,52 @@ func checkHostPattern(h string) string {
 		}
 	}
 	return ""
+}
+
+// checkPostgresDSN parses the connection string as pgx will and refuses a
+// database on another machine reached without verified TLS (sslmode
+// verify-ca or verify-full), unless allowed. Messages name where the string
+// came from, never the string (it may hold a password).
+func checkPostgresDSN(ps *Problems, source, dsn string, allowUnverified bool) {
+	at := "storage.postgres.dsn_file"
+	if strings.HasPrefix(source, SourceEnv) {
+		at = "storage.postgres.dsn"
+	}
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		why := err
+		if inner := errors.Unwrap(err); inner != nil {
+			why = inner
+		}
+		ps.add(at, "the connection string from %s is not valid: %v", source, why)
+		return
+	}
+	if allowUnverified {
+		return
+	}
+	hosts := []*pgconn.FallbackConfig{{Host: cfg.Host, Port: cfg.Port, TLSConfig: cfg.TLSConfig}}
+	hosts = append(hosts, cfg.Fallbacks...)
+	for _, h := range hosts {
+		if local(h.Host) {
+			continue
+		}
+		switch {
+		case h.TLSConfig == nil:
+			ps.add(at, "connects to %s without TLS (sslmode disable, allow or prefer): use sslmode=verify-full with sslrootcert, or set storage.postgres.allow_unverified_tls", h.Host)
+			return
+		case h.TLSConfig.InsecureSkipVerify && h.TLSConfig.VerifyPeerCertificate == nil:
+			ps.add(at, "connects to %s with TLS but without checking its certificate (sslmode=require): use sslmode=verify-full with sslrootcert, or set storage.postgres.allow_unverified_tls", h.Host)
+			return
+		}
+	}
+}
+
+// local says whether host is this machine: a unix socket directory or a
+// loopback name or address.
+func local(host string) bool {
+	if strings.HasPrefix(host, "/") || host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }

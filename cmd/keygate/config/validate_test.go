@@ -97,6 +97,22 @@ func TestValidateChecks(t *testing.T) {
 			c.Storage.Backend, c.Storage.EncryptionKeyFile = BackendPostgres, keyFile
 			c.Storage.Postgres.DSNFile, c.Storage.Postgres.MaxConns = missing, -1
 		}, []string{"storage.postgres.dsn_file", "storage.postgres.max_conns"}},
+		{"postgres DSN unparsable", func(c *Config) {
+			c.Storage.Backend, c.Storage.EncryptionKeyFile = BackendPostgres, keyFile
+			c.Storage.Postgres.DSN = "host=db.example.com port=notaport password=hunter2"
+		}, []string{"storage.postgres.dsn"}},
+		{"postgres remote without TLS", func(c *Config) {
+			c.Storage.Backend, c.Storage.EncryptionKeyFile = BackendPostgres, keyFile
+			c.Storage.Postgres.DSN = "host=db.example.com sslmode=disable"
+		}, []string{"storage.postgres.dsn"}},
+		{"postgres remote, TLS maybe (the default prefer)", func(c *Config) {
+			c.Storage.Backend, c.Storage.EncryptionKeyFile = BackendPostgres, keyFile
+			c.Storage.Postgres.DSN = "postgres://keygate@db.example.com/keygate"
+		}, []string{"storage.postgres.dsn"}},
+		{"postgres remote, certificate unchecked", func(c *Config) {
+			c.Storage.Backend, c.Storage.EncryptionKeyFile = BackendPostgres, keyFile
+			c.Storage.Postgres.DSN = "host=/run/postgresql,db.example.com sslmode=require"
+		}, []string{"storage.postgres.dsn"}},
 		// upstreams
 		{"upstream host empty", func(c *Config) { c.Upstreams[1].Host = "" }, []string{"upstreams[1].host"}},
 		{"upstream host scheme", func(c *Config) { c.Upstreams[1].Host = "https://wiki.example.com" }, []string{"upstreams[1].host"}},
@@ -232,5 +248,42 @@ func TestOriginsOnLocalhostMayUseHTTP(t *testing.T) {
 	c.WebAuthn = WebAuthn{RPID: "localhost", RPName: "Demo", Origins: []string{"http://localhost:9091", "http://app.localhost:9091"}}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A database on this machine needs no TLS; one elsewhere needs verified
+// TLS or the operator's explicit allow_unverified_tls; the password in a
+// connection string never appears in a message.
+func TestPostgresTransport(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte("k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dsn   string
+		allow bool
+		ok    bool
+	}{
+		{"host=/run/postgresql dbname=keygate", false, true},
+		{"host=localhost sslmode=disable", false, true},
+		{"postgres://keygate:pw@127.0.0.1:5432/keygate?sslmode=disable", false, true},
+		{"host=::1 sslmode=disable", false, true},
+		{"host=db.example.com sslmode=verify-full", false, true},
+		{"host=db.example.com sslmode=verify-ca", false, true},
+		{"host=db.example.com sslmode=disable", true, true},
+		{"host=db.example.com sslmode=require password=hunter2", false, false},
+		{"host=10.0.0.5 sslmode=prefer password=hunter2", false, false},
+		{"host=db.example.com port=x password=hunter2", true, false},
+	} {
+		c := validBase()
+		c.Storage.Backend, c.Storage.EncryptionKeyFile = BackendPostgres, keyFile
+		c.Storage.Postgres.DSN, c.Storage.Postgres.AllowUnverifiedTLS = Secret(tc.dsn), tc.allow
+		err := c.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("%q (allow %v): %v", tc.dsn, tc.allow, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%q: the message shows the password: %v", tc.dsn, err)
+		}
 	}
 }
