@@ -43,7 +43,7 @@ lint: ## go vet + staticcheck + gofmt
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt wants changes"; exit 1; }
 
-bench: build ## wrk: keygate vs bare proxy, direct, nginx; scale; Go benchmarks (bench/results.md)
+bench: build ## wrk: keygate (Badger and PostgreSQL) vs bare proxy, direct, nginx; sign-ins; scale; Go benchmarks (bench/results.md)
 	GO=$(GO) bench/run.sh
 
 FUZZ_TARGETS := ./policy/:FuzzCompileEvaluate ./policy/:FuzzGlob ./policy/:FuzzReadings ./web/:FuzzSafeRedirect ./web/:FuzzPolicyPath ./web/:FuzzAuthzTarget ./authn/:FuzzParsePHC ./web/:FuzzCookieID \

@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn/store/badgerstore"
+	"github.com/keygate/keygate/authn/store/pgstore/pgtest"
 	"github.com/keygate/keygate/web"
 )
 
@@ -67,6 +68,8 @@ func main() {
 	flag.BoolVar(&o.bareIdentity, "pair-bare-identity", false, "also pair keygate with a bare proxy that sends keygate's identity headers")
 	flag.BoolVar(&o.aa, "pair-aa", false, "also pair two identical bare proxies (the method's own bias and noise)")
 	flag.DurationVar(&o.pairDuration, "pair-duration", 6*time.Second, "wrk duration of a paired round")
+	flag.BoolVar(&o.postgres, "postgres", true, "also load keygate on storage.backend: postgres (a throwaway cluster, fsync on)")
+	flag.IntVar(&o.signIns, "signins", 100, "password sign-ins through the login API on each backend (0: none)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "proxybench:", err)
@@ -85,6 +88,8 @@ type options struct {
 	pairDuration time.Duration
 	bareIdentity bool
 	aa           bool
+	postgres     bool
+	signIns      int
 }
 
 // serveUpstream is the fixed app: 1 KiB of text for every request.
@@ -239,20 +244,26 @@ func waitHTTP(url string, header http.Header, want int, timeout time.Duration) e
 	}
 }
 
-// keygateConfig writes a configuration for one keygate under test.
-func keygateConfig(dir, listen, metrics, upstream string, access bool) (string, error) {
+// keygateConfig writes a configuration for one keygate under test: on
+// Badger in dir, or on PostgreSQL when dsnFile names a file holding the
+// connection string.
+func keygateConfig(dir, listen, metrics, upstream string, access bool, dsnFile string) (string, error) {
 	keyFile := filepath.Join(dir, "storage.key")
 	if _, err := os.Stat(keyFile); errors.Is(err, os.ErrNotExist) {
 		if _, err := badgerstore.GenerateKeyFile(keyFile); err != nil {
 			return "", err
 		}
 	}
+	backend := ""
+	if dsnFile != "" {
+		backend = fmt.Sprintf("  backend: postgres\n  postgres:\n    dsn_file: %q\n", dsnFile)
+	}
 	cfg := fmt.Sprintf(`server:
   listen: %q
 storage:
   path: %q
   encryption_key_file: %q
-session:
+%ssession:
   idle_timeout: 12h
 metrics:
   listen: %q
@@ -268,7 +279,7 @@ policy:
       hosts: [%s]
       paths: ["/static/*"]
       action: bypass
-`, listen, filepath.Join(dir, "data"), keyFile, metrics, access, benchHost, upstream, benchHost)
+`, listen, filepath.Join(dir, "data"), keyFile, backend, metrics, access, benchHost, upstream, benchHost)
 	path := filepath.Join(dir, "keygate.yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }
@@ -276,26 +287,67 @@ policy:
 // startKeygate seeds a store (one user with a two-factor session unless
 // users/sessions say more) and starts keygate serve on it.
 func startKeygate(bin, dir, upstream string, access bool, users, sessions int, env ...string) (*proc, string, time.Duration, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, "", 0, err
-	}
-	listen := freeAddr()
-	cfg, err := keygateConfig(dir, listen, freeAddr(), upstream, access)
+	cfg, listen, cookie, err := seedKeygate(bin, dir, upstream, access, users, sessions)
 	if err != nil {
 		return nil, "", 0, err
+	}
+	p, took, err := launchKeygate(bin, cfg, dir, listen, env...)
+	return p, cookie, took, err
+}
+
+// seedKeygate writes a Badger configuration in dir and seeds its store
+// with keygate dev seed; it returns the configuration, the address to
+// listen on and the two-factor session's cookie.
+func seedKeygate(bin, dir, upstream string, access bool, users, sessions int) (cfg, listen, cookie string, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", "", err
+	}
+	listen = freeAddr()
+	cfg, err = keygateConfig(dir, listen, freeAddr(), upstream, access, "")
+	if err != nil {
+		return "", "", "", err
 	}
 	cookieFile := filepath.Join(dir, "cookie")
 	seed := exec.Command(bin, "dev", "seed", "--config", cfg, "--users", strconv.Itoa(users), "--sessions", strconv.Itoa(sessions), "--session-out", cookieFile)
 	if out, err := seed.CombinedOutput(); err != nil {
-		return nil, "", 0, fmt.Errorf("keygate dev seed: %v\n%s", err, out)
+		return "", "", "", fmt.Errorf("keygate dev seed: %v\n%s", err, out)
 	}
 	raw, err := os.ReadFile(cookieFile)
 	if err != nil {
-		return nil, "", 0, err
+		return "", "", "", err
 	}
-	cookie := strings.TrimSpace(string(raw))
-	p, took, err := launchKeygate(bin, cfg, dir, listen, env...)
-	return p, cookie, took, err
+	return cfg, listen, strings.TrimSpace(string(raw)), nil
+}
+
+// startKeygatePostgres is startKeygate on storage.backend: postgres: dev
+// seed writes Badger only, so the seeded store is moved into a fresh
+// database of the cluster with keygate migrate (sessions keep their
+// cookies), and keygate serve runs on that database.
+func startKeygatePostgres(bin, dir, upstream string, pg *pgtest.Standalone, users, sessions int) (*proc, string, string, error) {
+	cfg, listen, cookie, err := seedKeygate(bin, dir, upstream, true, users, sessions)
+	if err != nil {
+		return nil, "", "", err
+	}
+	dsn, err := pg.NewDatabase()
+	if err != nil {
+		return nil, "", "", err
+	}
+	dsnFile := filepath.Join(dir, "dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
+		return nil, "", "", err
+	}
+	mig := exec.Command(bin, "migrate", "--config", cfg, "--from", "badger:"+filepath.Join(dir, "data"), "--to", "postgres-file:"+dsnFile)
+	if out, err := mig.CombinedOutput(); err != nil {
+		return nil, "", "", fmt.Errorf("keygate migrate to PostgreSQL: %v\n%s", err, out)
+	}
+	if _, err := keygateConfig(dir, listen, freeAddr(), upstream, true, dsnFile); err != nil {
+		return nil, "", "", err
+	}
+	p, _, err := launchKeygate(bin, cfg, dir, listen)
+	if err != nil {
+		return nil, "", "", err
+	}
+	return p, cookie, dsn, nil
 }
 
 // launchKeygate starts keygate serve and returns how long it took to
@@ -569,17 +621,46 @@ func run(o options) error {
 		return err
 	}
 	defer bare.stop()
-	kg, cookie, startup, err := startKeygate(o.keygate, filepath.Join(tmp, "keygate"), upURL, true, 1, 1)
+	// user000000 holds the session; the others are for the sign-in phase.
+	kg, cookie, startup, err := startKeygate(o.keygate, filepath.Join(tmp, "keygate"), upURL, true, 1+o.signIns, 1)
 	if err != nil {
 		return err
 	}
 	defer kg.stop()
 	idleRSS := rssMiB(kg.cmd.Process.Pid)
+	var kgPG *proc
+	var db *dbCounter
+	if o.postgres {
+		pg, err := pgtest.StartStandalone(tmp, true)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "proxybench: the PostgreSQL row left out:", err)
+		} else {
+			defer func() {
+				if err := pg.Close(); err != nil {
+					fmt.Fprintln(os.Stderr, "proxybench: stopping PostgreSQL:", err)
+				}
+			}()
+			p, c, dsn, err := startKeygatePostgres(o.keygate, filepath.Join(tmp, "keygate-pg"), upURL, pg, 1+o.signIns, 1)
+			if err != nil {
+				return err
+			}
+			defer p.stop()
+			if db, err = newDBCounter(pg, dsn); err != nil {
+				return err
+			}
+			defer db.close()
+			p.name = "keygate on PostgreSQL (storage.backend: postgres)"
+			kgPG = withCookie(p, c)
+		}
+	}
 	// The same keygate for a path that is judged in several readings
 	// (upper case, a trailing dot, an encoded slash, a double-encoded
 	// letter: ten readings), the cost of policy.Readings off the hot path.
 	kgReadings := withPath(&proc{name: "keygate, a path with 10 readings (" + readingsPath + ")", addr: kg.addr, pids: kg.pids}, readingsPath)
 	targets := []*proc{up, bare, kg, kgReadings}
+	if kgPG != nil {
+		targets = append(targets, kgPG)
+	}
 	if o.noLog {
 		kn, _, _, err := startKeygate(o.keygate, filepath.Join(tmp, "keygate-nolog"), upURL, false, 1, 1)
 		if err != nil {
@@ -636,6 +717,7 @@ func run(o options) error {
 		}
 	}
 	results := map[*proc][]sample{}
+	var txLoaded, txIdle dbWindow // the database's transactions while kgPG was loaded, and while others were
 	for round := range o.rounds {
 		// Rotate the order each round so that no target always runs
 		// first or last (thermal and neighbour noise drift).
@@ -645,11 +727,21 @@ func run(o options) error {
 		}
 		for _, p := range order {
 			var s sample
+			w := db.begin()
 			if s.c64, err = runWrk(ctx, p, 2, 64, o.duration, headerOf(p)); err != nil {
 				return err
 			}
 			if s.c1, err = runWrk(ctx, p, 1, 1, o.c1, headerOf(p)); err != nil {
 				return err
+			}
+			if db != nil {
+				w = db.end(w, s.c64.requests+s.c1.requests)
+				if p == kgPG {
+					txLoaded.add(w)
+					fmt.Printf("round %d database: %d transactions in %.1f s while keygate on PostgreSQL served %.0f requests\n", round+1, w.tx, w.seconds, w.requests)
+				} else {
+					txIdle.add(w)
+				}
 			}
 			results[p] = append(results[p], s)
 			fmt.Printf("round %d %-28s %8.0f req/s  p50 %-8s p99 %-8s c1 p50 %-8s CPU %5.1f µs/req  errors %d\n", round+1, p.name,
@@ -658,6 +750,9 @@ func run(o options) error {
 	}
 	loadRSS := rssMiB(kg.cmd.Process.Pid)
 	report(targets, results, up, bare, kg, ng, o)
+	if db != nil {
+		reportDB(txLoaded, txIdle)
+	}
 	if o.pairs > 0 {
 		if err := paired(ctx, kg, bare, header, header, o); err != nil {
 			return err
@@ -688,6 +783,11 @@ func run(o options) error {
 					return err
 				}
 			}
+		}
+	}
+	if o.signIns > 0 {
+		if err := signIns(o.signIns, kg, kgPG); err != nil {
+			fmt.Fprintln(os.Stderr, "proxybench: sign-in phase:", err)
 		}
 	}
 	fmt.Printf("\nkeygate memory: %.1f MiB RSS idle after start, %.1f MiB after the load; start-up (exec to healthz) %s\n",
