@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/web/nginxtest"
 )
 
 // A real nginx (Debian's) runs the shipped examples/nginx/keygate.conf in
@@ -26,23 +27,6 @@ import (
 // and the two upstream addresses of the snippet are replaced.
 
 const nginxSnippet = "../examples/nginx/keygate.conf"
-
-// nginxBinary finds nginx, or fails in CI (which installs it) and skips
-// loudly elsewhere.
-func nginxBinary(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("nginx"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
-		return "/usr/sbin/nginx" // not on a non-root user's PATH
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("nginx missing: .ci/run installs it")
-	}
-	t.Skip("SKIPPED: nginx is not installed (apt-get install nginx); the nginx integration test did not run")
-	return ""
-}
 
 // renderNginxConf puts the shipped snippet into a complete nginx.conf whose
 // every path is under dir.
@@ -99,7 +83,7 @@ http {
 // its port.
 func startNginx(t *testing.T, keygateAddr, appAddr string, serverNames ...string) int {
 	t.Helper()
-	bin := nginxBinary(t)
+	bin := nginxtest.Binary(t, "the nginx integration test")
 	dir := t.TempDir()
 	port := freePort(t)
 	conf := renderNginxConf(t, dir, port, keygateAddr, appAddr, serverNames...)
@@ -141,7 +125,7 @@ func runServer(t *testing.T, cmd *exec.Cmd, name, addr string, moreLog func() st
 			t.Logf("%s output:\n%s\n%s", name, out.String(), more)
 		}
 	})
-	if err := waitAccept(addr, done, 15*time.Second); err != nil {
+	if err := nginxtest.WaitAccept(addr, done, 15*time.Second); err != nil {
 		t.Fatalf("%s: %v\n%s", name, err, out.String())
 	}
 }
@@ -166,27 +150,6 @@ func startUntilCleanup(t *testing.T, cmd *exec.Cmd) (<-chan struct{}, error) {
 		}
 	})
 	return done, nil
-}
-
-// waitAccept waits until addr accepts a connection, the process behind it
-// exits (done closes), or timeout passes.
-func waitAccept(addr string, done <-chan struct{}, timeout time.Duration) error {
-	for deadline := time.Now().Add(timeout); ; {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-done:
-			return errors.New("exited before accepting on " + addr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("does not accept on %s", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // freePort is a loopback port nobody listens on right now, for a server

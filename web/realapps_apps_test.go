@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/web/nginxtest"
 )
 
 // The real apps of the path battery (realapps_test.go). Each routes on
@@ -287,7 +289,7 @@ func startStaticNginxApp(t *testing.T) *realApp {
 		return a
 	}
 	a.addr = fmt.Sprintf("127.0.0.1:%d", port)
-	if err := waitAccept(a.addr, done, 10*time.Second); err != nil {
+	if err := nginxtest.WaitAccept(a.addr, done, 10*time.Second); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
 		a.err = fmt.Errorf("nginx %v: %s\n%s", err, stderr.String(), log)
 	}

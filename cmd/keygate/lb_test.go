@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/web/nginxtest"
 )
 
 // A real nginx runs the round-robin snippet of docs/high-availability.md in
@@ -61,24 +62,6 @@ type lbHit struct {
 	Tried    []string
 }
 
-// nginxBin finds nginx, or fails under CI=true (CI installs it) and skips
-// loudly elsewhere. (web/nginx_test.go has its twin: test code cannot be
-// shared across packages.)
-func nginxBin(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("nginx"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
-		return "/usr/sbin/nginx" // not on a non-root user's PATH
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("nginx missing: .ci/run installs it")
-	}
-	t.Skip("SKIPPED: nginx is not installed (apt-get install nginx); the load-balancer test did not run")
-	return ""
-}
-
 // startNginxLB runs nginx as a round-robin load balancer over backends
 // (host:port each) until the test ends and returns its base URL
 // (http://localhost:PORT).
@@ -90,7 +73,7 @@ func startNginxLB(t *testing.T, backends []string, opts lbOptions) string {
 // runNginxLB is startNginxLB for tests that also read the access log.
 func runNginxLB(t *testing.T, backends []string, opts lbOptions) *nginxLB {
 	t.Helper()
-	bin := nginxBin(t)
+	bin := nginxtest.Binary(t, "the load-balancer test")
 	if len(backends) == 0 {
 		t.Fatal("startNginxLB: no backends")
 	}
@@ -156,7 +139,7 @@ http {
 			<-done
 		}
 	})
-	if err := waitListening(addr, done, 15*time.Second); err != nil {
+	if err := nginxtest.WaitAccept(addr, done, 15*time.Second); err != nil {
 		t.Fatalf("nginx: %v\n%s", err, out.String())
 	}
 	return &nginxLB{Base: "http://localhost:" + port, Addr: addr, dir: dir}
@@ -283,27 +266,6 @@ func renderLBSnippet(snippet, listen string, backends []string, pins []lbPin) (s
 	}
 	snippet = strings.Replace(snippet, haRootLocation, locations.String()+haRootLocation, 1)
 	return upstreams.String() + snippet, nil
-}
-
-// waitListening waits until addr accepts a connection, the process behind
-// it exits (done closes), or timeout passes.
-func waitListening(addr string, done <-chan struct{}, timeout time.Duration) error {
-	for deadline := time.Now().Add(timeout); ; {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-done:
-			return errors.New("exited before accepting on " + addr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("does not accept on %s", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // tail is the last n lines of s.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn/store/pgstore/pgtest"
+	"github.com/keygate/keygate/web/nginxtest"
 )
 
 // replica is one `keygate serve` of several on one database.
@@ -118,7 +119,7 @@ type lbReplicas struct {
 // origin. The first load balancer has the pins, the extra ones none.
 func startReplicasBehindLB(t *testing.T, n int, upstream string, o lbReplicas) ([]replica, []*nginxLB) {
 	t.Helper()
-	nginxBin(t) // before the database and the replicas: skip (or fail) early
+	nginxtest.Binary(t, "the load-balancer test") // before the database and the replicas: skip (or fail) early
 	cluster := pgtest.Start(t)
 	dsn := cluster.NewDatabase(t)
 	dir := t.TempDir()
