@@ -21,6 +21,11 @@ var Problems = problem.Table{
 	{Err: ErrResetCodeFirst, Class: problem.Forbidden, Code: "reset_code_required", Key: "err.reset_code_first"},
 	{Err: ErrResetFactorFirst, Class: problem.Forbidden, Code: "reset_factor_required", Key: "err.reset_factor_first"},
 	{Err: ErrResetNoFactor, Class: problem.Conflict, Code: "reset_no_factor", Key: "err.reset_no_factor"},
+	// The address change (email_change.go); a malformed address is
+	// factors.ErrBadAddress's row.
+	{Err: ErrSameAddress, Class: problem.Invalid, Code: "same_address", Key: "err.same_address"},
+	{Err: ErrNoEmailChange, Class: problem.Invalid, Code: "no_email_change", Key: "err.no_email_change"},
+	{Err: ErrEmailTaken, Class: problem.Conflict, Code: "email_taken", Key: "err.email_taken"},
 	{Err: ErrEnrollCodeClosed, Class: problem.Forbidden, Code: "enroll_code_closed", Key: "err.enroll_code_closed"},
 	{Err: ErrTicketInvalid, Class: problem.Invalid, Code: "unlock_expired", Key: "err.unlock_expired"},
 	{Err: ErrWrongCode, Class: problem.Unauthenticated, Code: "wrong_code", Key: "err.wrong_code"},
@@ -43,6 +48,8 @@ var Problems = problem.Table{
 	{Err: ErrNoRecovery, Class: problem.NotFound, Code: "no_recovery", Key: "err.no_recovery"},
 	{Err: ErrRecoveryLinkInvalid, Class: problem.Invalid, Code: "recovery_link_invalid", Key: "err.recovery_link_invalid"},
 	{Err: ErrRecoveryNotNeeded, Class: problem.Conflict, Code: "recovery_not_needed", Key: "err.recovery_not_needed"},
+	// "Always ask me for a second factor" (always_ask.go).
+	{Err: ErrAlwaysAskNoFactor, Class: problem.Conflict, Code: "always_ask_no_factor", Key: "err.always_ask_no_factor"},
 }
 
 // Problem answers right credentials for a locked account or from a locked

@@ -176,7 +176,20 @@ const (
 	// proves the mailbox to start (or, after the waiting period, finish)
 	// an account recovery (authn/recovery.go).
 	PurposeAccountRecovery Purpose = "account_recovery"
+	// PurposeChangeAddress: the code goes to the NEW address a signed-in
+	// person asked to move the account to (authn/email_change.go); it
+	// proves that mailbox and nothing else (never the account's current
+	// address, never a sign-in).
+	PurposeChangeAddress Purpose = "change_address"
 )
+
+// CodeCanceller is an optional capability of a factor that sends codes
+// to the person's address: it kills every code pending for them, of every
+// purpose. When the address changes, a code already sent to the old one
+// must not finish anything.
+type CodeCanceller interface {
+	CancelCodes(ctx context.Context, s Subject) error
+}
 
 // EnrollRequest is what the person chose when starting an enrolment.
 type EnrollRequest struct {

@@ -51,6 +51,11 @@ const (
 	// for (authn/recovery.go); {ready} is when it can be completed, and
 	// Notice.Link cancels it.
 	NoticeRecoveryRequested = "recovery_requested"
+	// NoticeEmailChanged: sent to the NEW address once it replaced the
+	// old one (authn/email_change.go); {address} is the new address. The
+	// old address hears of the change through changeText's
+	// "email_changed" row.
+	NoticeEmailChanged = "email_changed"
 )
 
 // noticeWords are one kind's words in one language. Placeholders in
@@ -133,6 +138,22 @@ var noticeTable = map[string]map[string]noticeWords{
 			Link:    "Отменить восстановление учётной записи",
 		},
 	},
+	NoticeEmailChanged: {
+		"en": {
+			Subject: "{address} is now the email address of your {product} account",
+			Intro:   "{address} is now the email address of your account {user}: codes by email and notices about the account will come here, no longer to the old address.",
+			IfYou:   "If this was you, there is nothing to do.",
+			IfNot:   "If you did not ask for this, open the link below: it signs the account out everywhere, forgets its remembered devices and locks it; then tell your administrator.",
+			Link:    "This wasn't me — secure my account",
+		},
+		"ru": {
+			Subject: "{address} — теперь адрес электронной почты вашей учётной записи {product}",
+			Intro:   "{address} — теперь адрес электронной почты вашей учётной записи {user}: коды по почте и уведомления об учётной записи будут приходить сюда, а не на прежний адрес.",
+			IfYou:   "Если это были вы, ничего делать не нужно.",
+			IfNot:   "Если вы этого не запрашивали, откройте ссылку ниже: она завершит все сеансы учётной записи, забудет запомненные устройства и заблокирует её; затем сообщите администратору.",
+			Link:    "Это был не я — защитить учётную запись",
+		},
+	},
 }
 
 // changeText says in words what changed, per event kind; %s is the
@@ -144,6 +165,7 @@ var changeText = map[string]map[string][2]string{
 	EventRecoveryCreated: {"en": {"new recovery codes were created", "new recovery codes were created"}, "ru": {"созданы новые коды восстановления", "созданы новые коды восстановления"}},
 	EventPasswordChanged: {"en": {"the password was changed", "the password was changed"}, "ru": {"изменён пароль", "изменён пароль"}},
 	"password_reset":     {"en": {"the password was reset with a code sent to this address", "the password was reset with a code sent to this address"}, "ru": {"пароль сброшен с помощью кода, отправленного на этот адрес", "пароль сброшен с помощью кода, отправленного на этот адрес"}},
+	"email_changed":      {"en": {"the email address was changed", "the email address was changed to %s; codes and notices no longer come to this address"}, "ru": {"изменён адрес электронной почты", "адрес электронной почты изменён на %s; коды и уведомления больше не будут приходить на этот адрес"}},
 	EventDeviceTrusted:   {"en": {"a device is now remembered", "a device is now remembered (%s)"}, "ru": {"запомнено устройство", "запомнено устройство (%s)"}},
 	EventEmailVerified:   {"en": {"the email address was confirmed", "the email address was confirmed"}, "ru": {"подтверждён адрес электронной почты", "подтверждён адрес электронной почты"}},
 	EventUnlocked:        {"en": {"the account was unlocked", "the account was unlocked"}, "ru": {"учётная запись разблокирована", "учётная запись разблокирована"}},

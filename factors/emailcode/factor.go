@@ -91,6 +91,19 @@ func (f *Factor) PendingFor(ctx context.Context, s factors.Subject, p factors.Pu
 	return f.eng.Pending(ctx, s.Username, p)
 }
 
+// CancelCodes kills the codes pending for s of every purpose
+// (factors.CodeCanceller): the address changed, and a code mailed to the
+// old one must not sign in, unlock or reset anything.
+func (f *Factor) CancelCodes(ctx context.Context, s factors.Subject) error {
+	for _, p := range []factors.Purpose{PurposeSignIn, PurposeVerifyAddress, PurposeEnroll, PurposeUnlock,
+		factors.PurposeAccountRecovery, factors.PurposeResetPassword, factors.PurposeChangeAddress} {
+		if err := f.eng.Cancel(ctx, s.Username, p); err != nil {
+			return fmt.Errorf("emailcode: cancel %s codes: %w", p, err)
+		}
+	}
+	return nil
+}
+
 // CodeTTL is how long a code works (factors.CodeLifetime).
 func (f *Factor) CodeTTL() time.Duration { return f.eng.Options().TTL }
 
@@ -105,8 +118,9 @@ func notSignIn(p factors.Purpose) error {
 
 // Interface guards.
 var (
-	_ factors.Factor       = (*Factor)(nil)
-	_ factors.Resender     = (*Factor)(nil)
-	_ factors.AddressCodes = (*Factor)(nil)
-	_ factors.CodeLifetime = (*Factor)(nil)
+	_ factors.Factor        = (*Factor)(nil)
+	_ factors.Resender      = (*Factor)(nil)
+	_ factors.AddressCodes  = (*Factor)(nil)
+	_ factors.CodeLifetime  = (*Factor)(nil)
+	_ factors.CodeCanceller = (*Factor)(nil)
 )

@@ -626,7 +626,7 @@ func (e *Engine) checkUserPurpose(user string, p factors.Purpose) error {
 func ValidPurpose(p factors.Purpose) bool {
 	switch p {
 	case factors.PurposeSignIn, factors.PurposeVerifyAddress, factors.PurposeEnroll, factors.PurposeUnlock, factors.PurposeAccountRecovery,
-		factors.PurposeResetPassword:
+		factors.PurposeResetPassword, factors.PurposeChangeAddress:
 		return true
 	}
 	return false
