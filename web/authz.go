@@ -123,7 +123,7 @@ func (s *Server) authz(c *gin.Context) error {
 	// client sends are 400.
 	sess := s.session(r)
 	q := question{pol: s.policy.Load(), up: s.upstream(t.name), host: t.name, path: rawPathOf(t.uri), method: t.method,
-		ip: clientAddr(c), subject: subjectOf(sess), now: s.now()}
+		ip: clientAddr(c), subject: subjectOf(sess), now: s.now(), ask: s.askOf(sess)}
 	d, err := decide(&q, nil)
 	if err != nil {
 		s.authzFail(c, &t, err)

@@ -80,6 +80,9 @@ var crossOriginTable = []string{
 	"PUT /.keygate/api/admin/*rest",
 	"PATCH /.keygate/api/admin/*rest",
 	"DELETE /.keygate/api/admin/*rest",
+	// "Always ask me for a second factor" (security_page.go).
+	"POST /.keygate/security/always-ask",
+	"POST /.keygate/api/security/always-ask",
 	"CONNECT /.keygate/api/admin/*rest",
 	"TRACE /.keygate/api/admin/*rest",
 }

@@ -93,7 +93,7 @@ func (s *Server) pass(c *gin.Context, up *upstream, host string, cl clientInfo, 
 	}
 	sess := s.sessionAt(r, now)
 	q := question{pol: s.policy.Load(), up: up, host: host, path: raw, method: r.Method, ip: cl.ip,
-		subject: subjectOf(sess), now: now}
+		subject: subjectOf(sess), now: now, ask: s.askOf(sess)}
 	d, err := decide(&q, rs)
 	if err != nil {
 		return sess, decRefused, err

@@ -38,6 +38,10 @@ type question struct {
 	// prefix), read like any other path but not refused for being
 	// keygate's: there it is the point, not a way around the gate.
 	own bool
+	// ask: the person asked to be always asked for a second factor
+	// (authn.Session.AlwaysAsk): the factors to offer where a one_factor
+	// rule would let the password alone pass; nil = not asked (askOf).
+	ask []string
 }
 
 // request is the one constructor of a policy.Request. A POST is judged as
@@ -79,7 +83,13 @@ func decide(q *question, rs []policy.Reading) (policy.Decision, error) {
 	if q.up != nil {
 		h = q.up.policyHost(q.pol)
 	}
-	return q.pol.EvaluateReadingsAt(h, q.request(), rs, q.subject, q.now), nil
+	d := q.pol.EvaluateReadingsAt(h, q.request(), rs, q.subject, q.now)
+	if q.ask != nil && d.Outcome == policy.Allow && d.Action == policy.ActionOneFactor && !hasSecondFactor(&q.subject) {
+		// Only a one_factor allow tightens: bypass stays open (there is
+		// nobody to ask), deny stays deny, two_factor rules ask already.
+		d.Outcome, d.Reason, d.Acceptable = policy.Challenge, policy.ReasonSecondFactor, q.ask
+	}
+	return d, nil
 }
 
 // policyHost is u's host resolved against pol (policy.Host), so that the

@@ -140,7 +140,7 @@ func (s *Server) decisionFor(c *gin.Context, sess *authn.Session, target string)
 	// every reading: a looser answer here than there would send a person
 	// round between the portal and the gate.
 	q := question{pol: s.policy.Load(), up: s.upstream(host), host: host, path: p, method: http.MethodGet,
-		ip: clientAddr(c), subject: subjectOf(sess), now: s.now()}
+		ip: clientAddr(c), subject: subjectOf(sess), now: s.now(), ask: s.askOf(sess)}
 	d, err := decide(&q, nil)
 	if err != nil {
 		return policy.Decision{}, false

@@ -33,7 +33,7 @@ func loadPages() (pages, error) {
 		return nil, fmt.Errorf("parse layout: %w", err)
 	}
 	p := pages{}
-	for _, name := range []string{"login", "home", "logout", "message", "chooser", "code", "webauthn", "settings", "totp_enroll", "enroll_code", "recovery_codes", "enroll", "resume", "admin", "admin_user", "activity", "sessions", "locked", "notme", "recover", "password", "password_reset"} {
+	for _, name := range []string{"login", "home", "logout", "message", "chooser", "code", "webauthn", "settings", "totp_enroll", "enroll_code", "recovery_codes", "enroll", "resume", "admin", "admin_user", "activity", "sessions", "locked", "notme", "recover", "password", "password_reset", "security"} {
 		set, err := base.Clone()
 		if err != nil {
 			return nil, fmt.Errorf("clone layout: %w", err)
@@ -109,6 +109,9 @@ type pageData struct {
 	// sign-in page and the chooser link to them.
 	Recovery        *recoveryView
 	RecoveryOffered bool
+
+	// The security check-up (security_page.go).
+	Security *securityView
 }
 
 // wantsJSON decides between a JSON answer and an HTML page: the API prefix,

@@ -144,6 +144,7 @@ type Server struct {
 	cop             *http.CrossOriginProtection
 	buffers         *bufferPool
 	mfa             *authn.MFA
+	askKinds        []string // what "always ask" offers (security_page.go)
 	rememberDevice  time.Duration
 	emailEnrollment bool
 	parked          *authn.ParkedRequests
@@ -191,6 +192,9 @@ func New(o Options) (*Server, error) {
 		bodyDefault:     o.Body.or(BodyLimits{Timeout: DefaultBodyTimeout, Buffer: DefaultBodyBuffer}),
 		hsts:            hstsValue(o.HSTSIncludeSubdomains),
 		tables:          problemTables(o.Problems...),
+	}
+	if s.mfa != nil {
+		s.askKinds = s.mfa.Factors().Kinds()
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -306,6 +310,7 @@ func (s *Server) routes(trusted []string) (*gin.Engine, error) {
 	s.langRoutes(k)
 	s.recoveryRoutes(k, api)
 	s.adminRoutes(k, api)
+	s.securityRoutes(k, api)
 	e.NoRoute(s.gate)
 	return e, nil
 }
