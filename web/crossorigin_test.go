@@ -69,6 +69,12 @@ var crossOriginTable = []string{
 	"POST /.keygate/password/reset/factor/:kind",
 	"POST /.keygate/password/reset/finish",
 	"POST /.keygate/password/reset/restart",
+	// The email address change (email_change.go).
+	"POST /.keygate/email",
+	"POST /.keygate/email/confirm",
+	"POST /.keygate/email/restart",
+	"POST /.keygate/api/email/change",
+	"POST /.keygate/api/email/change/confirm",
 	"POST /.keygate/api/password/reset/begin",
 	"POST /.keygate/api/password/reset/verify",
 	"POST /.keygate/api/password/reset/factor/:kind/begin",

@@ -33,7 +33,7 @@ func loadPages() (pages, error) {
 		return nil, fmt.Errorf("parse layout: %w", err)
 	}
 	p := pages{}
-	for _, name := range []string{"login", "home", "logout", "message", "chooser", "code", "webauthn", "settings", "totp_enroll", "enroll_code", "recovery_codes", "enroll", "resume", "admin", "admin_user", "activity", "sessions", "locked", "notme", "recover", "password", "password_reset", "security"} {
+	for _, name := range []string{"login", "home", "logout", "message", "chooser", "code", "webauthn", "settings", "totp_enroll", "enroll_code", "recovery_codes", "enroll", "resume", "admin", "admin_user", "activity", "sessions", "locked", "notme", "recover", "password", "password_reset", "email_change", "security"} {
 		set, err := base.Clone()
 		if err != nil {
 			return nil, fmt.Errorf("clone layout: %w", err)
@@ -104,6 +104,9 @@ type pageData struct {
 
 	// Password pages (password.go): change and reset.
 	Password *passwordView
+
+	// The email address change page (email_change.go).
+	EmailChange *emailChangeView
 
 	// The account recovery pages (recover.go); RecoveryOffered: the
 	// sign-in page and the chooser link to them.

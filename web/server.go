@@ -307,6 +307,7 @@ func (s *Server) routes(trusted []string) (*gin.Engine, error) {
 	}
 	s.accountRoutes(k, api)
 	s.passwordRoutes(k, api)
+	s.emailChangeRoutes(k, api)
 	s.langRoutes(k)
 	s.recoveryRoutes(k, api)
 	s.adminRoutes(k, api)
