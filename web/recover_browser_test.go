@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn"
+	delivery "github.com/keygate/keygate/authn/mail"
 	"github.com/keygate/keygate/factors/webauthn/browsertest"
 )
 
@@ -20,27 +21,11 @@ import (
 // adds a security key, and the old app is gone. Every page is kept as a
 // screenshot and checked with axe-core.
 
-// recoveryMail is the newest mail to carol that the pattern finds
-// something in (a code, a cancel link), in any language.
+// recoveryMail is what find finds (a code, a cancel link) in the newest
+// mail to carol it finds anything in, in any language.
 func (h *harness) recoveryMail(t *testing.T, find func(string) string) string {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		mails, err := h.outbox.List()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range mails {
-			if m.To == recAddr {
-				if s := find(m.Text); s != "" {
-					return s
-				}
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("no such mail to carol")
-	return ""
+	return h.findMail(t, recAddr, func(m delivery.OutboxMail) string { return find(m.Text) })
 }
 
 // noForm says whether the page has no form posting to action.

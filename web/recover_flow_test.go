@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/authn"
+	delivery "github.com/keygate/keygate/authn/mail"
 )
 
 // Account recovery after losing every factor, through the real server
@@ -64,24 +65,39 @@ func (h *harness) sameRecovery(what string, before recoverySnapshot) {
 	}
 }
 
-// newestMail is the newest mail to addr whose subject contains subject.
-func (h *harness) newestMail(addr, subject string) (text string) {
-	h.t.Helper()
+// findMail waits for a mail to addr in which find finds something, and
+// returns it; the newest such mail wins.
+func (h *harness) findMail(t *testing.T, addr string, find func(delivery.OutboxMail) string) string {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		mails, err := h.outbox.List()
 		if err != nil {
-			h.t.Fatal(err)
+			t.Fatal(err)
 		}
 		for _, m := range mails {
-			if m.To == addr && strings.Contains(m.Subject, subject) {
-				return m.Text
+			if m.To == addr {
+				if s := find(m); s != "" {
+					return s
+				}
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	h.t.Fatalf("no mail to %s about %q", addr, subject)
+	t.Fatalf("no such mail to %s", addr)
 	return ""
+}
+
+// newestMail is the text of the newest mail to addr whose subject
+// contains subject.
+func (h *harness) newestMail(addr, subject string) string {
+	h.t.Helper()
+	return h.findMail(h.t, addr, func(m delivery.OutboxMail) string {
+		if strings.Contains(m.Subject, subject) {
+			return m.Text
+		}
+		return ""
+	})
 }
 
 // mailCount counts the mails to addr whose subject contains subject.
