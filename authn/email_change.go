@@ -18,6 +18,7 @@ import (
 	"github.com/keygate/keygate/authn/mail"
 	"github.com/keygate/keygate/authn/store"
 	"github.com/keygate/keygate/factors"
+	"github.com/keygate/keygate/policy"
 )
 
 // Changing a person's own email address while signed in. The address is
@@ -66,6 +67,10 @@ var (
 	// ErrNoEmailChange: no change is waiting for a code (none asked for,
 	// past its window, asked for from another session, or done).
 	ErrNoEmailChange = errors.New("authn: no email address change is waiting for a code; start again")
+	// ErrSignInAgain: an account with no second factor changes its
+	// address only on a fresh password, or a stolen session cookie could
+	// move the address and then reset the password through it.
+	ErrSignInAgain = errors.New("authn: this change needs a sign-in with the password within the last minutes")
 )
 
 const (
@@ -196,10 +201,20 @@ func (e *EmailChanges) freshFactor(ctx context.Context, sess *Session, u User, n
 	}
 	mailbox, _, hasMailbox := e.mailbox()
 	mailboxOnly := len(creds) == 0 && hasMailbox && u.EmailVerified && u.Email != ""
-	if len(creds) == 0 && !mailboxOnly {
-		return nil // no second factor: nothing beyond this session to ask for
-	}
 	now := m.o.Now()
+	if len(creds) == 0 && !mailboxOnly {
+		// No second factor: the password is all there is, so it must be
+		// fresh, not whatever a session cookie carried since the morning.
+		for _, p := range sess.Proofs {
+			if p.Kind == policy.FactorPassword && now.Sub(p.At) <= m.o.ElevationWindow {
+				return nil
+			}
+		}
+		if note {
+			m.o.Activity.Note(ctx, u.Username, activity.EventChangeRefused, "email", clientOf(sess))
+		}
+		return ErrSignInAgain
+	}
 	best := factors.StrengthNone
 	for _, p := range sess.Proofs {
 		if !IsSecondFactor(p.Kind) || now.Sub(p.At) > m.o.ElevationWindow {
@@ -459,7 +474,6 @@ func (e *EmailChanges) CancelEmailChange(ctx context.Context, id string) error {
 // Records
 
 func emailChangeKey(user string) string { return emailChangePrefix + user }
-
 
 func newNonce() (string, error) {
 	b := make([]byte, 16)

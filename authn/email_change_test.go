@@ -303,8 +303,20 @@ func TestEmailChangeMailboxOnlyAccount(t *testing.T) {
 		t.Fatalf("after: %+v", u)
 	}
 
-	// Bob has no second factor and no confirmed address: his session will
-	// do, and the new mailbox is then his confirmed address.
+	// Bob has no second factor and no confirmed address: his password is
+	// all there is, so it must be fresh — a session signed in long ago (a
+	// stolen cookie) cannot move the address, and nothing is sent.
+	old := e.session("bob")
+	e.clock.Advance(e.mfa.o.ElevationWindow + time.Minute)
+	if _, err := ec.BeginEmailChange(e.ctx, old.ID, "bob.new@example.org", "en", pwClient); !errors.Is(err, ErrSignInAgain) {
+		t.Fatalf("a stale password session moved the address: %v", err)
+	}
+	ec.Wait()
+	if u := e.user("bob"); u.Email == "bob.new@example.org" || len(e.mails("bob.new@example.org", "new email address")) != 0 {
+		t.Fatalf("a refused change left a trace: %+v", u)
+	}
+	// A fresh sign-in will do, and the new mailbox is then his confirmed
+	// address.
 	b := e.session("bob")
 	if _, err := ec.BeginEmailChange(e.ctx, b.ID, "bob.new@example.org", "en", pwClient); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ var Problems = problem.Table{
 	// factors.ErrBadAddress's row.
 	{Err: ErrSameAddress, Class: problem.Invalid, Code: "same_address", Key: "err.same_address"},
 	{Err: ErrNoEmailChange, Class: problem.Invalid, Code: "no_email_change", Key: "err.no_email_change"},
+	{Err: ErrSignInAgain, Class: problem.Unauthenticated, Code: "sign_in_again", Key: "err.sign_in_again"},
 	{Err: ErrEmailTaken, Class: problem.Conflict, Code: "email_taken", Key: "err.email_taken"},
 	{Err: ErrEnrollCodeClosed, Class: problem.Forbidden, Code: "enroll_code_closed", Key: "err.enroll_code_closed"},
 	{Err: ErrTicketInvalid, Class: problem.Invalid, Code: "unlock_expired", Key: "err.unlock_expired"},
