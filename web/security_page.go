@@ -135,16 +135,14 @@ type checkup struct {
 	Strongest string        `json:"strongest"`
 	// RecoveryCodes is how many unused recovery codes are left (nil: this
 	// keygate offers none).
-	RecoveryCodes *int              `json:"recovery_codes_left"`
-	SignIns       []checkSignIn     `json:"last_sign_ins"`
-	Devices       []authn.Device    `json:"remembered_devices"`
-	Recovery      checkRecovery     `json:"recovery"`
-	AlwaysAsk     bool              `json:"always_ask"`
-	Email         string            `json:"email,omitempty"`
-	EmailOK       bool              `json:"email_verified"`
-	Next          checkNext         `json:"next"`
-	facts         checkFacts        // what nextStep reads
-	state         authn.EnrollState // for the page's step-up link
+	RecoveryCodes *int           `json:"recovery_codes_left"`
+	SignIns       []checkSignIn  `json:"last_sign_ins"`
+	Devices       []authn.Device `json:"remembered_devices"`
+	Recovery      checkRecovery  `json:"recovery"`
+	AlwaysAsk     bool           `json:"always_ask"`
+	Email         string         `json:"email,omitempty"`
+	EmailOK       bool           `json:"email_verified"`
+	Next          checkNext      `json:"next"`
 }
 
 // checkFacts are the facts the next step is chosen from, apart so that
@@ -203,10 +201,6 @@ func (s *Server) checkup(c *gin.Context, sess *authn.Session) (*checkup, error) 
 	if err != nil {
 		return nil, err
 	}
-	st, err := m.State(ctx, sess)
-	if err != nil {
-		return nil, err
-	}
 	creds, err := m.Credentials(ctx, sess.Username)
 	if err != nil {
 		return nil, err
@@ -224,7 +218,7 @@ func (s *Server) checkup(c *gin.Context, sess *authn.Session) (*checkup, error) 
 		return nil, err
 	}
 	cu := &checkup{Username: u.Username, Factors: []checkFactor{}, Devices: devs, AlwaysAsk: u.AlwaysAsk,
-		Email: u.Email, EmailOK: u.EmailVerified, state: st, SignIns: []checkSignIn{}}
+		Email: u.Email, EmailOK: u.EmailVerified, SignIns: []checkSignIn{}}
 	if cu.Devices == nil {
 		cu.Devices = []authn.Device{}
 	}
@@ -300,7 +294,6 @@ func (s *Server) checkup(c *gin.Context, sess *authn.Session) (*checkup, error) 
 			break
 		}
 	}
-	cu.facts = f
 	step := nextStep(f)
 	cu.Next = checkNext{Step: step, Link: stepLink(step)}
 	return cu, nil

@@ -391,3 +391,26 @@ func TestDecideAlwaysAskDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// Admins see the setting on the user page and in the admin API (which
+// `keygate user show` prints).
+func TestAdminSeesAlwaysAsk(t *testing.T) {
+	h, _ := newAdminHarness(t, "")
+	alice := h.adminClient(testUser, testPassword)
+	for _, want := range []bool{false, true} {
+		if want {
+			if resp, out := h.postJSON(alice, "/.keygate/api/security/always-ask", map[string]any{"on": true}); resp.StatusCode != 200 {
+				t.Fatalf("on: %d %v", resp.StatusCode, out)
+			}
+		}
+		_, out := h.api(alice, http.MethodGet, "users/"+testUser, nil)
+		if u, _ := out["user"].(map[string]any); u["always_ask"] != want {
+			t.Fatalf("admin API: %v, want always_ask %v", out["user"], want)
+		}
+		label := map[bool]string{false: "off", true: "on: a second factor is asked for"}[want]
+		resp, body := h.do(alice, http.MethodGet, "http://app.example.com/.keygate/admin/users/"+testUser, "", setHeader("Accept-Language", "en"))
+		if resp.StatusCode != 200 || !strings.Contains(body, `<dd id="user-always-ask">`+label) {
+			t.Fatalf("admin user page (%v): %d", want, resp.StatusCode)
+		}
+	}
+}

@@ -25,6 +25,7 @@ type UserRow struct {
 	Groups        []string  `json:"groups"`
 	Disabled      bool      `json:"disabled"`
 	EmailVerified bool      `json:"email_verified"`
+	AlwaysAsk     bool      `json:"always_ask"` // a second factor even where the password is enough (authn/always_ask.go)
 	Admin         bool      `json:"admin"`
 	Sessions      int       `json:"sessions"`
 	CreatedAt     time.Time `json:"created_at"`
@@ -71,7 +72,7 @@ func (s *Service) row(u authn.User) UserRow {
 	}
 	return UserRow{
 		Username: u.Username, Email: u.Email, DisplayName: u.DisplayName, Groups: groups,
-		Disabled: u.Disabled, EmailVerified: u.EmailVerified, Admin: s.IsAdmin(u.Groups),
+		Disabled: u.Disabled, EmailVerified: u.EmailVerified, AlwaysAsk: u.AlwaysAsk, Admin: s.IsAdmin(u.Groups),
 		Sessions: len(s.d.Sessions.ListUser(u.Username)), CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
 	}
 }

@@ -73,6 +73,7 @@ type userRow struct {
 	Groups        []string  `json:"groups"`
 	Disabled      bool      `json:"disabled"`
 	EmailVerified bool      `json:"email_verified"`
+	AlwaysAsk     bool      `json:"always_ask"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
 }
@@ -154,8 +155,8 @@ func newUserCmd(g *globals) *cobra.Command {
 					return err
 				}
 				u, w := d.User, cmd.OutOrStdout()
-				fmt.Fprintf(w, "user:           %s\nemail:          %s (verified: %t)\ndisplay name:   %s\ngroups:         %s\ndisabled:       %t\ncreated:        %s\nupdated:        %s\n",
-					u.Username, u.Email, u.EmailVerified, u.DisplayName, strings.Join(u.Groups, ","), u.Disabled,
+				fmt.Fprintf(w, "user:           %s\nemail:          %s (verified: %t)\ndisplay name:   %s\ngroups:         %s\ndisabled:       %t\nalways ask 2FA: %t\ncreated:        %s\nupdated:        %s\n",
+					u.Username, u.Email, u.EmailVerified, u.DisplayName, strings.Join(u.Groups, ","), u.Disabled, u.AlwaysAsk,
 					u.CreatedAt.Format("2006-01-02 15:04:05 MST"), u.UpdatedAt.Format("2006-01-02 15:04:05 MST"))
 				return nil
 			})
