@@ -56,9 +56,10 @@ func (h *harness) recoveryCodeMail(t *testing.T, mp *mailpittest.Server, c *http
 	if resp, out := h.recoverAPI(c, "/.keygate/api/recovery/send", ip, nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("send a recovery code: %d %v", resp.StatusCode, out)
 	}
-	// Its language is read from its words: the code mails (factors/
-	// emailcode) do not say Content-Language yet.
 	m := waitNotice(t, mp, "alice@example.com", recoverWords[tc.lang].code)
+	if lang := mp.Headers(m.ID)["Content-Language"]; len(lang) != 1 || lang[0] != tc.lang {
+		t.Errorf("recovery code mail: Content-Language %v, want %s", lang, tc.lang)
+	}
 	code := codeRe.FindString(mp.Message(m.ID).Text)
 	if code == "" {
 		t.Fatalf("no code in %q", m.Subject)

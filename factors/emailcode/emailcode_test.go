@@ -222,6 +222,9 @@ func TestCodeArrivesWithinASecondInEnglishAndRussian(t *testing.T) {
 			if strings.Contains(m.Subject, code) || regexp.MustCompile(`\d{4}`).MatchString(m.Subject) {
 				t.Errorf("the subject %q shows the code (lock screens show subjects)", m.Subject)
 			}
+			if lang := e.mp.Headers(m.ID)["Content-Language"]; len(lang) != 1 || lang[0] != tc.htmlTag[len(`<html lang="`):len(tc.htmlTag)-2] {
+				t.Errorf("Content-Language %v, want the mail's language", lang)
+			}
 			if !strings.Contains(m.HTML, code) || !strings.Contains(m.HTML, tc.htmlTag) {
 				t.Errorf("HTML part lacks the code or %s:\n%s", tc.htmlTag, m.HTML)
 			}

@@ -89,6 +89,7 @@ func (t *templates) render(lang string, d mailData) (mail.Message, error) {
 		Subject: strings.Join(strings.Fields(subj.String()), " "),
 		Text:    strings.TrimSpace(text.String()) + "\n",
 		HTML:    html.String(),
+		Lang:    d.Lang, // Content-Language: mail clients read and speak it right
 	}, nil
 }
 
