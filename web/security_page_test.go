@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/authn/mail/mailpittest"
 	"github.com/keygate/keygate/policy"
 )
 
@@ -412,5 +413,40 @@ func TestAdminSeesAlwaysAsk(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.Contains(body, `<dd id="user-always-ask">`+label) {
 			t.Fatalf("admin user page (%v): %d", want, resp.StatusCode)
 		}
+	}
+}
+
+// The notice of turning "always ask" off, read from Mailpit in en and ru:
+// language, time in the person's zone, place, working absolute links.
+func TestAlwaysAskOffNoticeInMailpit(t *testing.T) {
+	mp := mailpittest.Start(t)
+	off := map[string]string{"en": "“Always ask me for a second factor” was turned off", "ru": "отключено «Всегда запрашивать второй фактор»"}
+	for _, tc := range noticeCases {
+		t.Run(tc.lang, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{policyYAML: "default: one_factor\n", mail: smtpTo(t, mp.SMTPHost, mp.SMTPPort),
+				trustedProxies: []string{"127.0.0.1"}})
+			const addr, ip = "alice@example.com", "198.51.100.7"
+			mp.DeleteAll()
+			c := h.client()
+			if tc.lang == "ru" {
+				if resp := h.switchLanguage(c, "ru", "http://app.example.com/.keygate/login"); resp.StatusCode != http.StatusSeeOther {
+					t.Fatalf("switch: %d", resp.StatusCode)
+				}
+			}
+			opts := append([]reqOpt{setHeader("Content-Type", "application/json"), setHeader("Accept", "application/json")}, from(ip, firefoxLinux)...)
+			b, _ := json.Marshal(map[string]string{"username": testUser, "password": testPassword, "tz": tc.zone})
+			if resp, body := h.do(c, http.MethodPost, "http://app.example.com/.keygate/api/login", string(b), opts...); resp.StatusCode != http.StatusOK {
+				t.Fatalf("sign-in: %d %s", resp.StatusCode, body)
+			}
+			h.redeemLink(c, testUser)
+			h.enrolTOTP(c) // a fresh second factor
+			for _, on := range []string{"true", "false"} {
+				if resp, body := h.do(c, http.MethodPost, "http://app.example.com/.keygate/api/security/always-ask", `{"on":`+on+`}`, opts...); resp.StatusCode != http.StatusOK {
+					t.Fatalf("on=%s: %d %s", on, resp.StatusCode, body)
+				}
+			}
+			m := waitNotice(t, mp, addr, off[tc.lang])
+			h.checkNotice(t, mp, m, tc, ip, tc.browser, tc.zone)
+		})
 	}
 }
