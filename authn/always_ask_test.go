@@ -71,6 +71,15 @@ func TestAlwaysAskOnAndOff(t *testing.T) {
 	if o, ok := e.sessions.Lookup(other.ID); !ok || !o.AlwaysAsk {
 		t.Fatal("on: the person's other session does not carry it")
 	}
+	// The store's records carry it too: what a restart loads, and what
+	// other replicas read from the feed.
+	loaded, err := NewSessions(e.ctx, e.sessions.kv, SessionOptions{Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := loaded.Lookup(other.ID); !ok || !o.AlwaysAsk {
+		t.Fatal("on: the stored session does not carry it")
+	}
 	// A new sign-in carries it from the user.
 	if s := e.session(pwUser); !s.AlwaysAsk {
 		t.Fatal("a new session does not carry it")
