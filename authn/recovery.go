@@ -531,6 +531,15 @@ func (m *MFA) ProveRecovery(ctx context.Context, id, code string, c Client) (Rec
 	// it, and recoveryCheck demanded one.
 	m.o.Activity.Notify(ctx, u.Person(), c, activity.Notice{Kind: activity.NoticeRecoveryRequested,
 		Link: rs.cancelURL(token), Times: map[string]time.Time{"ready": rec.ReadyAt}})
+	// Every other channel the person has hears of it too (a text to the
+	// phone): whoever holds any of them can stop it by signing in.
+	for _, f := range m.o.Factors {
+		if n, ok := f.(factors.Notifier); ok {
+			if err := n.Notify(ctx, subject(u, u.Lang, c), factors.NoticeRecoveryRequested); err != nil {
+				rs.o.Logger.Warn("account recovery: notice not sent", "user", u.Username, "channel", f.Kind(), "err", err)
+			}
+		}
+	}
 	return RecoveryStep{Started: true, Recovery: rec}, nil
 }
 

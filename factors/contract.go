@@ -228,6 +228,24 @@ type CodeLifetime interface {
 	CodeTTL() time.Duration
 }
 
+// Notifier tells a person about a security event over the factor's own
+// channel (a text to their phone). Some events must reach every channel
+// the person has — an account recovery under way is cancelled by whoever
+// hears of it first — so authn sends them through each factor that can, as
+// well as by mail. A factor with nothing to say for kind, or no address for
+// the person, returns nil.
+type Notifier interface {
+	Notify(ctx context.Context, s Subject, kind NoticeKind) error
+}
+
+// NoticeKind names an event a Notifier may be told about.
+type NoticeKind string
+
+// NoticeRecoveryRequested: someone proved the password and the mailbox and
+// asked to replace every second factor; it happens after a waiting period
+// unless cancelled.
+const NoticeRecoveryRequested NoticeKind = "recovery_requested"
+
 // EnrollResumer shows a pending enrolment again (an app's secret and QR
 // code after a mistyped confirming code) from what the factor keeps, never
 // from what the browser sends back.

@@ -119,6 +119,10 @@ func New(kv KV, secrets *factors.Secrets, sender Sender, opt Options) (*Factor, 
 				return nil, fmt.Errorf("sms: with product name %q the %s text is %d characters, over the %d of one SMS: choose a shorter name", opt.Product, lang, len([]rune(t)), limit)
 			}
 		}
+		t, _ := noticeText(lang, opt.Product, factors.NoticeRecoveryRequested)
+		if ok, limit := fitsOneSMS(t); !ok {
+			return nil, fmt.Errorf("sms: with product name %q the %s notice is %d characters, over the %d of one SMS: choose a shorter name", opt.Product, lang, len([]rune(t)), limit)
+		}
 	}
 	return f, nil
 }
