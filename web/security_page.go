@@ -333,8 +333,12 @@ func (s *Server) renderSecurity(c *gin.Context, sess *authn.Session, pageErr *Er
 		d.Notice = d.T.T("security.done." + c.Query("done"))
 	}
 	v := &securityView{checkup: cu}
-	if cu.RecoveryCodes != nil {
-		v.Codes, v.CodesLeft = true, *cu.RecoveryCodes
+	for _, f := range cu.Factors {
+		// The count is shown with a sheet held; without one the next
+		// step (or the factors list) already says there is none.
+		if f.Backup && cu.RecoveryCodes != nil {
+			v.Codes, v.CodesLeft = true, *cu.RecoveryCodes
+		}
 	}
 	for _, e := range cu.SignIns {
 		ev := eventView{Date: e.At.Format("2006-01-02"), Time: e.At.Format("15:04 UTC"), IP: e.IP, Browser: e.Browser}
