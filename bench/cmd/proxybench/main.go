@@ -784,6 +784,13 @@ func run(o options) error {
 				}
 			}
 		}
+		if kgPG != nil {
+			// The two backends against each other, loaded together: the
+			// direct answer to "does PostgreSQL cost the hot path anything".
+			if err := paired(ctx, kgPG, kg, headerOf(kgPG), header, o); err != nil {
+				return err
+			}
+		}
 	}
 	if o.signIns > 0 {
 		if err := signIns(o.signIns, kg, kgPG); err != nil {
