@@ -972,6 +972,42 @@ func scale(o options, tmp, upURL string) error {
 	fmt.Printf("- %d live sessions (+%d users): seeding took %s; start-up %s (decodes every session); RSS %.1f MiB idle, %.1f MiB after 5 s of wrk -c64 (%.0f req/s, %.1f µs CPU/request)\n",
 		n, n, seedSessions.Round(time.Second), took.Round(time.Millisecond), idleRSS, rssMiB(q.cmd.Process.Pid),
 		r.rps, float64(r.cpuPerReq.Nanoseconds())/1e3)
+	q.stop()
+	if o.postgres {
+		return scalePostgres(o, tmp, upURL)
+	}
+	return nil
+}
+
+// scalePostgres is the sessions half of scale on storage.backend:
+// postgres: the same seed moved into a throwaway cluster with keygate
+// migrate, then the same idle and loaded readings. The sessions are the
+// same in-memory cache; what differs is where they are loaded from and the
+// feed that follows them.
+func scalePostgres(o options, tmp, upURL string) error {
+	n := o.scaleN
+	pg, err := pgtest.StartStandalone(tmp, true)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "proxybench: the PostgreSQL scale row left out:", err)
+		return nil
+	}
+	defer func() { _ = pg.Close() }()
+	t0 := time.Now()
+	p, cookie, _, err := startKeygatePostgres(o.keygate, filepath.Join(tmp, "scale-pg"), upURL, pg, n, n)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	prepared := time.Since(t0)
+	time.Sleep(time.Second)
+	idle := rssMiB(p.cmd.Process.Pid)
+	h := http.Header{"Host": {benchHost}, "Cookie": {"keygate_session=" + cookie}}
+	r, err := runWrk(context.Background(), p, 2, 64, 5*time.Second, h)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("- on PostgreSQL, %d live sessions (+%d users; seeded, migrated and started in %s): RSS %.1f MiB idle, %.1f MiB after 5 s of wrk -c64 (%.0f req/s, %.1f µs CPU/request)\n",
+		n, n, prepared.Round(time.Second), idle, rssMiB(p.cmd.Process.Pid), r.rps, float64(r.cpuPerReq.Nanoseconds())/1e3)
 	return nil
 }
 
