@@ -1,111 +1,38 @@
 package authn
 
 import (
-	"bytes"
-	"context"
 	"errors"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/mail"
 	"github.com/keygate/keygate/factors"
-	"github.com/keygate/keygate/factors/emailcode"
-	"github.com/keygate/keygate/factors/recovery"
 	"github.com/keygate/keygate/factors/totp"
-	"github.com/keygate/keygate/policy"
 	"github.com/pquerna/otp"
 	otptotp "github.com/pquerna/otp/totp"
 )
 
-// The password flows on the real parts: Badger on disk, users, sessions,
-// the regulator, the app, email-code and recovery-code factors, the
-// activity log with its notices, and an outbox directory every mail is
-// read back from; one injected clock.
+// The password flows on the real parts (flowRig).
 
 type pwEnv struct {
-	t        *testing.T
-	ctx      context.Context
-	clock    *clock
-	users    *Users
-	sessions *Sessions
-	devices  *Devices
-	mfa      *MFA
-	pw       *Passwords
-	outbox   *mail.Outbox
+	*flowRig
+	pw *Passwords
 }
 
-const pwUser, pwPassword = "alice", "correct-staple-battery-7"
+const pwUser, pwPassword = flowUser, flowPassword
 
 var pwCodeRe = regexp.MustCompile(`\b\d{6}\b`)
 
-var pwClient = Client{IP: "198.51.100.7", UserAgent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0", Lang: "en"}
+var pwClient = flowClient
 
 func newPwEnv(t *testing.T) *pwEnv {
 	t.Helper()
-	e := &pwEnv{t: t, ctx: context.Background(), clock: newClock()}
-	kv := openStore(t, t.TempDir())
-	var err error
-	if e.outbox, err = mail.NewOutbox(filepath.Join(t.TempDir(), "outbox"), "keygate <keygate@example.com>"); err != nil {
-		t.Fatal(err)
-	}
-	sec := func(p string) *factors.Secrets {
-		s, err := factors.NewSecrets(bytes.Repeat([]byte{9}, 32), p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	tf, err := totp.New(kv, totp.Options{Issuer: "keygate-test", Now: e.clock.Now, Secrets: sec("totp")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ef, err := emailcode.New(kv, e.outbox, emailcode.Options{Now: e.clock.Now, Secrets: sec("email")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rf, err := recovery.New(kv, recovery.Options{Now: e.clock.Now, Secrets: sec("recovery")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	notices := activity.NewNotices(e.outbox, "keygate", quietLogger(), e.clock.Now)
-	log := activity.NewLog(kv, activity.Options{Notices: notices, PortalURL: "https://login.example.com", Now: e.clock.Now})
-	reg := NewRegulator(kv, RegulationOptions{Now: e.clock.Now})
-	e.users = NewUsers(kv, UserOptions{Hasher: testHasher(), Policy: PasswordPolicy{MinLength: 12}, Now: e.clock.Now, Regulator: reg, Events: log})
-	if e.sessions, err = NewSessions(e.ctx, kv, SessionOptions{Now: e.clock.Now}); err != nil {
-		t.Fatal(err)
-	}
-	e.devices = NewDevices(kv, e.clock.Now)
-	e.mfa = NewMFA(e.users, e.sessions, MFAOptions{Factors: factors.Set{tf, ef, rf}, Devices: e.devices,
-		Links: NewEnrollLinks(kv, e.clock.Now), EmailEnrollment: true, Regulator: reg, Activity: log, Now: e.clock.Now})
+	e := &pwEnv{flowRig: newFlowRig(t, SessionOptions{})}
 	e.pw = NewPasswords(e.mfa, PasswordOptions{Logger: quietLogger()})
-	for _, nu := range []NewUser{
-		{Username: pwUser, Email: "alice@example.com", Password: pwPassword, EmailVerified: true},
-		{Username: "bob", Email: "bob@example.com", Password: "violet-harbour-lantern-9"}, // address not confirmed
-	} {
-		if _, err := e.users.Add(e.ctx, nu); err != nil {
-			t.Fatal(err)
-		}
-	}
 	return e
-}
-
-func (e *pwEnv) session(user string) *Session {
-	e.t.Helper()
-	u, err := e.users.Get(e.ctx, user)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	s, err := e.sessions.Create(e.ctx, u, policy.Proof{Kind: policy.FactorPassword, At: e.clock.Now()},
-		Meta{IP: pwClient.IP, UserAgent: pwClient.UserAgent})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return s
 }
 
 func (e *pwEnv) hash(user string) string {

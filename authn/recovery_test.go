@@ -1,10 +1,8 @@
 package authn
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,99 +11,26 @@ import (
 	"github.com/keygate/keygate/authn/activity"
 	"github.com/keygate/keygate/authn/mail"
 	"github.com/keygate/keygate/factors"
-	"github.com/keygate/keygate/factors/emailcode"
 	"github.com/keygate/keygate/factors/recovery"
 	"github.com/keygate/keygate/factors/totp"
-	"github.com/keygate/keygate/policy"
 	"github.com/pquerna/otp"
 	otptotp "github.com/pquerna/otp/totp"
 )
 
-// The recovery tests run the real parts: Badger on disk, users, sessions,
-// the regulator, the TOTP, email-code and recovery-code factors, the
-// activity log and an outbox directory the mails are read back from; one
+// The recovery tests run on the account flows' real parts (flowRig); one
 // injected clock moves through the waiting period.
 
-type recEnv struct {
-	t        *testing.T
-	clock    *clock
-	kv       KV
-	users    *Users
-	sessions *Sessions
-	mfa      *MFA
-	rs       *RecoveryRequests
-	outbox   *mail.Outbox
-	log      *activity.Log
-}
+type recEnv struct{ *flowRig }
 
-const recUser, recPassword = "alice", "correct-staple-battery-7"
+const recUser, recPassword = flowUser, flowPassword
 
 func newRecEnv(t *testing.T) *recEnv {
 	t.Helper()
-	ctx := context.Background()
-	e := &recEnv{t: t, clock: newClock()}
-	kv := openStore(t, t.TempDir())
-	e.kv = kv
-	var err error
-	if e.outbox, err = mail.NewOutbox(filepath.Join(t.TempDir(), "outbox"), "keygate <keygate@example.com>"); err != nil {
-		t.Fatal(err)
-	}
-	key := bytes.Repeat([]byte{7}, 32)
-	sec := func(p string) *factors.Secrets {
-		s, err := factors.NewSecrets(key, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	tf, err := totp.New(kv, totp.Options{Issuer: "keygate-test", Now: e.clock.Now, Secrets: sec("totp")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ef, err := emailcode.New(kv, e.outbox, emailcode.Options{Now: e.clock.Now, Secrets: sec("email")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rf, err := recovery.New(kv, recovery.Options{Now: e.clock.Now, Secrets: sec("recovery")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	notices := activity.NewNotices(e.outbox, "keygate", quietLogger(), e.clock.Now)
-	e.log = activity.NewLog(kv, activity.Options{Notices: notices, PortalURL: "https://login.example.com", Now: e.clock.Now})
-	reg := NewRegulator(kv, RegulationOptions{Now: e.clock.Now})
-	e.users = NewUsers(kv, UserOptions{Hasher: testHasher(), Policy: PasswordPolicy{MinLength: 12}, Now: e.clock.Now, Regulator: reg, Events: e.log})
-	if e.sessions, err = NewSessions(ctx, kv, SessionOptions{IdleTimeout: 30 * time.Minute, Lifetime: 12 * time.Hour, Now: e.clock.Now}); err != nil {
-		t.Fatal(err)
-	}
-	e.rs = NewRecoveryRequests(kv, RecoveryOptions{PortalURL: "https://login.example.com", Now: e.clock.Now, Logger: quietLogger()})
-	e.mfa = NewMFA(e.users, e.sessions, MFAOptions{Factors: factors.Set{tf, ef, rf}, Devices: NewDevices(kv, e.clock.Now),
-		Links: NewEnrollLinks(kv, e.clock.Now), EmailEnrollment: true, Regulator: reg, Activity: e.log,
-		Recoveries: e.rs, Now: e.clock.Now})
-	for _, nu := range []NewUser{
-		{Username: recUser, Email: "alice@example.com", Password: recPassword, EmailVerified: true},
-		{Username: "bob", Email: "bob@example.com", Password: "violet-harbour-lantern-9"},
-	} {
-		if _, err := e.users.Add(ctx, nu); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return e
+	return &recEnv{newFlowRig(t, SessionOptions{IdleTimeout: 30 * time.Minute, Lifetime: 12 * time.Hour})}
 }
 
 // signIn starts a password session for user.
-func (e *recEnv) signIn(user string) *Session {
-	e.t.Helper()
-	u, err := e.users.Get(context.Background(), user)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	s, err := e.sessions.Create(context.Background(), u, policy.Proof{Kind: policy.FactorPassword, At: e.clock.Now()},
-		Meta{IP: "198.51.100.7", UserAgent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return s
-}
+func (e *recEnv) signIn(user string) *Session { return e.session(user) }
 
 var recCodeRe = regexp.MustCompile(`\b\d{6}\b`)
 
