@@ -84,9 +84,7 @@ func (ec *emailChanges) render(c *gin.Context, sess *authn.Session, pageErr *Err
 	} else if !errors.Is(err, authn.ErrNoEmailChange) {
 		return err
 	}
-	if pageErr != nil {
-		d.Error = message(d.T, pageErr)
-	}
+	d.setError(pageErr)
 	d.Redirect = emailChangePath
 	d.EmailChange = v
 	s.render(c, status, "email_change", d)

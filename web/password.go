@@ -105,9 +105,7 @@ func (pw *passwords) renderChange(c *gin.Context, sess *authn.Session, pageErr *
 	if st.HasFactors && st.Have < factors.StrengthCode {
 		v.Elevate, v.Need = true, factors.StrengthCode.String()
 	}
-	if pageErr != nil {
-		d.Error = message(d.T, pageErr)
-	}
+	d.setError(pageErr)
 	d.Redirect = passwordPath
 	d.Password = v
 	s.render(c, status, "password", d)
@@ -237,9 +235,7 @@ func (pw *passwords) renderReset(c *gin.Context, rs authn.Reset, pageErr *Error,
 	if rs.Step != "" {
 		v.ValidFor = rs.ExpiresAt.Sub(s.now()).Round(time.Minute)
 	}
-	if pageErr != nil {
-		d.Error = message(d.T, pageErr)
-	}
+	d.setError(pageErr)
 	d.Username = c.PostForm("login")
 	d.Password = v
 	s.render(c, status, "password_reset", d)

@@ -66,9 +66,7 @@ func (s *Server) renderRecover(c *gin.Context, pageErr *Error, status int) error
 	}
 	d := s.page(c)
 	d.Title = d.T.T("recover.title")
-	if pageErr != nil {
-		d.Error = message(d.T, pageErr)
-	}
+	d.setError(pageErr)
 	switch c.Query("done") {
 	case "sent":
 		d.Notice = d.T.T("recover.sent")
