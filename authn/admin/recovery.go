@@ -58,18 +58,28 @@ func (s *Service) Recovery(ctx context.Context, a Actor, name string) (*authn.Re
 	return nil, nil
 }
 
+// recoveryCase checks the actor and finds the desk and the person an
+// admin's decision on a recovery is about.
+func (s *Service) recoveryCase(ctx context.Context, a Actor, name string) (RecoveryDesk, authn.User, error) {
+	if err := needActor(a); err != nil {
+		return nil, authn.User{}, err
+	}
+	d, err := s.recoveryDesk()
+	if err != nil {
+		return nil, authn.User{}, err
+	}
+	u, err := s.d.Users.Get(ctx, name)
+	if err != nil {
+		return nil, authn.User{}, err
+	}
+	return d, u, nil
+}
+
 // ApproveRecovery ends the waiting period of name's recovery now: the
 // person may complete it at once. authn tells the person; the audit log
 // records who approved. authn.ErrNoRecovery when none is pending.
 func (s *Service) ApproveRecovery(ctx context.Context, a Actor, name string) (authn.Recovery, error) {
-	if err := needActor(a); err != nil {
-		return authn.Recovery{}, err
-	}
-	d, err := s.recoveryDesk()
-	if err != nil {
-		return authn.Recovery{}, err
-	}
-	u, err := s.d.Users.Get(ctx, name)
+	d, u, err := s.recoveryCase(ctx, a, name)
 	if err != nil {
 		return authn.Recovery{}, err
 	}
@@ -90,14 +100,7 @@ func (s *Service) ApproveRecovery(ctx context.Context, a Actor, name string) (au
 // audit log records who cancelled. authn.ErrNoRecovery when none is
 // pending.
 func (s *Service) CancelRecovery(ctx context.Context, a Actor, name string) (authn.Recovery, error) {
-	if err := needActor(a); err != nil {
-		return authn.Recovery{}, err
-	}
-	d, err := s.recoveryDesk()
-	if err != nil {
-		return authn.Recovery{}, err
-	}
-	u, err := s.d.Users.Get(ctx, name)
+	d, u, err := s.recoveryCase(ctx, a, name)
 	if err != nil {
 		return authn.Recovery{}, err
 	}
