@@ -55,10 +55,7 @@ func renderNginxConf(t *testing.T, dir string, port int, keygateAddr, appAddr st
 	if err := os.WriteFile(filepath.Join(dir, "keygate.conf"), []byte(snippet), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var temps strings.Builder
-	for _, name := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
-		fmt.Fprintf(&temps, "    %s_temp_path %s;\n", name, filepath.Join(dir, name))
-	}
+	temps := nginxtest.TempPaths(dir)
 	conf := fmt.Sprintf(`worker_processes 1;
 error_log %[1]s/error.log info;
 pid %[1]s/nginx.pid;
@@ -71,7 +68,7 @@ http {
     client_body_buffer_size 64k;
     include %[1]s/keygate.conf;
 }
-`, dir, temps.String())
+`, dir, temps)
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)

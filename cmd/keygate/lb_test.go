@@ -90,10 +90,7 @@ func runNginxLB(t *testing.T, backends []string, opts lbOptions) *nginxLB {
 	if err := os.WriteFile(filepath.Join(dir, "site.conf"), []byte(site), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var temps strings.Builder
-	for _, name := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
-		fmt.Fprintf(&temps, "    %s_temp_path %s;\n", name, filepath.Join(dir, name))
-	}
+	temps := nginxtest.TempPaths(dir)
 	// The access log names the replica that answered each request
 	// ($upstream_addr), which is how the tests prove requests spread.
 	conf := fmt.Sprintf(`worker_processes 1;
@@ -109,7 +106,7 @@ http {
     client_body_buffer_size 64k;
     include %[1]s/site.conf;
 }
-`, dir, temps.String())
+`, dir, temps)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)

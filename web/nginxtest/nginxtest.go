@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -50,4 +52,14 @@ func WaitAccept(addr string, done <-chan struct{}, timeout time.Duration) error 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TempPaths is the http block's *_temp_path lines for a test nginx whose
+// every file lives under dir.
+func TempPaths(dir string) string {
+	var b strings.Builder
+	for _, name := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
+		fmt.Fprintf(&b, "    %s_temp_path %s;\n", name, filepath.Join(dir, name))
+	}
+	return b.String()
 }
